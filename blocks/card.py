@@ -1,0 +1,441 @@
+"""The finance case card: one Block Kit message per case, posted once and then kept current with
+chat.update. Pure: it reads a Case and returns a payload, nothing else.
+
+Every value from the call is treated as hostile (see blocks.format) and given a budget, so the worst
+case - every field at its longest - still fits Slack's per-block limits and stays well under the
+undocumented ~12k total that makes Slack answer msg_blocks_too_long.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from blocks.actions import ActionId, ButtonValue
+from blocks.format import (
+    calendar_date,
+    code,
+    inline,
+    is_user_id,
+    link,
+    mention,
+    prose,
+    safe_url,
+    slack_date,
+)
+from blocks.limits import (
+    MAX_CONFIRM_TEXT,
+    MAX_CONFIRM_TITLE,
+    MAX_FIELD_TEXT,
+    MAX_HEADER,
+    MAX_SECTION_TEXT,
+    slack_len,
+    truncate,
+    truncate_mrkdwn,
+)
+from bot.triage.model import KIND_LABELS, BillingKind, Urgency
+from providers.currency import format_amount
+from storage.models import Case
+
+URGENCY_EMOJI = {
+    Urgency.CRITICAL: "🔴",
+    Urgency.HIGH: "🟠",
+    Urgency.NORMAL: "🟡",
+    Urgency.LOW: "⚪",
+}
+STATE_LABELS = {
+    "new": "🆕 New",
+    "in_review": "👀 In review",
+    "approved": "✅ Approved",
+    "done": "🏁 Done",
+    "rejected": "⛔ Rejected",
+    "failed": "❗ Failed",
+    "dismissed": "🗑️ Dismissed",
+    "snoozed": "💤 Snoozed",
+}
+# Once a case reaches one of these nobody should act on it from the card again.
+CLOSED_STATES = frozenset({"done", "rejected", "dismissed"})
+# Kinds whose main money movement is paying the customer back, so the payout is the primary button.
+_MONEY_BACK = frozenset({BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE})
+
+# Budgets, in characters. Fields are shown side by side, so they are kept short; the totals leave
+# room under MAX_CUMULATIVE_TEXT even when every value is at its longest.
+FIELD_BUDGET = 300
+NAME_BUDGET = 100
+ID_BUDGET = 80
+DETAIL_ITEM_BUDGET = 280
+DETAIL_BUDGET = 1500
+SUMMARY_BUDGET = 1000
+ESCALATIONS_SHOWN = 5
+LINK_URL_BUDGET = 1000
+LINKS_BUDGET = 3000
+FALLBACK_BUDGET = 300
+EMPTY = "—"
+
+
+def _kind(case: Case) -> tuple[BillingKind | None, str]:
+    try:
+        kind = BillingKind(case.kind)
+    except ValueError:
+        return None, _readable(case.kind)
+    return kind, KIND_LABELS[kind]
+
+
+def _readable(value: str) -> str:
+    """A readable label for a code we do not know ("on_fire" → "On fire"); it is never markup."""
+    words = "".join(char if char.isalnum() else " " for char in value).split()
+    return " ".join(words)[:60].capitalize() or "Unknown"
+
+
+def _urgency(case: Case) -> tuple[str, str]:
+    try:
+        urgency = Urgency(case.urgency)
+    except ValueError:
+        return "⚪", _readable(case.urgency)
+    return URGENCY_EMOJI[urgency], urgency.value.capitalize()
+
+
+def _money(amount: Decimal | None, currency: str | None) -> str | None:
+    """`1,249.00 USD`; exotic Decimals (NaN, 1E+40) are shown raw rather than crashing the card."""
+    if amount is None:
+        return None
+    if currency:
+        try:
+            if amount.is_finite():
+                return format_amount(amount, currency.strip().upper()[:3])
+        except InvalidOperation:
+            pass
+        return f"{amount} {currency}"
+    return f"{amount} (currency not stated)"
+
+
+def _block_id(case: Case, name: str) -> str:
+    # A new block_id per version: Slack's docs ask for fresh block IDs when a message is updated.
+    return f"card-{case.id}-v{case.card_version}-{name}"
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: no auto-linking of bare URLs, channel names or @mentions inside caller text.
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _field(label: str, value: str | None) -> dict[str, Any]:
+    text = f"*{label}*\n{value or EMPTY}"
+    return _mrkdwn(truncate_mrkdwn(text, min(FIELD_BUDGET + len(label) + 4, MAX_FIELD_TEXT)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field contents
+
+
+def _confidence(case: Case) -> str:
+    confidence = case.confidence
+    percent = "?" if math.isnan(confidence) else f"{round(max(0.0, min(1.0, confidence)) * 100)}%"
+    rule = f" ({code(case.rule, ID_BUDGET)})" if case.rule else ""
+    return f"match {percent}{rule}"
+
+
+def _caller(case: Case) -> str:
+    parts: list[str] = []
+    if case.customer_name:
+        parts.append(inline(case.customer_name, NAME_BUDGET))
+    if case.email:
+        parts.append(code(case.email, ID_BUDGET))
+    if case.moonclerk_customer_id is not None:
+        parts.append(f"MoonClerk customer {code(case.moonclerk_customer_id, ID_BUDGET)}")
+    if case.account_id:
+        parts.append(f"account {code(case.account_id, ID_BUDGET)}")
+    matched = bool(parts)
+    phone = case.phone or case.caller_phone
+    if phone:
+        parts.append(code(phone, 40))
+    if not parts:
+        return "Unknown caller"
+    # Only the caller's own number means nothing tied them to a customer record.
+    sureness = _confidence(case) if matched else f"_no customer matched_ · {_confidence(case)}"
+    # How sure the match is matters more than the tail of a long name, so it keeps its room.
+    who = truncate_mrkdwn(" · ".join(parts), FIELD_BUDGET - slack_len(sureness) - 1)
+    return f"{who}\n{sureness}"
+
+
+def _record(case: Case) -> str | None:
+    parts = [
+        f"{label} {code(value, ID_BUDGET)}"
+        for label, value in (("Invoice", case.invoice_number), ("Payment", case.payment_id),
+                             ("Subscription", case.subscription_id))
+        if value
+    ]
+    if case.tax_region:
+        parts.append(f"Tax region {inline(case.tax_region, ID_BUDGET)}")
+    return "\n".join(parts) or None
+
+
+def _approval(case: Case) -> str:
+    if case.approval_required:
+        reason = inline(case.approval_reason, 200) if case.approval_reason else "no reason recorded"
+        return f"⚠️ Needed: {reason}"
+    if case.approval_requested:
+        return "Asked for on the call; not needed by policy"
+    return "Not needed"
+
+
+def _owner(case: Case) -> str:
+    owner = mention(case.owner)
+    named = case.finance_owner
+    if named and named != case.owner:
+        extra = mention(named) if is_user_id(named) else inline(named, NAME_BUDGET)
+        return f"{owner or 'Unassigned'} (named on the call: {extra})"
+    return owner or "Unassigned"
+
+
+def _next_step(case: Case) -> str | None:
+    lines: list[str] = []
+    if case.next_step:
+        lines.append(inline(case.next_step, 160))
+    if case.follow_up_deadline is not None:
+        lines.append(f"Follow up by {slack_date(case.follow_up_deadline)}")
+    if case.callback_expected:
+        lines.append("Caller expects a call back")
+    return "\n".join(lines) or None
+
+
+def _facts(case: Case) -> dict[str, Any]:
+    money = _money(case.amount, case.currency)
+    fields = [
+        _field("Caller", _caller(case)),
+        _field("Record", _record(case)),
+        _field("Amount", inline(money, 80) if money else None),
+        _field("Due date", calendar_date(case.due_date) if case.due_date else None),
+        _field("Payment status", inline(case.payment_status, 120) if case.payment_status else None),
+        _field("Owner", _owner(case)),
+        _field("Approval", _approval(case)),
+        _field("Next step", _next_step(case)),
+    ]
+    return {"type": "section", "block_id": _block_id(case, "facts"), "fields": fields}
+
+
+def _detail(case: Case) -> dict[str, Any] | None:
+    lines = [
+        f"*{label}:* {inline(value, DETAIL_ITEM_BUDGET)}"
+        for label, value in (
+            ("Caller says", case.caller_claim),
+            ("Refund reason", case.refund_reason),
+            ("Dispute reason", case.dispute_reason),
+            ("Credit requested", case.credit_request),
+            ("Heard on the call", case.evidence),
+        )
+        if value
+    ]
+    reasons = [str(reason) for reason in case.escalation_reasons or [] if reason]
+    if reasons:
+        shown = ", ".join(inline(reason, 120) for reason in reasons[:ESCALATIONS_SHOWN])
+        more = f" and {len(reasons) - ESCALATIONS_SHOWN} more" if len(reasons) > ESCALATIONS_SHOWN else ""
+        lines.append(f"*Escalated:* {shown}{more}")
+    if not lines:
+        return None
+    text = truncate_mrkdwn("\n".join(lines), min(DETAIL_BUDGET, MAX_SECTION_TEXT))
+    return {"type": "section", "block_id": _block_id(case, "detail"), "text": _mrkdwn(text)}
+
+
+def _summary(case: Case) -> dict[str, Any] | None:
+    if not case.summary or not case.summary.strip():
+        return None
+    text = f"*Call summary*\n{prose(case.summary, SUMMARY_BUDGET)}"
+    return {"type": "section", "block_id": _block_id(case, "summary"), "text": _mrkdwn(text)}
+
+
+def _suppression(case: Case) -> dict[str, Any] | None:
+    kinds = sorted({_readable(str(kind)).lower() for kind in case.suppressed_kinds or [] if kind})
+    if not case.suppressed and not kinds:
+        return None
+    which = inline(", ".join(kinds), 200) if kinds else "unspecified kinds"
+    text = f"🔒 Sensitive details were suppressed from this call ({which}); their values are not kept."
+    return {"type": "context", "block_id": _block_id(case, "suppressed"), "elements": [_mrkdwn(text)]}
+
+
+def _evidence(case: Case) -> dict[str, Any]:
+    links: list[str] = []
+    budget = LINKS_BUDGET
+    for label, url in (("Transcript", case.transcript_url), ("Recording", case.recording_url),
+                       ("CRM", case.crm_url), ("Support ticket", case.support_ticket_url),
+                       ("Payment platform", case.payment_platform_url)):
+        if not url:
+            continue
+        safe = safe_url(url)
+        if safe is None:
+            links.append(f"{label} (not a web link)")
+        elif len(safe) > min(LINK_URL_BUDGET, budget):
+            # A cut URL is a broken URL; better to say so than to link somewhere wrong.
+            links.append(f"{label} (link too long to show)")
+        else:
+            budget -= len(safe)
+            links.append(link(safe, label))
+    elements = [_mrkdwn(f"DialNexa call {code(case.call_id, 210)}")]
+    if links:
+        elements.insert(0, _mrkdwn("Evidence: " + " · ".join(links)))
+    return {"type": "context", "block_id": _block_id(case, "evidence"), "elements": elements}
+
+
+def _state(case: Case, next_reminder: datetime | None) -> dict[str, Any]:
+    state = case.state or "new"
+    parts = [f"*{STATE_LABELS.get(state) or inline(_readable(state), 40)}*"]
+    who = mention(case.state_by)
+    if who:
+        parts.append(f"by {who}")
+    if case.state_at is not None:
+        parts.append(slack_date(case.state_at))
+    if next_reminder is not None and state not in CLOSED_STATES:
+        parts.append(f"next reminder {slack_date(next_reminder)}")
+    text = truncate_mrkdwn("State: " + " · ".join(parts), MAX_SECTION_TEXT)
+    return {"type": "context", "block_id": _block_id(case, "state"), "elements": [_mrkdwn(text)]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Buttons
+
+
+def has_payout_details(case: Case) -> bool:
+    return bool(case.payout_recipient or case.crypto_address) and case.payout_consent is True
+
+
+def has_invoice_details(case: Case) -> bool:
+    matched = bool(case.email or case.moonclerk_customer_id is not None or case.customer_name)
+    return matched and case.amount is not None and bool(case.currency)
+
+
+def has_moonclerk_reference(case: Case) -> bool:
+    return bool(case.moonclerk_customer_id is not None or case.payment_id or case.invoice_number)
+
+
+def offered_actions(case: Case) -> list[ActionId]:
+    """The buttons this case allows, in display order. Handlers must re-check: cards go stale."""
+    if (case.state or "new") in CLOSED_STATES:
+        return []
+    actions: list[ActionId] = []
+    if has_moonclerk_reference(case):
+        actions.append(ActionId.NOTE_MOONCLERK)
+    if has_invoice_details(case):
+        actions.append(ActionId.INVOICE_POOF)
+    if has_payout_details(case):
+        actions.append(ActionId.PAYOUT_POOF)
+    actions += [ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS]
+    return actions
+
+
+def _primary(case: Case, actions: list[ActionId]) -> ActionId | None:
+    kind, _ = _kind(case)
+    money = [a for a in (ActionId.PAYOUT_POOF, ActionId.INVOICE_POOF) if a in actions]
+    if kind not in _MONEY_BACK:
+        money.reverse()
+    return money[0] if money else None
+
+
+_BUTTON_TEXT = {
+    ActionId.NOTE_MOONCLERK: "📝 MoonClerk note",
+    ActionId.INVOICE_POOF: "🧾 Poof invoice",
+    ActionId.PAYOUT_POOF: "💸 Poof payout",
+    ActionId.ROUTE_REVIEW: "Route for review",
+    ActionId.ASSIGN_SELF: "Assign to me",
+    ActionId.SNOOZE: "Snooze",
+    ActionId.DISMISS: "Dismiss",
+}
+
+
+def _confirm(title: str, text: str, yes: str, no: str, style: str) -> dict[str, Any]:
+    return {
+        "title": _plain(truncate(title, MAX_CONFIRM_TITLE)),
+        "text": _plain(truncate(text, MAX_CONFIRM_TEXT)),
+        "confirm": _plain(yes),
+        "deny": _plain(no),
+        "style": style,
+    }
+
+
+def _button(case: Case, action: ActionId, value: str, primary: ActionId | None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action.value,
+        "text": _plain(_BUTTON_TEXT[action]),
+        "value": value,
+    }
+    if action is primary:
+        button["style"] = "primary"
+    if action is ActionId.DISMISS:
+        button["style"] = "danger"
+        button["confirm"] = _confirm(
+            "Dismiss this case?",
+            "The card stays in the channel marked dismissed and offers no further actions.",
+            "Dismiss", "Keep it", "danger",
+        )
+    elif action is ActionId.PAYOUT_POOF:
+        money = _money(case.amount, case.currency)
+        amount = f" of {money}" if money else ""
+        # Plain text: the dialog does not render mrkdwn, so nothing in it needs escaping.
+        button["confirm"] = _confirm(
+            "Start a Poof payout?",
+            f"This starts a payout{amount} to the recipient the caller gave, with consent, on the call. "
+            "Money sent out cannot be pulled back.",
+            "Continue", "Cancel", "primary",
+        )
+    return button
+
+
+def _actions(case: Case) -> dict[str, Any] | None:
+    actions = offered_actions(case)
+    if not actions:
+        return None
+    assert case.id is not None
+    value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+    primary = _primary(case, actions)
+    return {
+        "type": "actions",
+        "block_id": _block_id(case, "actions"),
+        "elements": [_button(case, action, value, primary) for action in actions],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def _header(case: Case) -> dict[str, Any]:
+    _, label = _kind(case)
+    emoji, urgency = _urgency(case)
+    vip = " · ⭐ VIP" if case.is_vip else ""
+    text = truncate(f"{emoji} {label} · {urgency}{vip}", MAX_HEADER)
+    return {"type": "header", "block_id": _block_id(case, "header"), "text": _plain(text)}
+
+
+def _fallback(case: Case) -> str:
+    """Notification and screen-reader text: kind, urgency, customer, amount."""
+    _, label = _kind(case)
+    emoji, urgency = _urgency(case)
+    vip = ", VIP" if case.is_vip else ""
+    who = case.customer_name or case.email or case.phone or case.caller_phone or "unknown caller"
+    parts = [f"{emoji} {inline(label, 80)} ({inline(urgency.lower(), 40)}{vip})", inline(who, NAME_BUDGET)]
+    money = _money(case.amount, case.currency)
+    if money:
+        parts.append(inline(money, 80))
+    return truncate_mrkdwn(" — ".join(parts), FALLBACK_BUDGET)
+
+
+def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str, Any]:
+    """The card for `case` as a chat.postMessage / chat.update payload: {"text", "blocks"}."""
+    if case.id is None:
+        raise ValueError("a card needs a stored case: its buttons carry the case id")
+    blocks = [
+        _header(case),
+        _facts(case),
+        _detail(case),
+        _summary(case),
+        _suppression(case),
+        _evidence(case),
+        _state(case, next_reminder),
+        _actions(case),
+    ]
+    return {"text": _fallback(case), "blocks": [block for block in blocks if block is not None]}

@@ -1,0 +1,112 @@
+"""The `finance-desk` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+import click
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+from bot.policy import PolicyError
+from bot.runtime import Runtime
+
+
+def _fail(problems: list[str]) -> NoReturn:
+    for line in problems:
+        click.echo(f"finance-desk: {line}", err=True)
+    sys.exit(2)
+
+
+def _settings(**kwargs: bool) -> Settings:
+    try:
+        return load_settings(**kwargs)
+    except ConfigError as exc:
+        _fail(exc.problems)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cli(log_level: str) -> None:
+    """finance-desk: DialNexa billing calls as action-ready finance cards in Slack."""
+    setup_logging(getattr(logging, log_level.upper()))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Serve the webhooks and Slack's HTTP endpoint (Events, interactivity, slash command)."""
+    import uvicorn
+
+    from bot.web.app import create_app
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    service = None
+    if settings.slack_enabled:
+        from bot.slack.service import start_slack
+
+        service = start_slack(runtime)
+    else:
+        logging.getLogger(__name__).warning("SLACK_BOT_TOKEN is not set: cases are stored but no cards are posted")
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        if service is not None:
+            service.stop()
+
+
+def _runtime(settings: Settings) -> Runtime:
+    from bot.runtime import build_runtime
+
+    try:
+        return build_runtime(settings)
+    except PolicyError as exc:
+        _fail(exc.problems)
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the tables in DATABASE_URL."""
+    from storage.db import make_engine
+    from storage.migrate import current_revision, upgrade
+
+    try:
+        settings = Settings()
+    except Exception as exc:
+        _fail([f"configuration: {exc.__class__.__name__}"])
+    engine = make_engine(settings.database_url)
+    upgrade(engine, revision)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@cli.group()
+def config() -> None:
+    """Configuration checks."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Validate the environment and the policy file, printing one line per problem."""
+    from bot.policy import load_policy
+
+    settings = _settings()
+    try:
+        load_policy(settings.finance_desk_policy)
+    except PolicyError as exc:
+        _fail(exc.problems)
+    click.echo("configuration ok")
+
+
+def main() -> None:
+    cli(prog_name="finance-desk")

@@ -1,0 +1,96 @@
+"""Process configuration from environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(Exception):
+    """Raised with one human-readable line per missing or bad setting (never their values)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = SLACK_DEFAULT_API_URL
+    finance_channel: str | None = None
+    escalation_channel: str | None = None
+    review_channel: str | None = None
+    dialnexa_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    moonclerk_api_key: SecretStr | None = None
+    moonclerk_api_url: str = "https://api.moonclerk.com"
+    poof_api_key: SecretStr | None = None
+    poof_api_url: str = "https://www.poof.io"
+    database_url: str = "sqlite:///finance-desk.db"
+    finance_desk_policy: Path | None = None
+
+    @field_validator("dialnexa_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url", "moonclerk_api_url", "poof_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    def webhook_secrets(self) -> list[bytes]:
+        return [secret.get_secret_value().encode() for secret in self.dialnexa_webhook_secrets]
+
+
+def load_settings(*, require_slack: bool = False, socket_mode: bool = False) -> Settings:
+    """Build settings from the environment or raise ConfigError listing every problem."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # Pydantic's own message would echo the input; a secret must never reach a terminal or log.
+        raise ConfigError(
+            [f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+        ) from None
+    problems: list[str] = []
+    if not settings.dialnexa_webhook_secrets:
+        problems.append("DIALNEXA_WEBHOOK_SECRETS: missing (comma-separated list: current secret first)")
+    if require_slack or settings.slack_enabled:
+        for name in ("slack_bot_token", "slack_signing_secret", "finance_channel"):
+            if getattr(settings, name) is None:
+                problems.append(f"{name.upper()}: missing (needed to post cards to Slack)")
+    if socket_mode and settings.slack_app_token is None:
+        problems.append("SLACK_APP_TOKEN: missing (Socket Mode needs an xapp- token with connections:write)")
+    if problems:
+        raise ConfigError(problems)
+    return settings

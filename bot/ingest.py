@@ -1,0 +1,158 @@
+"""Webhook → case: parse, triage, and merge one DialNexa delivery into its case, durably."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from bot.policy import Policy
+from bot.triage.model import BillingKind, Classification, Extracted
+from bot.triage.pipeline import Triage, triage
+from bot.triage.route import route
+from providers.dialnexa import CallEvent, EventKind, Ignored, parse_event
+from storage.cases import lock_or_create
+from storage.db import session_scope
+from storage.models import AuditEvent, Case, WebhookDelivery
+
+log = logging.getLogger(__name__)
+
+_STAGE_RANK = {
+    EventKind.CALL_INITIATED: 0,
+    EventKind.TRANSFER_COMPLETED: 1,
+    EventKind.CALL_ENDED: 2,
+    EventKind.CALL_ANALYZED: 3,
+}
+_SOURCE_RANK = {"none": 0, "rules": 1, "analysis": 2}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: str  # stored | duplicate | ignored
+    call_id: str | None = None
+    case_id: int | None = None
+    created: bool = False
+    is_billing: bool = False
+
+
+def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: datetime) -> IngestResult:
+    """Store one verified delivery; returns only after the case is committed.
+
+    Raises providers.dialnexa.NotACallEvent for bodies that are not call events.
+    """
+    parsed = parse_event(body)
+    digest = hashlib.sha256(raw).hexdigest()
+    if isinstance(parsed, Ignored):
+        with session_scope(engine) as session:
+            session.add(WebhookDelivery(event_name=parsed.event_name, body_sha256=digest, outcome="ignored"))
+        return IngestResult(outcome="ignored")
+    # Triage is pure CPU work: do it before taking the database write lock.
+    result = triage(parsed, now)
+    with session_scope(engine) as session:
+        case, created = lock_or_create(session, parsed.call_id)
+        seen = session.exec(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.call_id == parsed.call_id, WebhookDelivery.body_sha256 == digest
+            )
+        ).first()
+        outcome = "duplicate" if seen is not None else "stored"
+        if seen is None:
+            _merge(case, parsed, result)
+            _apply_routing(case, policy, now)
+            case.updated_at = now
+            session.add(case)
+            session.add(
+                AuditEvent(
+                    at=now, actor="dialnexa", action="case.created" if created else "case.updated",
+                    case_id=case.id, call_id=case.call_id, record=_record_of(case),
+                    reason=f"{parsed.event_name} ({parsed.event.value})", outcome=case.kind,
+                    detail={"rule": case.rule, "confidence": case.confidence,
+                            "suppressed_kinds": sorted(case.suppressed_kinds)},
+                )
+            )
+            on_case_changed(session, case, created)
+        session.add(
+            WebhookDelivery(
+                received_at=now, call_id=parsed.call_id, event_name=parsed.event_name,
+                event_kind=parsed.event.value, body_sha256=digest, outcome=outcome,
+            )
+        )
+    log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind)
+    return IngestResult(outcome=outcome, call_id=parsed.call_id, case_id=case.id, created=created,
+                        is_billing=case.is_billing)
+
+
+def on_case_changed(session: Session, case: Case, created: bool) -> None:
+    """Hook for what follows a change in the same transaction (the card outbox plugs in here)."""
+    from bot.slack.outbox import enqueue_card  # late import: Slack delivery is optional
+
+    if case.is_billing:
+        enqueue_card(session, case)
+
+
+def _record_of(case: Case) -> str | None:
+    for label, value in (("invoice", case.invoice_number), ("payment", case.payment_id),
+                         ("subscription", case.subscription_id)):
+        if value:
+            return f"{label} {value}"
+    return None
+
+
+def _merge(case: Case, event: CallEvent, result: Triage) -> None:
+    """Fold a delivery into the case; an empty value never erases what an earlier event filled."""
+    if _STAGE_RANK[event.event] >= _STAGE_RANK.get(EventKind(case.stage), 0):
+        case.stage = event.event.value
+        case.call_status = event.status or case.call_status
+    for name in ("direction", "agent_id", "hangup_reason", "duration_seconds"):
+        value = getattr(event, name)
+        if value is not None:
+            setattr(case, name, value)
+    case.caller_phone = event.caller_number or case.caller_phone
+    case.started_at = event.initiated_at or case.started_at
+    case.ended_at = event.ended_at or case.ended_at
+    if result.summary:
+        case.summary = result.summary
+
+    _merge_classification(case, result.classification)
+
+    # Analysis-backed values may correct earlier ones; rule-derived values only fill gaps.
+    authoritative = result.classification.source == "analysis"
+    for name, value in result.fields:
+        if value is None:
+            continue
+        if getattr(case, name) is None or authoritative:
+            setattr(case, name, value)
+
+    if result.suppressed:
+        case.suppressed = True
+        case.suppressed_kinds = sorted(set(case.suppressed_kinds) | {kind.value for kind in result.suppressed})
+
+
+def _merge_classification(case: Case, new: Classification) -> None:
+    current = (_SOURCE_RANK.get(case.classification_source, 0), case.confidence)
+    incoming = (_SOURCE_RANK[new.source], new.confidence)
+    # A billing verdict is never undone by a later, weaker "not billing" (e.g. a bare call_ended).
+    if case.is_billing and not new.is_billing and new.source != "analysis":
+        return
+    if incoming >= current or (new.is_billing and not case.is_billing):
+        case.kind = new.kind.value
+        case.is_billing = new.is_billing
+        case.rule = new.rule
+        case.confidence = new.confidence
+        case.classification_source = new.source
+        case.evidence = new.evidence
+
+
+def _apply_routing(case: Case, policy: Policy, now: datetime) -> None:
+    fields = Extracted.model_validate(case, from_attributes=True)
+    routing = route(BillingKind(case.kind), fields, policy, now)
+    case.urgency = routing.urgency.value
+    case.is_vip = routing.is_vip
+    case.approval_required = routing.approval_required
+    case.approval_reason = routing.approval_reason
+    case.escalation_reasons = routing.escalation_reasons
+    case.owner = routing.owner

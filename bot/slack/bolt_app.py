@@ -1,0 +1,68 @@
+"""The Bolt app in HTTP mode: one URL for events, interactivity and slash commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.runtime import Runtime
+from bot.slack.listeners import register_listeners
+from bot.web.limits import BodyTooLarge, read_body
+
+log = logging.getLogger(__name__)
+
+
+def build_bolt_app(runtime: Runtime, client: WebClient) -> App:
+    settings = runtime.settings
+    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    app = App(
+        client=client,
+        token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        # auth.test at construction would make the webhook depend on Slack being up at start-up.
+        token_verification_enabled=False,
+        # Provider calls can be slow; Bolt's default of 5 threads would queue clicks behind them.
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
+        logger=logging.getLogger("bot.slack.bolt"),
+    )
+    register_listeners(app, runtime)
+
+    @app.error
+    def handle_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+        # One place for failures: log without the payload (it may hold customer data) and let
+        # Slack show nothing alarming; the user-facing explanation is sent by the listener itself.
+        logger.error("slack listener failed: %s: %s", error.__class__.__name__, error)
+        return BoltResponse(status=200, body="")
+
+    return app
+
+
+def slack_events_endpoint(bolt: App) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            raw = await read_body(request)
+        except BodyTooLarge as exc:
+            return JSONResponse({"ok": False, "error": "body_too_large", "detail": str(exc)}, status_code=413)
+        bolt_request = BoltRequest(
+            body=raw.decode("utf-8", errors="replace"),
+            query=request.url.query,
+            headers={key: [value] for key, value in request.headers.items()},
+        )
+        # dispatch blocks until the listener acks; run it off the event loop.
+        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        return Response(
+            content=bolt_response.body,
+            status_code=bolt_response.status,
+            headers={k: v[0] for k, v in bolt_response.headers.items() if k.lower() != "content-length"},
+        )
+
+    return endpoint

@@ -1,0 +1,328 @@
+"""The outbox worker: claims due rows with a lease in the database and sends them to Slack.
+
+Exactly-once comes from the database, not from memory: a row is claimed by an atomic UPDATE, a
+card's ts is stored once, and a send only completes the version it rendered. A 429 or 5xx delays a
+row; errors that retrying cannot fix stop it, are logged once with the fix and degrade /healthz.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
+
+from blocks.card import case_card
+from blocks.thread import thread_reply
+from storage.db import session_scope
+from storage.models import Case, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF_SECONDS = 300
+METADATA_EVENT = "finance_desk_case"
+
+# Errors no retry can fix, with what a Slack admin must do about each.
+FATAL_ERRORS = {
+    "channel_not_found": "FINANCE_CHANNEL {channel} does not exist or is private: use the channel ID (C…) "
+    "and invite the app to it",
+    "not_in_channel": "the app is not a member of {channel}: run /invite @finance-desk in that channel",
+    "is_archived": "channel {channel} is archived: unarchive it or set FINANCE_CHANNEL to another channel",
+    "invalid_auth": "SLACK_BOT_TOKEN is not valid: reinstall the app and copy the new xoxb- token",
+    "not_authed": "SLACK_BOT_TOKEN is missing from requests: set it and restart",
+    "token_revoked": "SLACK_BOT_TOKEN was revoked: reinstall the app and copy the new xoxb- token",
+    "account_inactive": "the app's bot user was deactivated: reinstall the app",
+    "missing_scope": "the app lacks a scope ({needed}): update it from manifest.yml and reinstall",
+    "invalid_blocks": "Slack rejected the card's blocks: report this as a finance-desk bug",
+    "msg_too_long": "Slack rejected the message as too long: report this as a finance-desk bug",
+}
+
+
+@dataclass
+class ChannelPacer:
+    """Keeps posts to one channel at Slack's ~1 message a second, sleeping rather than hitting 429."""
+
+    interval: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _next: dict[str, float] = field(default_factory=dict)
+
+    def wait(self, channel: str) -> None:
+        now = self.clock()
+        ready = self._next.get(channel, now)
+        if ready > now:
+            self.sleep(ready - now)
+        self._next[channel] = max(ready, now) + self.interval
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        client: WebClient,
+        channel: str,
+        *,
+        on_problem: Callable[[str, str], None] = lambda key, message: None,
+        on_recovered: Callable[[str], None] = lambda key: None,
+        on_sent: Callable[[OutboxMessage, Case], None] = lambda row, case: None,
+        clock: Callable[[], datetime] = utcnow,
+        pacer: ChannelPacer | None = None,
+        poll_seconds: float = 1.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.channel = channel
+        self.on_problem = on_problem
+        self.on_recovered = on_recovered
+        self.on_sent = on_sent
+        self.clock = clock
+        self.pacer = pacer or ChannelPacer()
+        self.poll_seconds = poll_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported: set[str] = set()
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._requeue_failed()
+        self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("outbox pass failed; retrying")
+                busy = 0
+            if not busy:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def _requeue_failed(self) -> None:
+        """On start, give rows stopped by a fatal error one more chance: the admin may have fixed it."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.failed_at).is_not(None), col(OutboxMessage.sent_at).is_(None))
+                .values(failed_at=None, due_at=self.clock())
+            )
+
+    # -- one pass ------------------------------------------------------------------------------
+    def run_once(self, limit: int = 50) -> int:
+        """Send what is due now; returns how many rows were processed."""
+        now = self.clock()
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(OutboxMessage.id)
+                .where(
+                    col(OutboxMessage.sent_at).is_(None),
+                    col(OutboxMessage.failed_at).is_(None),
+                    OutboxMessage.due_at <= now,
+                    or_(col(OutboxMessage.claim_expires_at).is_(None), col(OutboxMessage.claim_expires_at) < now),
+                )
+                # Cards before thread replies: a reply needs its card's ts.
+                .order_by(col(OutboxMessage.kind), col(OutboxMessage.due_at), col(OutboxMessage.id))
+                .limit(limit)
+            ).all()
+        processed = 0
+        for row_id in due:
+            if self._stop.is_set():
+                break
+            assert row_id is not None
+            row = self._claim(row_id)
+            if row is not None:
+                self._process(row)
+                processed += 1
+        return processed
+
+    def _claim(self, row_id: int) -> OutboxMessage | None:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            claimed = session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row_id,  # type: ignore[arg-type]
+                    col(OutboxMessage.sent_at).is_(None),
+                    col(OutboxMessage.failed_at).is_(None),
+                    OutboxMessage.due_at <= now,
+                    or_(col(OutboxMessage.claim_expires_at).is_(None), col(OutboxMessage.claim_expires_at) < now),
+                )
+                .values(claimed_by=self.worker_id, claim_expires_at=now + LEASE, attempts=OutboxMessage.attempts + 1)
+            ).rowcount  # type: ignore[attr-defined]
+            if claimed != 1:
+                return None  # another worker got it first
+            return session.get(OutboxMessage, row_id)
+
+    def _process(self, row: OutboxMessage) -> None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            case = session.get(Case, row.case_id)
+        if case is None:
+            self._finish(row, error="case_missing")
+            return
+        try:
+            if row.kind == "card":
+                self._send_card(row, case)
+            elif case.slack_ts is None:
+                self._release(row, delay=timedelta(seconds=2), count_attempt=False)
+                return
+            else:
+                self._send_thread(row, case)
+        except SlackApiError as exc:
+            self._slack_error(row, exc)
+            return
+        except Exception as exc:  # connection errors, timeouts: Slack may be down
+            log.warning("slack unreachable for outbox row %s: %s", row.id, exc.__class__.__name__)
+            self._release(row, delay=self._backoff(row.attempts))
+            return
+        self.on_sent(row, case)
+
+    def _send_card(self, row: OutboxMessage, case: Case) -> None:
+        message = case_card(case)
+        channel = case.slack_channel or self.channel
+        if case.slack_ts is None and row.attempts > 1:
+            # An earlier attempt may have posted and died before storing the ts: look before posting.
+            case.slack_ts = self._find_posted(channel, case.call_id)
+            if case.slack_ts:
+                self._store_ts(case, channel, case.slack_ts)
+        if case.slack_ts is None:
+            self.pacer.wait(channel)
+            response = self.client.chat_postMessage(
+                channel=channel,
+                text=message["text"],
+                blocks=message["blocks"],
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"call_id": case.call_id}},
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            self._store_ts(case, str(response["channel"]), str(response["ts"]))
+        else:
+            self.client.chat_update(channel=channel, ts=case.slack_ts, text=message["text"], blocks=message["blocks"])
+        self._finish(row)
+        self._recovered()
+
+    def _send_thread(self, row: OutboxMessage, case: Case) -> None:
+        assert case.slack_channel is not None and case.slack_ts is not None
+        message = thread_reply(row.text or "")
+        self.pacer.wait(case.slack_channel)
+        self.client.chat_postMessage(
+            channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"]
+        )
+        self._finish(row)
+        self._recovered()
+
+    def _find_posted(self, channel: str, call_id: str) -> str | None:
+        try:
+            history = self.client.conversations_history(channel=channel, limit=200, include_all_metadata=True)
+        except SlackApiError:
+            return None
+        for message in history.get("messages", []):
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get(
+                "call_id"
+            ) == call_id:
+                return str(message["ts"])
+        return None
+
+    def _store_ts(self, case: Case, channel: str, ts: str) -> None:
+        with session_scope(self.engine) as session:
+            # Only the first post counts: never overwrite a ts another worker already stored.
+            session.execute(
+                update(Case)
+                .where(Case.id == case.id, col(Case.slack_ts).is_(None))  # type: ignore[arg-type]
+                .values(slack_channel=channel, slack_ts=ts)
+            )
+        case.slack_channel, case.slack_ts = channel, ts
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _finish(self, row: OutboxMessage, error: str | None = None) -> None:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            done = session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,  # type: ignore[arg-type]
+                    OutboxMessage.claimed_by == self.worker_id,
+                    OutboxMessage.version == row.version,
+                )
+                .values(
+                    sent_at=now if error is None else None,
+                    failed_at=now if error is not None else None,
+                    last_error=error,
+                    claimed_by=None,
+                    claim_expires_at=None,
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if done != 1:
+                # The case changed while we sent an older render: release so the newer one goes out.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+                    .values(claimed_by=None, claim_expires_at=None, due_at=now)
+                )
+
+    def _release(self, row: OutboxMessage, delay: timedelta, count_attempt: bool = True) -> None:
+        with session_scope(self.engine) as session:
+            values: dict[str, Any] = {"claimed_by": None, "claim_expires_at": None, "due_at": self.clock() + delay}
+            if not count_attempt:
+                values["attempts"] = OutboxMessage.attempts - 1
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+                .values(**values)
+            )
+
+    def _slack_error(self, row: OutboxMessage, exc: SlackApiError) -> None:
+        response = exc.response
+        error = str(response.get("error", "unknown_error")) if isinstance(response.data, dict) else "unknown_error"
+        if response.status_code == 429 or error == "ratelimited":
+            retry_after = int(response.headers.get("retry-after", response.headers.get("Retry-After", 1)) or 1)
+            log.info("slack rate limited outbox row %s; retrying in %ss", row.id, retry_after)
+            self._release(row, delay=timedelta(seconds=retry_after), count_attempt=False)
+            return
+        if response.status_code >= 500:
+            self._release(row, delay=self._backoff(row.attempts))
+            return
+        fix = FATAL_ERRORS.get(error)
+        if fix is None:
+            fix = f"Slack answered {error}; the message is kept and will be retried after a restart"
+        fix = fix.format(channel=self.channel, needed=response.get("needed", "see the Slack error"))
+        if error not in self._reported:
+            self._reported.add(error)
+            log.error("slack error %s: %s", error, fix)
+        self.on_problem(f"slack:{error}", f"Slack: {error}: {fix}")
+        self._finish(row, error=error)
+
+    def _recovered(self) -> None:
+        if self._reported:
+            for error in self._reported:
+                self.on_recovered(f"slack:{error}")
+            self._reported.clear()
+
+    @staticmethod
+    def _backoff(attempts: int) -> timedelta:
+        return timedelta(seconds=min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempts - 1)))

@@ -1,0 +1,52 @@
+"""Starts Slack delivery in this process: the Web API client, the outbox worker and the Bolt app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from starlette.routing import Route
+
+from bot.runtime import Runtime
+from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
+from bot.slack.delivery import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlackService:
+    client: WebClient
+    worker: OutboxWorker
+    bolt: App
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
+def web_client(runtime: Runtime) -> WebClient:
+    token = runtime.settings.slack_bot_token
+    assert token is not None
+    return WebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
+
+
+def start_slack(runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0) -> SlackService:
+    settings = runtime.settings
+    assert settings.finance_channel is not None
+    client = web_client(runtime)
+    outbox = OutboxWorker(
+        runtime.engine,
+        client,
+        settings.finance_channel,
+        on_problem=runtime.report_problem,
+        on_recovered=runtime.clear_problem,
+        poll_seconds=poll_seconds,
+    )
+    bolt = build_bolt_app(runtime, client)
+    runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
+    if worker:
+        outbox.start()
+        runtime.wake_outbox = outbox.wake
+    return SlackService(client=client, worker=outbox, bolt=bolt)

@@ -1,0 +1,390 @@
+"""Is a call about billing, and which kind: the call's own analysis first, then named regex rules.
+
+Everything here reads text that has already been redacted, and every decision names the rule that made
+it so a finance reviewer can see why a call landed where it did.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from bot.triage.model import BillingKind, Classification
+from providers.dialnexa import is_missing
+
+EVIDENCE_LIMIT = 160
+
+# Analysis keys that may carry the call's purpose, in the order they are trusted: `billing_intent` is the
+# field the suggested DialNexa schema (reference §3.3) defines, the rest are what other agents emit.
+INTENT_KEYS = ("billing_intent", "intent", "category", "call_type", "reason", "topic", "request_type")
+
+_K = BillingKind
+# Enum values from the suggested schema and the spellings other agents' prompts produce. Values such as
+# "other", "unknown" or "book_appointment" are deliberately absent: they must not decide anything.
+_SYNONYMS: dict[BillingKind, tuple[str, ...]] = {
+    _K.REFUND: ("refund_request", "refunds", "request_refund", "refund_requested", "money_back"),
+    _K.DISPUTE: (
+        "charge_dispute", "dispute_charge", "disputes", "chargeback", "chargebacks", "charge_back", "fraud",
+        "fraudulent_charge", "unauthorized_charge", "unauthorised_charge", "dispute_or_chargeback",
+    ),
+    _K.DOCUMENT_RESEND: (
+        "invoice_resend", "resend_invoice", "invoice_request", "receipt", "receipt_request", "statement",
+        "statement_request", "tax_form", "document_request", "resend_receipt",
+    ),
+    _K.FAILED_RENEWAL: (
+        "payment_failed", "failed_payment", "renewal_failed", "card_declined", "declined_payment",
+        "payment_declined",
+    ),
+    _K.BILLING_QUESTION: ("billing", "billing_inquiry", "billing_enquiry", "invoice_question", "pricing"),
+    _K.TAX_OR_ADDRESS: (
+        "address_or_tax_change", "address_change", "billing_address", "tax_change", "tax_question", "vat",
+        "tax_exemption",
+    ),
+    _K.SUBSCRIPTION_CHANGE: (
+        "cancel_subscription", "subscription_cancel", "cancellation", "upgrade", "downgrade", "plan_change",
+        "change_plan", "pause_subscription",
+    ),
+    _K.DUPLICATE_CHARGE: ("double_charge", "double_charged", "charged_twice", "duplicate_payment"),
+    _K.COLLECTIONS: ("collection", "past_due", "overdue_payment", "overdue", "payment_plan", "debt"),
+    _K.PAYMENT_STATUS: ("payment_inquiry", "payment_confirmation"),
+}
+INTENT_VALUES: dict[str, BillingKind] = {
+    **{kind.value: kind for kind in BillingKind if kind is not BillingKind.NOT_BILLING},
+    **{value: kind for kind, values in _SYNONYMS.items() for value in values},
+}
+
+ANALYSIS_CONFIDENCE = 0.93
+INFERRED_CONFIDENCE = 0.85
+INFERRED_GENERIC_CONFIDENCE = 0.75
+NOT_BILLING_CONFIDENCE = 0.65
+NO_TEXT_CONFIDENCE = 0.3
+# A rule seen only in the transcript is weaker: agents read out menus and callers think aloud.
+TRANSCRIPT_ONLY_PENALTY = 0.15
+BOTH_BONUS = 0.05
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: BillingKind
+    pattern: re.Pattern[str]
+    confidence: float  # when it fires in the summary
+    generic: bool = False  # catch-all terms: lose to any specific rule wherever that one fired
+
+
+# "my invoice" from the caller, "their invoice" from the summary, "the invoice" from either.
+_DET = r"(?:my|our|the|their|his|her|its|this|that|a|an|another|your)"
+
+
+def _rule(
+    name: str, kind: BillingKind, pattern: str, confidence: float = 0.8, *, generic: bool = False
+) -> Rule:
+    compiled = re.compile(pattern.replace("{D}", _DET), re.IGNORECASE)
+    return Rule(f"rules.{name}", kind, compiled, confidence, generic)
+
+
+# Priority order: when several rules fire in the same place, the first one wins. Specific money
+# problems come before the refund they usually lead to, so "charged twice, want a refund" is a
+# duplicate charge.
+RULES: list[Rule] = [
+    _rule(
+        "duplicate_charge",
+        _K.DUPLICATE_CHARGE,
+        # Up to a few words between, "." only inside a number: "charged $49.99 twice".
+        r"\b(?:charged|billed)\b(?:[^.?!\n]|\.(?=\d)){0,30}?\b(?:twice|two\s+times|double|more\s+than\s+once)\b"
+        r"|\bdouble[\s-]?(?:charged|billed|charge|charges)\b"
+        r"|\bduplicate\s+(?:charges?|payments?|transactions?|billing)\b",
+        0.85,
+    ),
+    _rule(
+        "dispute",
+        _K.DISPUTE,
+        r"\bcharge[\s-]?backs?\b|\bdisput(?:e|es|ed|ing)\b"
+        r"|\b(?:didn't|did\s+not|never)\s+authori[sz](?:e|ed)\b"
+        r"|\bfraudulent\s+(?:charges?|transactions?|payments?)\b"
+        r"|\bunauthori[sz]ed\s+(?:charges?|transactions?|payments?)\b"
+        r"|\b(?:don't|do\s+not|doesn't|does\s+not|didn't)\s+recogni[sz]e\s+{D}\s+(?:charge|transaction|payment)\b",
+        0.85,
+    ),
+    _rule(
+        "failed_renewal",
+        _K.FAILED_RENEWAL,
+        r"\brenewal\s+(?:has\s+|had\s+)?failed\b|\bfailed\s+(?:renewal|payment|charge)s?\b"
+        r"|\bpayment\s+(?:has\s+|had\s+)?failed\b"
+        r"|\bcard\s+(?:was\s+|got\s+|is\s+being\s+|keeps\s+getting\s+)?declined\b"
+        r"|\b(?:couldn't|could\s+not|can't|cannot|unable\s+to)\s+renew\b|\bsubscription\s+(?:has\s+)?lapsed\b"
+        r"|\bpayment\s+(?:didn't|did\s+not|won't|will\s+not)\s+go\s+through\b",
+    ),
+    _rule(
+        "collections",
+        _K.COLLECTIONS,
+        r"\bpast[\s-]due\b|\boverdue\s+(?:balance|invoices?|payments?|amount|bill)\b|\bcollections\b"
+        r"|\bcollection\s+(?:agency|agencies|notice|letter|call)s?\b|\bin\s+collection\b"
+        r"|\bpayment\s+plan\b|\b(?:i|we|they|he|she)\s+owes?\b|\bowes?\s+(?:you|us|money)\b",
+    ),
+    _rule(
+        "refund",
+        _K.REFUND,
+        r"\brefund(?:s|ed|ing)?\b|\bmoney\s+back\b|\breimburs(?:e|ed|ement)\b",
+    ),
+    _rule(
+        "document_resend",
+        _K.DOCUMENT_RESEND,
+        r"\bre-?sen[dt]\b[^.?!\n]{0,30}\b(?:invoice|receipt|statement|bill|copy|document|credit\s+note|tax\s+form)s?\b"
+        r"|\bsend\s+(?:me\s+|us\s+|them\s+|him\s+|her\s+)?{D}\s+(?:new\s+)?(?:copy|receipt|invoice|statement|credit\s+note)\b"
+        r"|\bcopy\s+of\s+{D}\s+(?:invoice|receipt|statement|bill)\b"
+        r"|(?<!bank\s)(?<!card\s)\bstatements?\b|\btax\s+forms?\b|\bw-?9\b|\b1099\b"
+        r"|\b(?:didn't|did\s+not|never)\s+(?:get|receive[d]?)\s+{D}\s+(?:invoice|receipt)\b",
+    ),
+    _rule(
+        "tax_or_address",
+        _K.TAX_OR_ADDRESS,
+        r"\bbilling\s+address\b|\bvat\s+(?:number|id|registration)\b|\btax[\s-]exempt(?:ion)?\b"
+        r"|\b(?:change|update|correct)\s+{D}\s+(?:billing\s+|company\s+)?address\b|\bsales\s+tax\b"
+        r"|\b(?:vat|gst)\b",
+    ),
+    _rule(
+        "subscription_change",
+        _K.SUBSCRIPTION_CHANGE,
+        r"\bcancel(?:l?ing|l?ed|s)?\s+{D}\s+(?:subscription|membership|plan)\b"
+        r"|\b(?:upgrad|downgrad)(?:e|ed|es|ing)\b[^.?!\n]{0,40}\b(?:plan|subscription|tier|membership|package)\b"
+        r"|\b(?:plan|subscription|tier)\b[^.?!\n]{0,40}\b(?:upgrad|downgrad)(?:e|ed|es|ing)\b"
+        r"|\bchange\s+{D}\s+(?:plan|subscription)\b|\bswitch\s+(?:to\s+)?{D}\s+\w+\s+plan\b"
+        r"|\bpause\s+{D}\s+subscription\b",
+    ),
+    _rule(
+        "payment_status",
+        _K.PAYMENT_STATUS,
+        r"\bdid\s+{D}\s+payment\s+go\s+through\b|\bpayment\s+status\b"
+        r"|\bpayment\s+(?:went|has\s+gone|had\s+gone)\s+through\b"
+        r"|\bha(?:s|ve)\s+{D}\s+payments?\s+(?:been\s+)?(?:received|processed|cleared|posted|gone\s+through|arrived)\b"
+        r"|\bstatus\s+of\s+{D}\s+payment\b|\bcheck(?:ing)?\s+on\s+{D}\s+payment\b"
+        r"|\b(?:was|were)\s+{D}\s+payments?\s+received\b|\b(?:whether|if)\s+{D}\s+payment\b",
+    ),
+    _rule(
+        "billing_question",
+        _K.BILLING_QUESTION,
+        r"\binvoic(?:e|es|ed|ing)\b|\b(?:{D}|last|monthly|next|latest)\s+bill\b"
+        r"|\bbills\b|\bbill(?:ed|ing)\b|(?<!in\s)\bcharge[sd]?\b|\bpayments?\b|\bpricing\b|\baccount\s+balance\b",
+        0.6,
+        generic=True,
+    ),
+]
+
+# Only the few words right before a match, in the same clause, count as negating it: enough for
+# "this is not about billing" or "no refund needed" without pretending to parse English.
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|nothing\s+to\s+do\s+with|(?:don't|do\s+not|doesn't|does\s+not)\s+(?:need|want))"
+    r"(?:\s+(?:about|regarding|related\s+to|a|an|the|my|any|for|to|asking|calling|really))*\s*$",
+    re.IGNORECASE,
+)
+_MARKER = re.compile(r"\[[^\[\]\n]{0,80}\]")
+# "$49.99" and "INV-1042.5" are not sentence ends; a stop followed by a space or the end is.
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+_CLAUSE_BREAK = re.compile(r"[.,;:!?\n]|\bbut\b", re.IGNORECASE)
+
+
+def classify(analysis: dict[str, Any], summary: str | None, transcript: str) -> Classification:
+    analysis = analysis if isinstance(analysis, dict) else {}
+    flat = _normalised_keys(analysis)
+    decided = _from_intent(flat)
+    if decided is not None:
+        return decided
+    inferred = _from_fields(flat)
+    from_rules = _from_rules(summary or "", transcript or "")
+    if inferred is None:
+        return from_rules
+    # Invoice-and-amount only says "billing"; the words of the call can say which kind.
+    if inferred.kind is BillingKind.BILLING_QUESTION and from_rules.kind not in {
+        BillingKind.BILLING_QUESTION,
+        BillingKind.NOT_BILLING,
+    }:
+        return from_rules
+    return inferred
+
+
+def _normalised_keys(analysis: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in analysis.items():
+        if isinstance(key, str):
+            flat.setdefault(_slug(key), value)
+    return flat
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[\s\-/.]+", "_", text.strip().lower()).strip("_")
+
+
+def _from_intent(flat: dict[str, Any]) -> Classification | None:
+    values = [(key, flat[key].strip()) for key in INTENT_KEYS if isinstance(flat.get(key), str)]
+    values = [(key, value) for key, value in values if not is_missing(value)]
+    for key, value in values:
+        kind = INTENT_VALUES.get(_slug(value))
+        if kind is not None:
+            return Classification(
+                kind=kind,
+                rule=f"analysis.{key}={_slug(value)}",
+                confidence=ANALYSIS_CONFIDENCE,
+                source="analysis",
+                evidence=_clip(f"{key}: {value}"),
+            )
+    # Only when no key holds a known value: free text such as `reason: "customer was charged twice"`.
+    for key, value in values:
+        match = _first_specific_rule(value) if " " in value else None
+        if match is not None:
+            rule, found = match
+            return Classification(
+                kind=rule.kind,
+                rule=f"analysis.{key}~{rule.name}",
+                confidence=INFERRED_CONFIDENCE,
+                source="analysis",
+                evidence=_snippet(value, found),
+            )
+    return None
+
+
+def _from_fields(flat: dict[str, Any]) -> Classification | None:
+    """No intent, but the analysis filled in fields only a billing call has."""
+    for key, default in (("dispute_reason", BillingKind.DISPUTE), ("refund_reason", BillingKind.REFUND)):
+        value = flat.get(key)
+        if is_missing(value) or isinstance(value, bool):
+            continue
+        text = str(value).strip()
+        kind = default
+        match = _first_specific_rule(text)
+        # "refund_reason: duplicate charge" is a duplicate charge: the same priority the rules use.
+        if match is not None and RULES.index(match[0]) < RULES.index(_rule_for(default)):
+            kind = match[0].kind
+        return Classification(
+            kind=kind,
+            rule=f"analysis.{key}",
+            confidence=INFERRED_CONFIDENCE,
+            source="analysis",
+            evidence=_clip(f"{key}: {text}"),
+        )
+    if _truthy(flat.get("credit_request")):
+        return Classification(
+            kind=BillingKind.REFUND,
+            rule="analysis.credit_request",
+            confidence=INFERRED_GENERIC_CONFIDENCE,
+            source="analysis",
+            evidence=_clip(f"credit_request: {flat['credit_request']}"),
+        )
+    for key in ("invoice_number", "invoice", "invoice_id", "payment_id", "subscription_id"):
+        if not is_missing(flat.get(key)) and not is_missing(flat.get("amount")):
+            return Classification(
+                kind=BillingKind.BILLING_QUESTION,
+                rule=f"analysis.{key}",
+                confidence=INFERRED_GENERIC_CONFIDENCE,
+                source="analysis",
+                evidence=_clip(f"{key}: {flat[key]}, amount: {flat['amount']}"),
+            )
+    return None
+
+
+_FALSE_WORDS = frozenset({"no", "false", "n", "0", "none", "not_requested"})
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | Decimal | float):
+        # NaN is neither a request nor a refusal, and comparing a signalling NaN raises.
+        return not (isinstance(value, Decimal) and value.is_nan()) and value > 0
+    if isinstance(value, str):
+        return not is_missing(value) and _slug(value) not in _FALSE_WORDS
+    return False
+
+
+def _rule_for(kind: BillingKind) -> Rule:
+    return next(rule for rule in RULES if rule.kind is kind)
+
+
+def _first_specific_rule(text: str) -> tuple[Rule, re.Match[str]] | None:
+    masked = _mask_markers(text)
+    for rule in RULES:
+        if rule.generic:
+            continue
+        found = _find(rule, masked)
+        if found is not None:
+            return rule, found
+    return None
+
+
+def _from_rules(summary: str, transcript: str) -> Classification:
+    best: tuple[tuple[int, int], Classification] | None = None
+    masked_summary, masked_transcript = _mask_markers(summary), _mask_markers(transcript)
+    for index, rule in enumerate(RULES):
+        in_summary = _find(rule, masked_summary)
+        in_transcript = _find(rule, masked_transcript)
+        if in_summary is None and in_transcript is None:
+            continue
+        if in_summary is not None:
+            confidence = rule.confidence + (BOTH_BONUS if in_transcript is not None else 0.0)
+            evidence = _snippet(summary, in_summary)
+        else:
+            assert in_transcript is not None
+            confidence = rule.confidence - TRANSCRIPT_ONLY_PENALTY
+            evidence = _snippet(transcript, in_transcript)
+        # Specific-in-summary beats specific-in-transcript beats any generic match; then list order.
+        tier = 2 if rule.generic else (0 if in_summary is not None else 1)
+        candidate = Classification(
+            kind=rule.kind,
+            rule=rule.name,
+            confidence=round(min(max(confidence, 0.0), 1.0), 2),
+            source="rules",
+            evidence=evidence,
+        )
+        if best is None or (tier, index) < best[0]:
+            best = ((tier, index), candidate)
+    if best is not None:
+        return best[1]
+    has_text = bool(summary.strip() or transcript.strip())
+    return Classification(
+        kind=BillingKind.NOT_BILLING,
+        rule="rules.no_billing_terms",
+        confidence=NOT_BILLING_CONFIDENCE if has_text else NO_TEXT_CONFIDENCE,
+        source="none",
+        evidence=None,
+    )
+
+
+def _mask_markers(text: str) -> str:
+    """Blank redaction markers without moving anything, so "[redacted card_number]" cannot read as a
+    payment term while evidence is still cut from the original text at the same offsets."""
+    return _MARKER.sub(lambda found: " " * len(found.group(0)), text)
+
+
+def _find(rule: Rule, text: str) -> re.Match[str] | None:
+    for found in rule.pattern.finditer(text):
+        if not _negated(text, found.start()):
+            return found
+    return None
+
+
+def _negated(text: str, start: int) -> bool:
+    before = text[max(0, start - 60) : start]
+    clauses = _CLAUSE_BREAK.split(before)
+    clause = clauses[-1] if clauses else before
+    return _NEGATION.search(clause) is not None
+
+
+def _snippet(text: str, found: re.Match[str]) -> str:
+    """The sentence around a match, cut down around the match if the sentence is long."""
+    start = 0
+    for boundary in _SENTENCE_END.finditer(text, 0, found.start()):
+        start = boundary.end()
+    after = _SENTENCE_END.search(text, found.end())
+    sentence = text[start : after.end() if after else len(text)].strip()
+    if len(sentence) <= EVIDENCE_LIMIT:
+        return sentence
+    half = (EVIDENCE_LIMIT - len(found.group(0))) // 2
+    left = max(0, found.start() - half)
+    return _clip(text[left : left + EVIDENCE_LIMIT].strip())
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1].rstrip() + "…"

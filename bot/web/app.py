@@ -1,0 +1,47 @@
+"""The ASGI application: every inbound HTTP route of finance-desk."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.runtime import Runtime
+from bot.web.dialnexa import dialnexa_endpoint
+from storage.db import is_reachable
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        if not await run_in_threadpool(is_reachable, runtime.engine):
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        body: dict[str, object] = {"status": "ok", "database": "ok"}
+        problems = runtime.health_problems()
+        if problems:
+            body.update(status="degraded", problems=problems)
+        return JSONResponse(body)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code)
+
+    async def server_error(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", exc.__class__.__name__)
+        return JSONResponse({"ok": False, "error": "internal_error"}, status_code=500)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/webhooks/dialnexa", dialnexa_endpoint(runtime), methods=["POST"]),
+        *runtime.extra_routes,
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )

@@ -1,0 +1,303 @@
+"""DialNexa webhook parsing: every documented envelope and field spelling into one CallEvent.
+
+DialNexa's docs describe three inconsistent webhook models (see shared/reference/dialnexa.md §1.3);
+this module accepts all of them, plus the peers' `{event, call}` and `{message: {...}}` envelopes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import phonenumbers
+from pydantic import BaseModel, Field
+
+
+class EventKind(StrEnum):
+    CALL_INITIATED = "call_initiated"
+    CALL_ENDED = "call_ended"
+    CALL_ANALYZED = "call_analyzed"
+    TRANSFER_COMPLETED = "transfer_completed"
+
+
+class NotACallEvent(ValueError):
+    """The body is JSON but not a call event DialNexa documents; the message says why."""
+
+
+_EVENT_NAMES: dict[str, EventKind] = {
+    "call_initiated": EventKind.CALL_INITIATED,
+    "call.started": EventKind.CALL_INITIATED,
+    "call_started": EventKind.CALL_INITIATED,
+    "call_ended": EventKind.CALL_ENDED,
+    "call.ended": EventKind.CALL_ENDED,
+    "call.completed": EventKind.CALL_ENDED,
+    "call.failed": EventKind.CALL_ENDED,
+    "call.no_answer": EventKind.CALL_ENDED,
+    "call_analyzed": EventKind.CALL_ANALYZED,
+    "call.analysis_ready": EventKind.CALL_ANALYZED,
+    "call.transcript_ready": EventKind.CALL_ENDED,
+    "end-of-call-report": EventKind.CALL_ANALYZED,
+    "transfer_completed": EventKind.TRANSFER_COMPLETED,
+}
+_HANGUP_EVENTS = {"call.failed", "call.no_answer"}
+VERIFICATION_NAMES = frozenset({"verification", "ping", "test", "webhook.test"})
+
+_ANALYSIS_KEYS = ("post_call_analysis", "analysis", "extracted_data", "custom_analysis_data", "structuredData")
+_MISSING = {"", "unknown", "n/a", "na", "none", "null", "-"}
+
+
+class Turn(BaseModel):
+    role: str
+    text: str
+
+
+class CallEvent(BaseModel):
+    """One DialNexa delivery, normalised. Text fields here are raw: triage redacts them."""
+
+    event: EventKind
+    event_name: str
+    call_id: str
+    agent_id: str | None = None
+    direction: str | None = None
+    status: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    hangup_reason: str | None = None
+    initiated_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    summary: str | None = None
+    transcript: list[Turn] = Field(default_factory=list)
+    transcript_url: str | None = None
+    recording_url: str | None = None
+    sentiment: str | None = None
+    analysis: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    transfer_destination: str | None = None
+
+    @property
+    def caller_number(self) -> str | None:
+        return self.to_number if self.direction == "outbound" else self.from_number
+
+    def transcript_text(self) -> str:
+        return "\n".join(f"{turn.role}: {turn.text}" for turn in self.transcript)
+
+
+class Ignored(BaseModel):
+    """A delivery that needs a 200 and nothing else: a verification ping or an event we don't use."""
+
+    reason: str
+    event_name: str | None = None
+
+
+def is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in _MISSING
+    return isinstance(value, list | dict) and not value
+
+
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if not is_missing(value):
+            return value
+    return None
+
+
+def _text(value: object) -> str | None:
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | Decimal | float):
+        return str(value)
+    return None
+
+
+def normalise_phone(value: object) -> str | None:
+    """DialNexa sends digits without '+'; store E.164 or nothing."""
+    raw = _text(value)
+    if raw is None:
+        return None
+    digits = re.sub(r"\D", "", raw)
+    if not 7 <= len(digits) <= 15:
+        return None
+    try:
+        number = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """ISO 8601 strings or epoch seconds/milliseconds, always returned timezone-aware in UTC."""
+    if is_missing(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\d{9,14}(\.\d+)?", value.strip()):
+        value = Decimal(value.strip())
+    if isinstance(value, int | float | Decimal):
+        seconds = Decimal(str(value))
+        if seconds > Decimal(10) ** 11:  # epoch milliseconds, as Retell and some DialNexa routes send
+            seconds /= 1000
+        try:
+            return datetime.fromtimestamp(float(seconds), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    return None
+
+
+def _duration(call: dict[str, Any]) -> int | None:
+    value = _first(call, "duration_in_seconds", "duration_seconds", "duration")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return max(0, int(Decimal(str(value))))
+    except ArithmeticError:
+        return None
+
+
+_SPEAKER_LINE = re.compile(r"^\s*([A-Za-z][\w .-]{0,30}?)\s*:\s*(.*)$")
+
+
+def parse_transcript(value: object) -> list[Turn]:
+    """A string of `Role: text` lines, a list of turns, or a `{role: text}` object."""
+    if is_missing(value):
+        return []
+    turns: list[Turn] = []
+    if isinstance(value, str):
+        for line in value.splitlines():
+            if not line.strip():
+                continue
+            match = _SPEAKER_LINE.match(line)
+            if match:
+                turns.append(Turn(role=match.group(1).strip(), text=match.group(2).strip()))
+            elif turns:
+                turns[-1] = Turn(role=turns[-1].role, text=f"{turns[-1].text} {line.strip()}")
+            else:
+                turns.append(Turn(role="unknown", text=line.strip()))
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                role = _text(_first(item, "role", "speaker", "name")) or "unknown"
+                text = _text(_first(item, "text", "message", "content", "words"))
+                if text:
+                    turns.append(Turn(role=role, text=text))
+            elif isinstance(item, str) and item.strip():
+                turns.append(Turn(role="unknown", text=item.strip()))
+    elif isinstance(value, dict):
+        for role, text in value.items():
+            if isinstance(text, str) and text.strip():
+                turns.append(Turn(role=str(role), text=text.strip()))
+            elif isinstance(text, list):
+                turns.extend(Turn(role=str(role), text=t.strip()) for t in text if isinstance(t, str) and t.strip())
+    return turns
+
+
+def _analysis(call: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for source in (envelope, call, call.get("call_analysis") or {}):
+        if not isinstance(source, dict):
+            continue
+        for key in _ANALYSIS_KEYS:
+            value = source.get(key)
+            if isinstance(value, dict):
+                nested = value.get("structuredData") or value.get("custom_analysis_data")
+                flat = {k: v for k, v in value.items() if not isinstance(v, dict)}
+                for part in (flat, nested if isinstance(nested, dict) else {}):
+                    merged.update({k: v for k, v in part.items() if not is_missing(v)})
+    return merged
+
+
+def _split_envelope(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """Find the event name and the call object in any of the documented envelopes."""
+    if isinstance(body.get("message"), dict) and "type" in body["message"]:  # Vapi-style
+        message = body["message"]
+        call = message.get("call") if isinstance(message.get("call"), dict) else None
+        if call is not None:
+            call = {**message, **call}
+            call.pop("call", None)
+        return _text(message.get("type")), call
+    name = _text(body.get("event_type")) or _text(body.get("event")) or _text(body.get("type"))
+    payload = body.get("payload")
+    if isinstance(payload, dict):
+        if isinstance(payload.get("call"), dict):
+            return name, {**payload["call"], "_envelope": payload}
+        if _first(payload, "id", "call_id", "session_id"):
+            return name, payload
+    if isinstance(body.get("call"), dict):
+        return name, body["call"]
+    if isinstance(body.get("data"), dict) and _first(body["data"], "call_id", "session_id"):
+        return name, body["data"]
+    if _first(body, "call_id", "session_id") or (name and _first(body, "id")):
+        return name, body
+    return name, None
+
+
+def parse_event(body: object) -> CallEvent | Ignored:
+    """Normalise a decoded JSON body; raises NotACallEvent for anything that is not a call event."""
+    if not isinstance(body, dict):
+        raise NotACallEvent("body must be a JSON object")
+    name, call = _split_envelope(body)
+    lowered = name.lower() if name else None
+    if lowered in VERIFICATION_NAMES or (call is None and "message" in body and "timestamp" in body):
+        return Ignored(reason="verification", event_name=name)
+    if lowered is not None and lowered not in _EVENT_NAMES:
+        return Ignored(reason="event type not used by finance-desk", event_name=name)
+    if call is None:
+        raise NotACallEvent("no call object: expected payload.call, call, or call fields at the top level")
+    envelope = call.pop("_envelope", {}) if isinstance(call.get("_envelope"), dict) else {}
+    call_id = _text(_first(call, "id", "call_id", "session_id"))
+    if call_id is None:
+        raise NotACallEvent("the call has no id (id, call_id or session_id)")
+    if len(call_id) > 200:
+        raise NotACallEvent("the call id is longer than 200 characters")
+    status = _text(_first(call, "status", "call_status"))
+    analysis = _analysis(call, {**body, **envelope})
+    if lowered is None:
+        kind = EventKind.CALL_ENDED if status or call.get("transcript") else EventKind.CALL_INITIATED
+    else:
+        kind = _EVENT_NAMES[lowered]
+        if lowered in _HANGUP_EVENTS:
+            status = "hangup"
+    if kind is EventKind.CALL_ENDED and analysis:
+        kind = EventKind.CALL_ANALYZED
+    transfer = envelope.get("call_transfer") or call.get("call_transfer") or body.get("call_transfer")
+    summary = _text(_first(call, "summary", "call_summary")) or _text(analysis.get("summary"))
+    metadata = _first(call, "metadata", "retell_llm_dynamic_variables")
+    return CallEvent(
+        event=kind,
+        event_name=name or "flat",
+        call_id=call_id,
+        agent_id=_text(call.get("agent_id")),
+        direction=(_text(_first(call, "direction", "call_direction")) or "").lower() or None,
+        status=status.lower() if status else None,
+        from_number=normalise_phone(_first(call, "from_number", "phone_number", "from", "customer_number")),
+        to_number=normalise_phone(_first(call, "to_number", "to")),
+        hangup_reason=_text(_first(call, "hangup_reason", "disconnection_reason", "end_reason", "endedReason")),
+        initiated_at=parse_timestamp(_first(call, "initiated_at", "started_at", "start_timestamp", "timestamp")),
+        ended_at=parse_timestamp(_first(call, "ended_at", "end_timestamp")),
+        duration_seconds=_duration(call),
+        summary=summary,
+        transcript=parse_transcript(_first(call, "transcript_object", "transcript", "messages")),
+        transcript_url=_text(_first(call, "transcript_url", "public_log_url", "log_url")),
+        recording_url=_text(_first(call, "recording_url", "recordingUrl")),
+        sentiment=_text(_first(call, "sentiment", "user_sentiment")),
+        analysis=analysis,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        transfer_destination=_text(transfer.get("destination")) if isinstance(transfer, dict) else None,
+    )

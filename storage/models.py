@@ -1,0 +1,168 @@
+"""Tables. Every text column that can leave the process holds redacted text only."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import DecimalString, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Unique in the database: concurrent deliveries of one call can never make two cases.
+    call_id: str = Field(max_length=200, unique=True, index=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+    # The call
+    stage: str = Field(default="call_initiated", max_length=40)
+    call_status: str | None = Field(default=None, max_length=40)
+    direction: str | None = Field(default=None, max_length=20)
+    agent_id: str | None = Field(default=None, max_length=200)
+    caller_phone: str | None = Field(default=None, max_length=20, index=True)
+    hangup_reason: str | None = Field(default=None, max_length=100)
+    started_at: datetime | None = _ts(default=None)
+    ended_at: datetime | None = _ts(default=None)
+    duration_seconds: int | None = None
+    summary: str | None = Field(default=None, sa_type=Text)
+
+    # Classification
+    kind: str = Field(default="not_billing", max_length=40, index=True)
+    is_billing: bool = Field(default=False, index=True)
+    rule: str | None = Field(default=None, max_length=200)
+    confidence: float = 0.0
+    classification_source: str = Field(default="none", max_length=20)
+    evidence: str | None = Field(default=None, max_length=500)
+
+    # Extracted fields (see bot.triage.model.Extracted)
+    customer_name: str | None = Field(default=None, max_length=500, index=True)
+    account_id: str | None = Field(default=None, max_length=500)
+    email: str | None = Field(default=None, max_length=500, index=True)
+    phone: str | None = Field(default=None, max_length=20)
+    moonclerk_customer_id: int | None = Field(default=None, index=True)
+    invoice_number: str | None = Field(default=None, max_length=500, index=True)
+    payment_id: str | None = Field(default=None, max_length=500, index=True)
+    subscription_id: str | None = Field(default=None, max_length=500)
+    tax_region: str | None = Field(default=None, max_length=500)
+    amount: Decimal | None = Field(default=None, sa_type=DecimalString)
+    currency: str | None = Field(default=None, max_length=3)
+    due_date: date | None = None
+    payment_status: str | None = Field(default=None, max_length=500)
+    caller_claim: str | None = Field(default=None, max_length=500)
+    refund_reason: str | None = Field(default=None, max_length=500)
+    dispute_reason: str | None = Field(default=None, max_length=500)
+    credit_request: str | None = Field(default=None, max_length=500)
+    approval_requested: bool | None = None
+    finance_owner: str | None = Field(default=None, max_length=500)
+    escalation_reason: str | None = Field(default=None, max_length=500)
+    next_step: str | None = Field(default=None, max_length=500)
+    follow_up_deadline: datetime | None = _ts(default=None, index=True)
+    callback_expected: bool | None = None
+    recipient_email: str | None = Field(default=None, max_length=500)
+    payout_recipient: str | None = Field(default=None, max_length=500)
+    payout_consent: bool | None = None
+    crypto: str | None = Field(default=None, max_length=40)
+    crypto_address: str | None = Field(default=None, max_length=200)
+    transcript_url: str | None = Field(default=None, max_length=3000)
+    recording_url: str | None = Field(default=None, max_length=3000)
+    crm_url: str | None = Field(default=None, max_length=3000)
+    support_ticket_url: str | None = Field(default=None, max_length=3000)
+    payment_platform_url: str | None = Field(default=None, max_length=3000)
+
+    # Routing (recomputed from the fields above and the policy after every merge)
+    urgency: str = Field(default="normal", max_length=20)
+    is_vip: bool = False
+    approval_required: bool = False
+    approval_reason: str | None = Field(default=None, max_length=500)
+    escalation_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    owner: str | None = Field(default=None, max_length=40)
+
+    # Suppression flag: that it happened and of which kinds, never the values
+    suppressed: bool = False
+    suppressed_kinds: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+    # Workflow state shown on the card
+    state: str = Field(default="new", max_length=20)
+    state_by: str | None = Field(default=None, max_length=40)
+    state_at: datetime | None = _ts(default=None)
+
+    # Where the card lives in Slack
+    slack_channel: str | None = Field(default=None, max_length=40)
+    slack_ts: str | None = Field(default=None, max_length=40)
+    card_version: int = 0
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One row per accepted delivery: what came, when, and what it did. Never the body itself."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = _ts(default_factory=utcnow, index=True)
+    source: str = Field(default="dialnexa", max_length=20)
+    call_id: str | None = Field(default=None, max_length=200, index=True)
+    event_name: str | None = Field(default=None, max_length=100)
+    event_kind: str | None = Field(default=None, max_length=40)
+    body_sha256: str = Field(max_length=64, index=True)
+    outcome: str = Field(max_length=20)  # stored | duplicate | ignored
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which record, where it went, why, when, and how it ended."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=100)  # Slack user ID, or "system"/"dialnexa"
+    action: str = Field(max_length=60, index=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    call_id: str | None = Field(default=None, max_length=200, index=True)
+    record: str | None = Field(default=None, max_length=500)  # which invoice/payment/customer
+    target: str | None = Field(default=None, max_length=500)  # where it was sent
+    reason: str | None = Field(default=None, max_length=1000)
+    outcome: str = Field(default="ok", max_length=40)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Work for Slack, written in the same transaction as the change it reports.
+
+    kind "card" means "make the case's card match the case" (post it once, then chat.update);
+    kind "thread" is one reply in the card's thread. A worker claims rows with a lease, so
+    several processes on one database never send the same row twice at once.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=20)
+    dedup_key: str = Field(max_length=300)
+    text: str | None = Field(default=None, sa_type=Text)
+    # Bumped by every enqueue of a card row; a send only completes the version it rendered.
+    version: int = 1
+    created_at: datetime = _ts(default_factory=utcnow)
+    due_at: datetime = _ts(default_factory=utcnow, index=True)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claim_expires_at: datetime | None = _ts(default=None)
+    sent_at: datetime | None = _ts(default=None, index=True)
+    failed_at: datetime | None = _ts(default=None)
+    last_error: str | None = Field(default=None, max_length=500)

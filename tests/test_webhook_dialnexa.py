@@ -1,0 +1,322 @@
+"""POST /webhooks/dialnexa over real HTTP, signed as DialNexa signs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, func, select
+
+from storage.models import AuditEvent, Case, WebhookDelivery
+from tests.conftest import PREVIOUS_SECRET, WEBHOOK_SECRET, LiveServer
+from tests.signing import dialnexa_headers, dumps
+
+SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
+
+
+def post(server: LiveServer, payload: Any, *, secret: str = WEBHOOK_SECRET, raw: bytes | None = None,
+         **sign: Any) -> httpx.Response:
+    body = raw if raw is not None else dumps(payload)
+    return httpx.post(f"{server.url}/webhooks/dialnexa", content=body,
+                      headers=dialnexa_headers(body, secret, **sign), timeout=10)
+
+
+def case_of(server: LiveServer, call_id: str) -> Case:
+    with Session(server.runtime.engine) as session:
+        case = session.exec(select(Case).where(Case.call_id == call_id)).one()
+        return case
+
+
+def count(server: LiveServer, model: Any) -> int:
+    with Session(server.runtime.engine) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((SAMPLES / name).read_text())
+
+
+# -- every documented envelope ------------------------------------------------------------------
+
+def test_model_a_envelope_with_analysis(live_server: LiveServer) -> None:
+    response = post(live_server, sample("01_refund.json"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "outcome": "stored", "call_id": "call_demo_refund_0001", "created": True}
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.is_billing and case.kind == "refund"
+    assert case.classification_source == "analysis"
+    assert case.caller_phone == "+14155550142"
+    assert case.amount == Decimal("149.00") and isinstance(case.amount, Decimal) and case.currency == "USD"
+    assert case.invoice_number == "INV-1042"
+    assert case.email == "dana@whitfield.example"
+    assert case.recording_url == "https://recordings.dialnexa.com/call_demo_refund_0001.mp3"
+    assert case.crm_url == "https://crm.example.com/contacts/8812"
+    assert case.support_ticket_url == "https://support.example.com/tickets/55120"
+    assert case.follow_up_deadline is not None and case.follow_up_deadline.tzinfo is not None
+    assert case.owner == "U0OWNER"
+    assert case.stage == "call_analyzed"
+
+
+def test_model_a_call_initiated_minimal(live_server: LiveServer) -> None:
+    payload = {"event_type": "call_initiated", "payload": {"call": {
+        "id": "call_abc123xyz", "direction": "outbound", "type": "phone_call", "category": "batch",
+        "category_id": "batch_001", "from_number": "12137771234", "to_number": "12137771235",
+        "status": "initiated", "agent_id": "agent_987654321", "initiated_at": "2025-05-02T10:21:15.945Z"}}}
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_abc123xyz")
+    assert case.caller_phone == "+12137771235"  # outbound: the customer is the number dialled
+    assert case.started_at is not None and case.started_at.isoformat() == "2025-05-02T10:21:15.945000+00:00"
+    assert not case.is_billing
+
+
+def test_model_a_hangup_with_deprecated_reason(live_server: LiveServer) -> None:
+    payload = {"event_type": "call_ended", "payload": {"call": {
+        "id": "call_hangup_1", "status": "hangup", "direction": "outbound", "to_number": "12137771235",
+        "disconnection_reason": "user_did_not_pick_up"}}}
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_hangup_1")
+    assert case.call_status == "hangup" and case.hangup_reason == "user_did_not_pick_up"
+
+
+def test_model_b_flat_body_dotted_name(live_server: LiveServer) -> None:
+    assert post(live_server, sample("02_dispute.json")).status_code == 200
+    case = case_of(live_server, "call_demo_dispute_0002")
+    assert case.kind == "dispute" and case.amount == Decimal("820.00") and case.currency == "EUR"
+    assert case.payment_id == "ch_3ohpsF8ra5rqjj"
+    assert case.caller_phone == "+442071838750"
+    assert case.approval_required
+    assert "dispute or chargeback" in case.escalation_reasons
+
+
+def test_make_sample_without_event_name(live_server: LiveServer) -> None:
+    payload = {"call_id": "call_abc123", "status": "completed", "sentiment": "positive",
+               "summary": "The agent confirmed the appointment.",
+               "transcript": "Agent: Hello. Customer: I would like to confirm.",
+               "extracted_data": {"intent": "book_appointment"}, "duration": 120,
+               "recording_url": "https://example.com/recording.mp3", "agent_id": "agent_abc123",
+               "metadata": {"source": "make"}}
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_abc123")
+    assert not case.is_billing and case.duration_seconds == 120
+
+
+def test_model_c_session_id_and_retell_style_epoch_ms(live_server: LiveServer) -> None:
+    assert post(live_server, {"event": "call.ended", "workspace_id": "ws_1", "session_id": "sess_77",
+                              "agent_id": "agent_x", "phone_number": "+15550001234",
+                              "timestamp": "2024-03-15T14:32:00Z"}).status_code == 200
+    assert case_of(live_server, "sess_77").caller_phone == "+15550001234"
+    retell = {"event": "call_analyzed", "call": {
+        "call_id": "Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6", "from_number": "+12137771234", "direction": "inbound",
+        "start_timestamp": 1714608475945, "end_timestamp": 1714608491736,
+        "transcript": "Agent: hi\nUser: I was double charged on my last invoice",
+        "call_analysis": {"call_summary": "Customer was double charged", "custom_analysis_data": {
+            "billing_intent": "duplicate_charge", "amount": "30", "currency": "usd"}}}}
+    assert post(live_server, retell).status_code == 200
+    case = case_of(live_server, "Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6")
+    assert case.kind == "duplicate_charge" and case.currency == "USD" and case.amount == Decimal("30")
+    assert case.started_at is not None and case.started_at.year == 2024
+    assert case.ended_at is not None and case.ended_at > case.started_at
+
+
+@pytest.mark.parametrize("transcript", [
+    "Agent: Billing.\nUser: I need a refund for my last payment please",
+    [{"speaker": "agent", "message": "Billing."},
+     {"role": "user", "content": "I need a refund for my last payment please"}],
+    {"Agent": "Billing.", "User": "I need a refund for my last payment please"},
+])
+def test_transcript_shapes_without_analysis(live_server: LiveServer, transcript: Any) -> None:
+    payload = {"event_type": "call_ended", "payload": {"call": {"id": "call_shape", "status": "completed",
+                                                               "transcript": transcript}}}
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_shape")
+    assert case.kind == "refund" and case.classification_source == "rules"
+    assert case.rule and case.rule.startswith("rules.")
+
+
+def test_unknown_fields_tolerated(live_server: LiveServer) -> None:
+    payload = sample("04_invoice_resend.json")
+    payload["payload"]["call"]["brand_new_field"] = {"nested": [1, 2, 3]}
+    payload["future_top_level"] = True
+    assert post(live_server, payload).status_code == 200
+    assert case_of(live_server, "call_demo_resend_0004").kind == "document_resend"
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+def test_previous_secret_and_bare_hex_accepted(live_server: LiveServer) -> None:
+    assert post(live_server, sample("05_not_billing.json"), secret=PREVIOUS_SECRET).status_code == 200
+    assert post(live_server, sample("04_invoice_resend.json"), prefix=False).status_code == 200
+
+
+def test_timestamped_signature(live_server: LiveServer) -> None:
+    now = int(time.time())
+    assert post(live_server, sample("05_not_billing.json"), timestamp=now).status_code == 200
+    stale = post(live_server, sample("05_not_billing.json"), timestamp=now - 301)
+    assert stale.status_code == 401 and "5-minute" in stale.json()["detail"]
+
+
+def test_timestamp_header_requires_the_timestamped_form(live_server: LiveServer) -> None:
+    body = dumps(sample("05_not_billing.json"))
+    headers = dialnexa_headers(body, WEBHOOK_SECRET)  # raw-body signature
+    headers["X-DialNexa-Timestamp"] = str(int(time.time()))
+    response = httpx.post(f"{live_server.url}/webhooks/dialnexa", content=body, headers=headers)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"X-DialNexa-Signature": "sha256=" + "0" * 64},
+    {"X-DialNexa-Signature": "not-hex"},
+])
+def test_bad_or_missing_signature_is_401_and_stores_nothing(live_server: LiveServer, headers: dict[str, str]) -> None:
+    response = httpx.post(f"{live_server.url}/webhooks/dialnexa", content=dumps(sample("01_refund.json")),
+                          headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_signature"
+    assert count(live_server, Case) == 0
+
+
+def test_wrong_secret_is_401(live_server: LiveServer) -> None:
+    assert post(live_server, sample("01_refund.json"), secret="whsec_someone_else").status_code == 401
+
+
+# -- malformed and oversize ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "error"), [
+    (b"{not json", "malformed_json"),
+    (b"", "malformed_json"),
+    (b"[1, 2, 3]", "not_a_call_event"),
+    (b'{"hello": "world"}', "not_a_call_event"),
+    (b'{"event_type": "call_ended", "payload": {"call": {"status": "completed"}}}', "not_a_call_event"),
+])
+def test_malformed_bodies_are_400_with_a_named_problem(live_server: LiveServer, raw: bytes, error: str) -> None:
+    response = post(live_server, None, raw=raw)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == error and body["detail"]
+    assert "Traceback" not in response.text
+
+
+def test_oversize_body_is_413(live_server: LiveServer) -> None:
+    payload = sample("01_refund.json")
+    payload["payload"]["call"]["summary"] = "x" * (1024 * 1024)
+    assert post(live_server, payload).status_code == 413
+
+    def chunks() -> Any:  # no Content-Length: the limit must hold while streaming too
+        for _ in range(20):
+            yield b"x" * 65536
+
+    response = httpx.post(f"{live_server.url}/webhooks/dialnexa", content=chunks(),
+                          headers={"X-DialNexa-Signature": "sha256=00"})
+    assert response.status_code == 413
+    assert count(live_server, Case) == 0
+
+
+def test_verification_ping_and_ignored_events_are_200(live_server: LiveServer) -> None:
+    ping = post(live_server, {"event_type": "verification", "message": "Webhook verification", "timestamp": 1})
+    assert ping.status_code == 200 and ping.json()["outcome"] == "ignored"
+    flat_ping = post(live_server, {"message": "Webhook verification", "timestamp": "2026-01-01T00:00:00Z"})
+    assert flat_ping.status_code == 200
+    ignored = post(live_server, {"event": "campaign.completed", "campaign_id": "c1"})
+    assert ignored.status_code == 200 and ignored.json()["outcome"] == "ignored"
+    assert count(live_server, Case) == 0
+
+
+# -- exactly one case per call ------------------------------------------------------------------
+
+def test_concurrent_duplicate_deliveries_make_one_case(live_server: LiveServer) -> None:
+    first = sample("01_refund.json")
+    ended = {"event_type": "call_ended", "payload": {"call": {"id": "call_demo_refund_0001", "status": "completed"}}}
+    started = {"event_type": "call_initiated", "payload": {"call": {"id": "call_demo_refund_0001"}}}
+    bodies = [first, ended, started] * 8
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(lambda payload: post(live_server, payload).status_code, bodies))
+    assert statuses == [200] * len(bodies)
+    assert count(live_server, Case) == 1
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.kind == "refund" and case.amount == Decimal("149.00") and case.stage == "call_analyzed"
+    with Session(live_server.runtime.engine) as session:
+        outcomes = session.exec(select(WebhookDelivery.outcome)).all()
+    assert outcomes.count("stored") == 3 and outcomes.count("duplicate") == len(bodies) - 3
+
+
+def test_out_of_order_merge_never_erases(live_server: LiveServer) -> None:
+    analyzed = sample("01_refund.json")
+    assert post(live_server, analyzed).status_code == 200
+    # A late call_ended without analysis, and an even later call_initiated, arrive afterwards.
+    late_end = {"event_type": "call_ended", "payload": {"call": {
+        "id": "call_demo_refund_0001", "status": "completed", "duration": 215,
+        "transcript": "Agent: hello\nUser: just checking in"}}}
+    assert post(live_server, late_end).status_code == 200
+    late_start = {"event_type": "call_initiated", "payload": {"call": {
+        "id": "call_demo_refund_0001", "status": "initiated", "from_number": "14155550142"}}}
+    assert post(live_server, late_start).status_code == 200
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.kind == "refund" and case.classification_source == "analysis"
+    assert case.amount == Decimal("149.00") and case.invoice_number == "INV-1042"
+    assert case.summary and "refund" in case.summary
+    assert case.stage == "call_analyzed" and case.call_status == "completed"
+    assert case.duration_seconds == 215
+
+
+def test_analysis_arriving_after_call_ended_fills_the_case(live_server: LiveServer) -> None:
+    ended = {"event_type": "call_ended", "payload": {"call": {"id": "call_two_step", "status": "completed",
+                                                             "from_number": "14155550142"}}}
+    assert post(live_server, ended).status_code == 200
+    assert not case_of(live_server, "call_two_step").is_billing
+    analyzed = {"event_type": "call.analysis_ready", "call_id": "call_two_step", "analysis": {
+        "billing_intent": "refund_request", "amount": "80.00", "currency": "USD"}}
+    assert post(live_server, analyzed).status_code == 200
+    case = case_of(live_server, "call_two_step")
+    assert case.is_billing and case.kind == "refund" and case.amount == Decimal("80.00")
+    assert case.caller_phone == "+14155550142"
+    with Session(live_server.runtime.engine) as session:
+        actions = session.exec(select(AuditEvent.action).where(AuditEvent.call_id == "call_two_step")).all()
+    assert actions == ["case.created", "case.updated"]
+
+
+# -- health -------------------------------------------------------------------------------------
+
+def test_healthz_ok(live_server: LiveServer) -> None:
+    response = httpx.get(f"{live_server.url}/healthz")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_healthz_503_when_database_unreachable(runtime: Any, tmp_path: Path) -> None:
+    from storage.db import make_engine
+
+    runtime.engine = make_engine("postgresql://nobody@127.0.0.1:1/none")
+    server = LiveServer(runtime).start()
+    try:
+        response = httpx.get(f"{server.url}/healthz")
+        assert response.status_code == 503
+        stored = post(server, sample("01_refund.json"))
+        assert stored.status_code == 503 and stored.json()["error"] == "storage_unavailable"
+        assert "Traceback" not in stored.text and "psycopg" not in stored.text
+    finally:
+        server.stop()
+
+
+# -- redaction end to end -----------------------------------------------------------------------
+
+def test_card_read_aloud_is_suppressed_everywhere(live_server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    assert post(live_server, sample("06_card_read_aloud.json")).status_code == 200
+    case = case_of(live_server, "call_demo_card_aloud_0006")
+    assert case.suppressed
+    assert {"card_number", "card_security_code"} <= set(case.suppressed_kinds)
+    stored = " ".join(str(value) for value in case.model_dump().values())
+    assert "4242 4242 4242 4242" not in stored and "4242424242424242" not in stored
+    assert "four two four two, four two four two" not in stored
+    assert "CVV 123" not in stored
+    assert case.kind == "duplicate_charge" and case.amount == Decimal("59.00")
+    with Session(live_server.runtime.engine) as session:
+        audit = " ".join(json.dumps(a.model_dump(mode="json")) for a in session.exec(select(AuditEvent)).all())
+    assert "4242424242424242" not in audit and "4242 4242" not in audit
+    assert "4242 4242 4242 4242" not in caplog.text
