@@ -69,6 +69,33 @@ def _runtime(settings: Settings) -> Runtime:
         _fail(exc.problems)
 
 
+@cli.command()
+@click.option("--drain", is_flag=True, help="Send everything that is due, then exit (for cron or one-off runs).")
+def worker(drain: bool) -> None:
+    """Run only the Slack outbox worker (no HTTP); several may share one PostgreSQL database."""
+    import signal
+    import threading
+
+    from bot.slack.service import outbox_worker, web_client
+
+    settings = _settings(require_slack=True)
+    runtime = _runtime(settings)
+    outbox = outbox_worker(runtime, web_client(runtime))
+    if drain:
+        while outbox.run_once():
+            pass
+        return
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    outbox.start()
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        outbox.stop()
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     poof_api_key: SecretStr | None = None
     poof_api_url: str = "https://www.poof.io"
     database_url: str = "sqlite:///finance-desk.db"
+    # Spacing between posts to one channel; Slack allows about one message a second per channel.
+    slack_post_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     finance_desk_policy: Path | None = None
 
     @field_validator("dialnexa_webhook_secrets", mode="before")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import Case
 
@@ -18,7 +18,7 @@ def lock_or_create(session: Session, call_id: str) -> tuple[Case, bool]:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # Column defaults live on the model (pydantic), so build the row from a fresh instance.
     row = Case(call_id=call_id).model_dump(exclude={"id"})
-    statement = insert(Case).values(**row).on_conflict_do_nothing(index_elements=["call_id"]).returning(Case.id)
+    statement = insert(Case).values(**row).on_conflict_do_nothing(index_elements=["call_id"]).returning(col(Case.id))
     created = session.execute(statement).first() is not None
     query = select(Case).where(Case.call_id == call_id).execution_options(populate_existing=True)
     if dialect == "postgresql":

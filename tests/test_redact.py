@@ -174,12 +174,18 @@ def layout(draw: st.DrawFn, digits: str, spoken_ok: bool = True) -> str:
     sizes = {"fours": [4] * 5, "amex": [4, 6, 5, 4]}.get(style)
     groups = _groups(draw, digits, sizes)
     if style == "mixed":
-        rendered = [g if draw(st.booleans()) else draw(spoken(g)) for g in groups]
+        as_words = [draw(st.booleans()) for _ in groups]
+        # At least four digits are spoken, as when a caller switches between reading and typing.
+        for k in range(len(groups)):
+            if sum(len(g) for g, w in zip(groups, as_words, strict=True) if w) >= 4:
+                break
+            as_words[k] = True
+        rendered = [draw(spoken(g)) if w else g for g, w in zip(groups, as_words, strict=True)]
         out = rendered[0]
-        for prev, group, text in zip(groups, groups[1:], rendered[1:], strict=False):
-            both_digits = out.endswith(prev) and text == group
-            seps = (" ", "-") if both_digits else (" ", ", ", " - ", " and ")
-            out += draw(st.sampled_from(seps)) + text
+        for k in range(1, len(groups)):
+            both_written = not as_words[k - 1] and not as_words[k]
+            seps = (" ", "-") if both_written else (" ", ", ", " - ", " and ")
+            out += draw(st.sampled_from(seps)) + rendered[k]
         return out
     seps = (" ", "-", " - ") if style == "random" else (draw(st.sampled_from((" ", "-"))),)
     out = groups[0]
@@ -305,7 +311,6 @@ def test_sample_call_read_aloud() -> None:
         "2026", "10:30", "at 10:30 on Tuesday", "one of them", "I need to", "two invoices",
         "oh, okay", "press one two three", "fifty nine dollars each time", "ten o'clock",
         "4242424242424241", "1234567890123", "initiated at 1763650800000",
-        "cvv is 123 and order 4567 is late",
         "subscription expires 2026-11-22", "your plan expires on 11/22/2026", "it expires in 2027",
         "my account 12345678 is overdue", "the account number is on invoice INV-1042",
         "routing your call", "tax of $12.00 on INV-2026-00017", "COVID-19",
@@ -317,6 +322,11 @@ def test_ordinary_text_unchanged(text: str) -> None:
     result = redact(text)
     assert result.text == text
     assert result.kinds == frozenset()
+
+
+def test_keyword_answers_only_the_first_number_after_it() -> None:
+    result = redact("cvv is 123 and order 4567 is late")
+    assert result.text == "cvv is [redacted card_security_code] and order 4567 is late"
 
 
 def test_empty() -> None:

@@ -142,7 +142,7 @@ class OutboxWorker:
                 .where(
                     col(OutboxMessage.sent_at).is_(None),
                     col(OutboxMessage.failed_at).is_(None),
-                    OutboxMessage.due_at <= now,
+                    col(OutboxMessage.due_at) <= now,
                     or_(col(OutboxMessage.claim_expires_at).is_(None), col(OutboxMessage.claim_expires_at) < now),
                 )
                 # Cards before thread replies: a reply needs its card's ts.
@@ -166,10 +166,10 @@ class OutboxWorker:
             claimed = session.execute(
                 update(OutboxMessage)
                 .where(
-                    OutboxMessage.id == row_id,  # type: ignore[arg-type]
+                    col(OutboxMessage.id) == row_id,
                     col(OutboxMessage.sent_at).is_(None),
                     col(OutboxMessage.failed_at).is_(None),
-                    OutboxMessage.due_at <= now,
+                    col(OutboxMessage.due_at) <= now,
                     or_(col(OutboxMessage.claim_expires_at).is_(None), col(OutboxMessage.claim_expires_at) < now),
                 )
                 .values(claimed_by=self.worker_id, claim_expires_at=now + LEASE, attempts=OutboxMessage.attempts + 1)
@@ -240,7 +240,8 @@ class OutboxWorker:
             history = self.client.conversations_history(channel=channel, limit=200, include_all_metadata=True)
         except SlackApiError:
             return None
-        for message in history.get("messages", []):
+        messages: list[dict[str, Any]] = history.get("messages", [])
+        for message in messages:
             metadata = message.get("metadata") or {}
             if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get(
                 "call_id"
@@ -253,7 +254,7 @@ class OutboxWorker:
             # Only the first post counts: never overwrite a ts another worker already stored.
             session.execute(
                 update(Case)
-                .where(Case.id == case.id, col(Case.slack_ts).is_(None))  # type: ignore[arg-type]
+                .where(col(Case.id) == case.id, col(Case.slack_ts).is_(None))
                 .values(slack_channel=channel, slack_ts=ts)
             )
         case.slack_channel, case.slack_ts = channel, ts
@@ -265,9 +266,9 @@ class OutboxWorker:
             done = session.execute(
                 update(OutboxMessage)
                 .where(
-                    OutboxMessage.id == row.id,  # type: ignore[arg-type]
-                    OutboxMessage.claimed_by == self.worker_id,
-                    OutboxMessage.version == row.version,
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.claimed_by) == self.worker_id,
+                    col(OutboxMessage.version) == row.version,
                 )
                 .values(
                     sent_at=now if error is None else None,
@@ -281,7 +282,7 @@ class OutboxWorker:
                 # The case changed while we sent an older render: release so the newer one goes out.
                 session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+                    .where(col(OutboxMessage.id) == row.id, col(OutboxMessage.claimed_by) == self.worker_id)
                     .values(claimed_by=None, claim_expires_at=None, due_at=now)
                 )
 
@@ -292,7 +293,7 @@ class OutboxWorker:
                 values["attempts"] = OutboxMessage.attempts - 1
             session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.claimed_by == self.worker_id)  # type: ignore[arg-type]
+                .where(col(OutboxMessage.id) == row.id, col(OutboxMessage.claimed_by) == self.worker_id)
                 .values(**values)
             )
 

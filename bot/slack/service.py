@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from bot.runtime import Runtime
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
-from bot.slack.delivery import OutboxWorker
+from bot.slack.delivery import ChannelPacer, OutboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,23 @@ def web_client(runtime: Runtime) -> WebClient:
     return WebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
 
 
-def start_slack(runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0) -> SlackService:
+def outbox_worker(runtime: Runtime, client: WebClient, poll_seconds: float = 1.0) -> OutboxWorker:
     settings = runtime.settings
     assert settings.finance_channel is not None
-    client = web_client(runtime)
-    outbox = OutboxWorker(
+    return OutboxWorker(
         runtime.engine,
         client,
         settings.finance_channel,
         on_problem=runtime.report_problem,
         on_recovered=runtime.clear_problem,
+        pacer=ChannelPacer(interval=settings.slack_post_interval_seconds),
         poll_seconds=poll_seconds,
     )
+
+
+def start_slack(runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0) -> SlackService:
+    client = web_client(runtime)
+    outbox = outbox_worker(runtime, client, poll_seconds)
     bolt = build_bolt_app(runtime, client)
     runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
     if worker:

@@ -97,16 +97,24 @@ _RECIPIENT = re.compile(
     r"\bsen[dt]\b[^.?!\n@]{0,40}?\bto\s+(?:the\s+address\s+|email\s+)?(?=\S+@)", re.IGNORECASE
 )
 
-_INVOICE_PATTERNS = (
-    # INV-prefixed numbers keep the prefix and get one canonical dash: "INV 2026-00017" -> INV-2026-00017.
-    re.compile(r"\bINV(?:[\s#:.-]{0,3})(\d[\dA-Z]*(?:-[\dA-Z]+)*)\b", re.IGNORECASE),
-    re.compile(r"\b(in_[A-Za-z0-9]{8,})\b"),  # Stripe invoice references, as MoonClerk returns them
-    re.compile(
-        r"\binvoice\s*(?:number|no\.?|num(?:ber)?|id|#|reference|ref)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
-        r"(\d{2,}(?:[\s-]\d{2,})+|[A-Za-z0-9][A-Za-z0-9-]{2,30})\b",
-        re.IGNORECASE,
+# Each pattern with how its capture becomes an invoice number. INV-prefixed numbers keep the prefix with
+# one canonical dash ("INV 2026-00017" -> INV-2026-00017); a bare "invoice number 10423" stays digits.
+_INVOICE_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[str], str | None]], ...] = (
+    (
+        re.compile(r"\bINV(?:[\s#:.-]{0,3})(\d[\dA-Z]*(?:-[\dA-Z]+)*)\b", re.IGNORECASE),
+        lambda raw: _canonical_invoice("INV-" + raw),
     ),
-    re.compile(r"\binvoice\s+#?(\d{3,}(?:[-\s]\d{2,})*)\b", re.IGNORECASE),
+    # Stripe invoice references, as MoonClerk returns them: case matters, so kept as written.
+    (re.compile(r"\b(in_[A-Za-z0-9]{8,})\b"), lambda raw: raw),
+    (
+        re.compile(
+            r"\binvoice\s*(?:number|no\.?|num(?:ber)?|id|#|reference|ref)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
+            r"(\d{2,}(?:[\s-]\d{2,})+|[A-Za-z0-9][A-Za-z0-9-]{2,30})\b",
+            re.IGNORECASE,
+        ),
+        lambda raw: _spoken_invoice(raw),
+    ),
+    (re.compile(r"\binvoice\s+#?(\d{3,}(?:[-\s]\d{2,})*)\b", re.IGNORECASE), lambda raw: _spoken_invoice(raw)),
 )
 _PAYMENT_PATTERNS = (
     re.compile(r"\b((?:ch|pi|py|txn)_[A-Za-z0-9]{6,})\b"),
@@ -550,23 +558,21 @@ def _recipient_in(text: str) -> str | None:
 
 
 def _invoice_in(text: str) -> str | None:
+    """The invoice number mentioned first, whichever pattern reads it."""
     best: tuple[int, str] | None = None
-    for index, pattern in enumerate(_INVOICE_PATTERNS):
+    for pattern, normalise in _INVOICE_PATTERNS:
         for found in pattern.finditer(text):
-            raw = found.group(1)
-            if index == 0:
-                raw = "INV-" + raw
-            elif index in {2, 3}:
-                raw = raw.upper()
-                if raw.startswith("INV"):
-                    continue  # the prefixed pattern reads these with the canonical dash
-            canonical = raw if index == 1 else _canonical_invoice(raw)
-            if canonical is None:
-                continue
-            if best is None or found.start() < best[0]:
-                best = (found.start(), canonical)
-            break
+            invoice = normalise(found.group(1))
+            if invoice is not None:
+                if best is None or found.start() < best[0]:
+                    best = (found.start(), invoice)
+                break
     return best[1] if best else None
+
+
+def _spoken_invoice(raw: str) -> str | None:
+    # "invoice number INV-1042" is left to the prefixed pattern, which adds the canonical dash.
+    return None if raw.upper().startswith("INV") else _canonical_invoice(raw)
 
 
 def _id_in(text: str, patterns: tuple[re.Pattern[str], ...]) -> str | None:

@@ -265,6 +265,7 @@ class _Flow:
 
     last_end: int = -1
     cardish: bool = False
+    bank: bool = False  # the previous item was a routing number, sort code or account number
 
 
 # --- checksums ----------------------------------------------------------------------------------------
@@ -447,6 +448,11 @@ def _card_windows(toks: list[_Tok]) -> list[tuple[int, int]]:
             number = digits[offsets[i] : offsets[j + 1]]
             if not _luhn_ok(number) or _looks_like_epoch_ms(toks, i, j, number):
                 continue
+            # A stray number word next to a written number ("call 12137771234, twenty minutes") is not
+            # a card read half aloud; someone switching to words says at least a group of them.
+            spoken = sum(len(t.digits) for t in toks[i : j + 1] if t.spoken)
+            if 0 < spoken < 4 and spoken < length:
+                continue
             score = length * 100 + (10 if _CARD_BRANDS.fullmatch(number) else 0)
             candidates[i].append((j, score))
     best = [0] * (m + 1)
@@ -487,7 +493,10 @@ def _tight_gap(text: str, start: int, end: int) -> bool:
     return 0 <= end - start <= _MAX_TAIL_GAP and _TAIL_GAP.fullmatch(text, start, end) is not None
 
 
-def _keyword_kind(kw: _Keywords, run: _Run, digits: str) -> SuppressedKind | None:
+_BANKISH = ("routing", "sort")
+
+
+def _keyword_kind(kw: _Keywords, run: _Run, digits: str, after_bank: bool) -> SuppressedKind | None:
     n, start, end = len(digits), run.start, run.end
     if kw.near("routing", start, end) and _aba_ok(digits):
         return SuppressedKind.BANK_ACCOUNT
@@ -498,7 +507,7 @@ def _keyword_kind(kw: _Keywords, run: _Run, digits: str) -> SuppressedKind | Non
     if (
         6 <= n <= 17
         and kw.near("account_weak", start, end)
-        and any(kw.last_end_before(name, start, 2 * _W_BANK) is not None for name in ("routing", "sort"))
+        and (after_bank or any(kw.last_end_before(name, start, 2 * _W_BANK) is not None for name in _BANKISH))
     ):
         return SuppressedKind.BANK_ACCOUNT
     # Routing and account read in one breath: a valid routing number at either end of the run.
@@ -618,7 +627,7 @@ class _Redactor:
         chained = flow.cardish and _tight_gap(self.text, flow.last_end, item.start)
         if keyword or chained:
             self.spans.append(_Span(item.start, item.end, frozenset({SuppressedKind.CARD_EXPIRY})))
-        flow.last_end, flow.cardish = item.end, keyword or chained
+        self._settle(item.end, cardish=keyword or chained)
 
     def _run(self, run: _Run) -> None:
         toks = run.toks
@@ -626,16 +635,18 @@ class _Redactor:
         if iban is not None:
             start, used = iban
             self.spans.append(_Span(start, toks[used - 1].end, frozenset({SuppressedKind.IBAN})))
-            self.flow.last_end, self.flow.cardish = toks[used - 1].end, False
+            self._settle(toks[used - 1].end)
             if used < len(toks):
                 self._run(_Run(toks[used:], run.seps[used:]))
             return
         digits = run.digits
         if not _is_date(run):
-            kind = _keyword_kind(self.kw, run, digits)
+            flow = self.flow
+            after_bank = flow.bank and run.start - flow.last_end <= _W_BANK
+            kind = _keyword_kind(self.kw, run, digits, after_bank)
             if kind is not None:
                 self._add(run.start, run.end, kind)
-                self.flow.last_end, self.flow.cardish = run.end, False
+                self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
                 return
         windows = _card_windows(toks)
         if windows:
@@ -646,12 +657,12 @@ class _Redactor:
         detail = self._card_detail_kind(run, digits)
         if detail is not None:
             self.spans.append(_Span(run.start, run.end, detail))
-            self.flow.last_end, self.flow.cardish = run.end, True
+            self._settle(run.end, cardish=True)
             return
         shape = _shape_kind(run)
         if shape is not None:
             self._add(run.start, run.end, shape)
-        self.flow.last_end, self.flow.cardish = run.end, False
+        self._settle(run.end)
 
     def _spoken_iban(self, run: _Run) -> tuple[int, int] | None:
         """An IBAN whose country code stands apart from its digits: returns (span start, tokens used)."""
@@ -690,8 +701,7 @@ class _Redactor:
                 if 3 <= len(tail) <= 8:
                     self.spans.append(_Span(toks[j + 1].start, toks[stop - 1].end, _tail_kinds(tail)))
                     covered_to = stop - 1
-        self.flow.last_end = run.end
-        self.flow.cardish = covered_to == len(toks) - 1
+        self._settle(run.end, cardish=covered_to == len(toks) - 1)
 
     def _card_detail_kind(self, run: _Run, digits: str) -> frozenset[SuppressedKind] | None:
         flow, n = self.flow, len(digits)
@@ -712,6 +722,9 @@ class _Redactor:
         if n <= 8 and flow.cardish and _tight_gap(self.text, flow.last_end, run.start):
             return _tail_kinds(digits)
         return None
+
+    def _settle(self, end: int, *, cardish: bool = False, bank: bool = False) -> None:
+        self.flow.last_end, self.flow.cardish, self.flow.bank = end, cardish, bank
 
     def _add(self, start: int, end: int, kind: SuppressedKind) -> None:
         self.spans.append(_Span(start, end, frozenset({kind})))
