@@ -305,6 +305,10 @@ def has_payout_details(case: Case) -> bool:
 
 
 def has_invoice_details(case: Case) -> bool:
+    # An invoice asks the customer to pay; for money owed back to them it would be the wrong action.
+    kind, _ = _kind(case)
+    if kind in _MONEY_BACK or kind is BillingKind.DISPUTE:
+        return False
     matched = bool(case.email or case.moonclerk_customer_id is not None or case.customer_name)
     return matched and case.amount is not None and bool(case.currency)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -94,6 +95,16 @@ def worker(drain: bool) -> None:
         pass
     finally:
         outbox.stop()
+
+
+@cli.command()
+@click.option("--dir", "workdir", default="finance-desk-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the run's record is written.")
+def demo(workdir: Path) -> None:
+    """Run the whole product locally on embedded defaults: no credentials, no network."""
+    from bot.demo import run_demo
+
+    run_demo(workdir)
 
 
 @cli.group()

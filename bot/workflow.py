@@ -11,11 +11,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from blocks.card import CLOSED_STATES
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from storage.db import session_scope
 from storage.models import AuditEvent, Case
-
-CLOSED_STATES = frozenset({"done", "rejected"})
 
 
 @dataclass(frozen=True)
@@ -60,5 +59,5 @@ def route_to_review(engine: Engine, case_id: int, user: str, now: datetime) -> O
 
 
 def dismiss(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
-    return _change(engine, case_id, user, now, action="case.dismissed", state="done", owner=None,
+    return _change(engine, case_id, user, now, action="case.dismissed", state="dismissed", owner=None,
                    reply=f"<@{user}> dismissed this case: no finance action needed.", reason="dismissed from the card")

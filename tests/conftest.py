@@ -4,15 +4,11 @@ real ASGI app served by uvicorn on a free 127.0.0.1 port."""
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -20,7 +16,7 @@ from sqlalchemy.engine import make_url
 from bot.config import Settings
 from bot.policy import Policy, load_policy
 from bot.runtime import Runtime
-from bot.web.app import create_app
+from bot.web.background import BackgroundServer
 from storage.db import make_engine, normalise_url
 from storage.migrate import upgrade
 
@@ -87,33 +83,7 @@ def runtime(db_url: str, engine: Engine, policy: Policy) -> Runtime:
     return Runtime(settings=make_settings(db_url), policy=policy, engine=engine)
 
 
-class LiveServer:
-    """The real app under uvicorn in a background thread, on a free port."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._socket = sock
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(runtime), log_config=None, access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def start(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._socket.close()
+LiveServer = BackgroundServer
 
 
 @pytest.fixture

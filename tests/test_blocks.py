@@ -349,8 +349,11 @@ def test_block_ids_carry_the_card_version() -> None:
 # Buttons
 
 
-def test_full_case_offers_every_action() -> None:
-    assert action_ids(full_refund()) == set(ActionId)
+def test_full_case_offers_every_action_that_fits_its_kind() -> None:
+    assert action_ids(full_refund(kind="failed_renewal")) == set(ActionId)
+    # Money owed back to the customer is never invoiced.
+    for kind in ("refund", "duplicate_charge", "dispute"):
+        assert action_ids(full_refund(kind=kind)) == set(ActionId) - {ActionId.INVOICE_POOF}
 
 
 def test_minimal_case_offers_only_the_routing_actions() -> None:

@@ -601,6 +601,10 @@ class _Redactor:
                 need -= 1
                 pos += 1
             elif ch in " -" and pos + 1 < size and text[pos + 1].isascii() and text[pos + 1].isalnum():
+                # Printed IBANs break every 4 characters; anywhere else only a break between digits is
+                # believable ("37040044 0532013000"), otherwise the next words would be read as letters.
+                if len(body) % 4 and not (text[pos - 1].isdigit() and text[pos + 1].isdigit()):
+                    break
                 pos += 1
             else:
                 break

@@ -1,0 +1,200 @@
+"""`finance-desk demo`: the real app on embedded defaults, with no credentials and no network.
+
+SQLite in a work folder, local stand-ins for Slack's Web API, MoonClerk and Poof on 127.0.0.1, and
+the sample DialNexa calls in bot/samples delivered as signed webhooks over HTTP. What the finance
+channel would show is printed step by step; the full record is written to the work folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from pydantic import SecretStr
+from sqlmodel import Session, col, select
+
+from blocks.text import render
+from bot.config import Settings
+from bot.runtime import Runtime, build_runtime
+from bot.slack.service import start_slack
+from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
+from bot.web.background import BackgroundServer
+from bot.web.signature import sign
+from storage.models import AuditEvent, Case, OutboxMessage
+
+FINANCE_CHANNEL = "C0FINANCE"
+APPROVER = "U0FINANCE2"
+
+
+def sample_calls() -> list[tuple[str, bytes]]:
+    folder = resources.files("bot") / "samples"
+    return sorted((entry.name, entry.read_bytes()) for entry in folder.iterdir() if entry.name.endswith(".json"))
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _outbox_idle(runtime: Runtime) -> bool:
+    with Session(runtime.engine) as session:
+        pending = session.exec(
+            select(OutboxMessage.id).where(col(OutboxMessage.sent_at).is_(None), col(OutboxMessage.failed_at).is_(None))
+        ).first()
+    return pending is None
+
+
+def _show(echo: Callable[[str], None], message: dict[str, Any], prefix: str = "│ ") -> None:
+    for line in render(message):
+        echo(prefix + line)
+
+
+def _click(server_url: str, signing_secret: str, case: Case, message: dict[str, Any], action_id: str,
+           response_url: str) -> int:
+    """Press a card button the way Slack does: a signed block_actions payload to /slack/events."""
+    button = next(
+        element
+        for block in message["blocks"] if block.get("type") == "actions"
+        for element in block["elements"] if element.get("action_id") == action_id
+    )
+    payload = {
+        "type": "block_actions",
+        "user": {"id": APPROVER, "username": "finance.approver", "team_id": "T0FIN"},
+        "api_app_id": "A0FINDESK",
+        "token": "legacy-verification-token-unused",
+        "container": {"type": "message", "message_ts": case.slack_ts, "channel_id": case.slack_channel},
+        "trigger_id": "1000.2000.demo",
+        "team": {"id": "T0FIN", "domain": "finance"},
+        "channel": {"id": case.slack_channel, "name": "finance"},
+        "message": message,
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": "demo", "value": button.get("value", ""),
+                     "type": "button", "action_ts": f"{time.time():.6f}"}],
+    }
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    timestamp = str(int(time.time()))
+    signature = "v0=" + hmac.new(signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    response = httpx.post(f"{server_url}/slack/events", content=body, timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature})
+    return response.status_code
+
+
+def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
+    # The printed channel is the point of the demo; routine INFO lines would bury it.
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
+    workdir.mkdir(parents=True, exist_ok=True)
+    database = workdir / "finance-desk-demo.db"
+    for leftover in workdir.glob("finance-desk-demo.db*"):
+        leftover.unlink()
+    webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+    signing_secret = secrets.token_hex(16)
+    policy_file = resources.files("bot") / "samples" / "demo_policy.toml"
+
+    with SlackStandIn(enforce_rate_limit=True) as slack, MoonClerkStandIn() as moonclerk, PoofStandIn() as poof, \
+            resources.as_file(policy_file) as policy_path:
+        settings = Settings(
+            database_url=f"sqlite:///{database}",
+            dialnexa_webhook_secrets=[SecretStr(webhook_secret)],
+            slack_bot_token=SecretStr("xoxb-demo-" + secrets.token_hex(8)),
+            slack_signing_secret=SecretStr(signing_secret),
+            slack_api_url=f"{slack.url}/api/",
+            finance_channel=FINANCE_CHANNEL,
+            escalation_channel="C0ESCALATE",
+            review_channel="C0REVIEW",
+            moonclerk_api_url=moonclerk.url,
+            moonclerk_api_key=SecretStr(moonclerk.api_key),
+            poof_api_url=poof.url,
+            poof_api_key=SecretStr(poof.api_key),
+            finance_desk_policy=policy_path,
+        )
+        runtime = build_runtime(settings)
+        service = start_slack(runtime, poll_seconds=0.1)
+        server = BackgroundServer(runtime).start()
+        try:
+            _run(runtime, server, slack, signing_secret, webhook_secret, echo)
+        finally:
+            server.stop()
+            service.stop()
+        _write_record(workdir, runtime, slack)
+        echo("")
+        echo(f"Full record of this run in {workdir}/:")
+        echo(f"  {database.name:<28} the SQLite database (cases, deliveries, audit, outbox)")
+        echo(f"  {'slack-api-calls.jsonl':<28} every Web API call the app made, as Slack received it")
+        echo(f"  {'audit.jsonl':<28} the audit trail")
+        echo(f"  {'channel.txt':<28} the finance channel as shown above")
+
+
+def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, signing_secret: str,
+         webhook_secret: str, echo: Callable[[str], None]) -> None:
+    echo(f"finance-desk demo: app on {server.url}, Slack stand-in on {slack.url}")
+    echo("")
+    echo("Step 1 · DialNexa delivers six calls as signed webhooks")
+    for name, raw in sample_calls():
+        response = httpx.post(f"{server.url}/webhooks/dialnexa", content=raw, timeout=10,
+                              headers={"Content-Type": "application/json", **sign(raw, webhook_secret.encode())})
+        result = response.json()
+        with Session(runtime.engine) as session:
+            case = session.exec(select(Case).where(Case.call_id == result.get("call_id"))).first()
+        verdict = "billing: card queued" if case and case.is_billing else "not billing: stored, not surfaced"
+        extra = f" · suppressed {', '.join(case.suppressed_kinds)}" if case and case.suppressed else ""
+        echo(f"  {name:<28} HTTP {response.status_code} {result.get('outcome')} · {verdict}"
+             f"{' (' + case.kind + ')' if case and case.is_billing else ''}{extra}")
+    # A DialNexa retry of the first call: same call ID, so the same case and still one card.
+    name, raw = sample_calls()[0]
+    retry = httpx.post(f"{server.url}/webhooks/dialnexa", content=raw, timeout=10,
+                       headers={"Content-Type": "application/json", **sign(raw, webhook_secret.encode())})
+    echo(f"  {name + ' (retry)':<28} HTTP {retry.status_code} {retry.json().get('outcome')} · same case, no new card")
+
+    echo("")
+    echo("Step 2 · The outbox posts one card per billing case (paced to Slack's 1 message/s per channel)")
+    _wait(lambda: _outbox_idle(runtime), 60, "the cards to be posted")
+    for message in slack.messages(FINANCE_CHANNEL):
+        echo(f"┌─ #finance · message {message['ts']}")
+        _show(echo, message)
+        echo("└─")
+
+    echo("")
+    echo(f"Step 3 · Approver <@{APPROVER}> clicks “Assign to me” on the refund card")
+    with Session(runtime.engine) as session:
+        refund = session.exec(select(Case).where(Case.call_id == "call_demo_refund_0001")).one()
+    assert refund.slack_ts is not None
+    message = slack.message(FINANCE_CHANNEL, refund.slack_ts)
+    status = _click(server.url, signing_secret, refund, message, "assign_self", slack.response_url("demo"))
+    echo(f"  POST /slack/events (signed block_actions) → HTTP {status}, acknowledged at once")
+    _wait(lambda: bool(slack.calls("chat.update")) and _outbox_idle(runtime), 30, "the card update")
+    echo("  chat.update edits the same message in place:")
+    _show(echo, slack.message(FINANCE_CHANNEL, refund.slack_ts), prefix="  │ ")
+    echo("  and the card's thread records who did what:")
+    for reply in slack.thread(FINANCE_CHANNEL, refund.slack_ts):
+        if reply["ts"] != refund.slack_ts:
+            _show(echo, reply, prefix="  ↳ ")
+
+
+def _write_record(workdir: Path, runtime: Runtime, slack: SlackStandIn) -> None:
+    with (workdir / "slack-api-calls.jsonl").open("w") as out:
+        for request in slack.requests:
+            payload = request.json if request.json is not None else request.form
+            out.write(json.dumps({"at": request.at, "method": request.path.rsplit("/", 1)[-1],
+                                  "body": payload}, default=str) + "\n")
+    with Session(runtime.engine) as session, (workdir / "audit.jsonl").open("w") as out:
+        for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.id))):
+            out.write(json.dumps(event.model_dump(mode="json")) + "\n")
+    with (workdir / "channel.txt").open("w") as out:
+        for message in slack.all_messages(FINANCE_CHANNEL):
+            out.write(f"--- {message['ts']}{' (thread reply)' if message.get('thread_ts') else ''}\n")
+            out.write("\n".join(render(message)) + "\n")
