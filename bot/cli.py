@@ -71,6 +71,36 @@ def _runtime(settings: Settings) -> Runtime:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface for the webhook routes.")
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port for the webhook routes.")
+def socket(host: str, port: int) -> None:
+    """Talk to Slack over Socket Mode (no public Slack URL); webhooks and /healthz are still served."""
+    import uvicorn
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    from bot.slack.service import start_slack
+    from bot.web.app import create_app
+
+    settings = _settings(socket_mode=True)
+    runtime = _runtime(settings)
+    service = start_slack(runtime, socket_mode=True)
+    assert settings.slack_app_token is not None
+    handler = SocketModeHandler(service.bolt, settings.slack_app_token.get_secret_value())
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        service.stop()
+        _fail([f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({exc.response.get('error')}); "
+               "check the xapp- token has connections:write and Socket Mode is enabled for the app"])
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        handler.close()
+        service.stop()
+
+
+@cli.command()
 @click.option("--drain", is_flag=True, help="Send everything that is due, then exit (for cron or one-off runs).")
 def worker(drain: bool) -> None:
     """Run only the Slack outbox worker (no HTTP); several may share one PostgreSQL database."""
@@ -105,6 +135,40 @@ def demo(workdir: Path) -> None:
     from bot.demo import run_demo
 
     run_demo(workdir)
+
+
+@cli.command()
+@click.argument("call_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def preview(call_file: Path) -> None:
+    """Print the card a saved DialNexa event would produce, and a Block Kit Builder link."""
+    import json
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from blocks.builder import block_kit_builder_url
+    from blocks.card import case_card
+    from bot.config import Settings
+    from bot.ingest import preview_case
+    from bot.policy import load_policy
+    from providers.dialnexa import NotACallEvent
+
+    try:
+        body = json.loads(call_file.read_bytes(), parse_float=Decimal)
+    except ValueError as exc:
+        _fail([f"{call_file}: not valid JSON ({exc.__class__.__name__})"])
+    try:
+        policy = load_policy(Settings().finance_desk_policy)
+        case = preview_case(body, policy, datetime.now(UTC))
+    except PolicyError as exc:
+        _fail(exc.problems)
+    except NotACallEvent as exc:
+        _fail([f"{call_file}: {exc}"])
+    if not case.is_billing:
+        click.echo(f"# {call_file.name}: not a billing call ({case.rule}); finance-desk would store it and "
+                   "post no card. The card below is what it would look like.", err=True)
+    message = case_card(case)
+    click.echo(json.dumps(message, indent=2, ensure_ascii=False))
+    click.echo(f"\nBlock Kit Builder: {block_kit_builder_url(message)}", err=True)
 
 
 @cli.group()

@@ -87,8 +87,10 @@ def load_settings(*, require_slack: bool = False, socket_mode: bool = False) -> 
     problems: list[str] = []
     if not settings.dialnexa_webhook_secrets:
         problems.append("DIALNEXA_WEBHOOK_SECRETS: missing (comma-separated list: current secret first)")
-    if require_slack or settings.slack_enabled:
-        for name in ("slack_bot_token", "slack_signing_secret", "finance_channel"):
+    if require_slack or settings.slack_enabled or socket_mode:
+        needed = ("slack_bot_token", "finance_channel") if socket_mode else (
+            "slack_bot_token", "slack_signing_secret", "finance_channel")
+        for name in needed:
             if getattr(settings, name) is None:
                 problems.append(f"{name.upper()}: missing (needed to post cards to Slack)")
     if socket_mode and settings.slack_app_token is None:

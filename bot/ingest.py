@@ -14,7 +14,7 @@ from bot.policy import Policy
 from bot.triage.model import BillingKind, Classification, Extracted
 from bot.triage.pipeline import Triage, triage
 from bot.triage.route import route
-from providers.dialnexa import CallEvent, EventKind, Ignored, parse_event
+from providers.dialnexa import CallEvent, EventKind, Ignored, NotACallEvent, parse_event
 from storage.cases import lock_or_create
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, WebhookDelivery
@@ -84,6 +84,17 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
     log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind)
     return IngestResult(outcome=outcome, call_id=parsed.call_id, case_id=case.id, created=created,
                         is_billing=case.is_billing)
+
+
+def preview_case(body: object, policy: Policy, now: datetime) -> Case:
+    """The case one delivery would produce, in memory only (for `finance-desk preview`)."""
+    parsed = parse_event(body)
+    if isinstance(parsed, Ignored):
+        raise NotACallEvent(f"{parsed.event_name or 'this body'} is not a call event ({parsed.reason})")
+    case = Case(id=1, call_id=parsed.call_id, created_at=now, updated_at=now)
+    _merge(case, parsed, triage(parsed, now))
+    _apply_routing(case, policy, now)
+    return case
 
 
 def on_case_changed(session: Session, case: Case, created: bool) -> None:

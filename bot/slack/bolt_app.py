@@ -21,13 +21,17 @@ from bot.web.limits import BodyTooLarge, read_body
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(runtime: Runtime, client: WebClient) -> App:
+def build_bolt_app(runtime: Runtime, client: WebClient, *, socket_mode: bool = False) -> App:
     settings = runtime.settings
-    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    assert settings.slack_bot_token is not None
+    # Socket Mode requests arrive over the app-token WebSocket and carry no signature to check.
+    signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    assert socket_mode or signing_secret is not None
     app = App(
         client=client,
         token=settings.slack_bot_token.get_secret_value(),
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        signing_secret=signing_secret,
+        request_verification_enabled=not socket_mode,
         # auth.test at construction would make the webhook depend on Slack being up at start-up.
         token_verification_enabled=False,
         # Provider calls can be slow; Bolt's default of 5 threads would queue clicks behind them.

@@ -46,11 +46,14 @@ def outbox_worker(runtime: Runtime, client: WebClient, poll_seconds: float = 1.0
     )
 
 
-def start_slack(runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0) -> SlackService:
+def start_slack(
+    runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0, socket_mode: bool = False
+) -> SlackService:
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client, poll_seconds)
-    bolt = build_bolt_app(runtime, client)
-    runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
+    bolt = build_bolt_app(runtime, client, socket_mode=socket_mode)
+    if not socket_mode:
+        runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
     if worker:
         outbox.start()
         runtime.wake_outbox = outbox.wake
