@@ -88,7 +88,7 @@ def socket(host: str, port: int) -> None:
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(service.bolt, settings.slack_app_token.get_secret_value())
     try:
-        handler.connect()
+        handler.connect()  # type: ignore[no-untyped-call]
     except SlackApiError as exc:
         service.stop()
         _fail([f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({exc.response.get('error')}); "
@@ -96,7 +96,7 @@ def socket(host: str, port: int) -> None:
     try:
         uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
     finally:
-        handler.close()
+        handler.close()  # type: ignore[no-untyped-call]
         service.stop()
 
 
