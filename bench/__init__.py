@@ -59,7 +59,8 @@ def _call_id_of(sample: dict[str, Any]) -> str | None:
 def _pad_transcript(container: dict[str, Any], target: int) -> None:
     transcript = container.get("transcript")
     if isinstance(transcript, str):
-        lines = [f"{'Agent' if role == 'agent' else 'User'}: {text}" for role, text in _filler_turns(target - len(transcript))]
+        turns = _filler_turns(target - len(transcript))
+        lines = [f"{'Agent' if role == 'agent' else 'User'}: {text}" for role, text in turns]
         container["transcript"] = "\n".join([transcript, *lines])
     elif isinstance(transcript, list):
         size = len(json.dumps(transcript))
