@@ -78,8 +78,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def serve_forever(app: ASGIApp) -> None:
-    """Serve `app` under uvicorn on a free 127.0.0.1 port; print `READY <url>` once listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """Serve `app` under uvicorn on a free 127.0.0.1 port; print `READY <url>` once listening.
+
+    The socket is made with proto=IPPROTO_TCP, as uvicorn's own host/port binding (`finance-desk
+    serve`) makes it: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
+    without it every keep-alive response after the first waits ~40 ms (Nagle + delayed ACK).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
