@@ -52,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -71,6 +72,7 @@ TARGET_RATE = 100.0
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 0.5
 WARMUP_REQUESTS = 60
+CLIENT_SATURATED_PCT = 85.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -94,8 +96,21 @@ def serve_forever(app: ASGIApp) -> None:
     server.run(sockets=[sock])
 
 
+def _exit_with_parent() -> None:
+    """Shut the server down gracefully if the bench process dies without stopping it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _serve(kind: str, database_url: str, log_level: str) -> None:
     """Child-process entry point (`--serve app|floor`)."""
+    _exit_with_parent()
     if kind == "floor":
         from bench.floor import create_floor_app
 
@@ -132,7 +147,8 @@ class ServerProcess:
         self._log: IO[str] | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        env = {**os.environ, SECRET_ENV: self.secret, "PYTHONPATH": str(ROOT)}
+        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, SECRET_ENV: self.secret, "PYTHONPATH": pythonpath}
         self._log = self.log_path.open("w", encoding="utf-8")
         command = [sys.executable, "-m", "bench.ingest", "--serve", self.kind,
                    "--database-url", self.database_url, "--log-level", self.log_level]
@@ -215,12 +231,36 @@ def _client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_busy() -> float:
+    """CPU seconds all processes on the machine have used (all cores), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """Server, client and everything else on the machine, over one phase."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.start = (server.cpu_seconds(), _client_cpu(), _machine_busy())
+
+    def used(self) -> tuple[float, float, float]:
+        server = self.server.cpu_seconds() - self.start[0]
+        client = _client_cpu() - self.start[1]
+        other = max(0.0, _machine_busy() - self.start[2] - server - client)
+        return server, client, other
+
+
 def _result(
-    name: str, latencies: list[float], statuses: Counter[str], elapsed: float, cpu: tuple[float, float]
+    name: str, latencies: list[float], statuses: Counter[str], elapsed: float, cpu: tuple[float, float, float]
 ) -> dict[str, Any]:
     ok = sum(n for status, n in statuses.items() if status.startswith("2"))
     requests = sum(statuses.values())
-    server_cpu, client_cpu = cpu
+    server_cpu, client_cpu, other_cpu = cpu
     return {
         "phase": name,
         "requests": requests,
@@ -232,6 +272,8 @@ def _result(
         "server_cpu_ms_per_request": round(server_cpu * 1000 / requests, 2) if requests else 0.0,
         "server_cpu_pct": round(server_cpu * 100 / elapsed, 1) if elapsed > 0 else 0.0,
         "client_cpu_pct": round(client_cpu * 100 / elapsed, 1) if elapsed > 0 else 0.0,
+        # Other processes competing for the same cores; high values make the run noisy.
+        "other_cpu_pct": round(other_cpu * 100 / elapsed, 1) if elapsed > 0 else 0.0,
     }
 
 
@@ -259,7 +301,7 @@ async def fixed_rate(
         await _post(client, body, headers, statuses)
         latencies[index] = loop.time() - due
 
-    cpu0 = (server.cpu_seconds(), _client_cpu())
+    meter = CpuMeter(server)
     start = loop.time() + 0.05
     tasks = []
     for index, (body, headers) in enumerate(prepared):
@@ -270,7 +312,7 @@ async def fixed_rate(
         tasks.append(asyncio.create_task(one(index, due, body, headers)))
     await asyncio.gather(*tasks)
     elapsed = loop.time() - start
-    cpu = (server.cpu_seconds() - cpu0[0], _client_cpu() - cpu0[1])
+    cpu = meter.used()
     result = _result("fixed_rate", latencies, statuses, elapsed, cpu)
     result["offered_rate_rps"] = rate
     result["generator_lag"] = summarize_ms(lags)
@@ -299,11 +341,11 @@ async def closed_loop(
             await _post(client, body, headers, statuses)
             latencies.append(loop.time() - sent)
 
-    cpu0 = (server.cpu_seconds(), _client_cpu())
+    meter = CpuMeter(server)
     start = loop.time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = loop.time() - start
-    cpu = (server.cpu_seconds() - cpu0[0], _client_cpu() - cpu0[1])
+    cpu = meter.used()
     result = _result("max_throughput", latencies, statuses, elapsed, cpu)
     result["concurrency"] = concurrency
     return result
@@ -317,21 +359,31 @@ async def _warm_up(client: httpx.AsyncClient, deliveries: Deliveries, secret: by
     return statuses
 
 
-def _count_rows(database_url: str, kind: str) -> int | None:
-    table = "bench_floor_deliveries" if kind == "floor" else "webhook_deliveries"
+def _count_rows(database_url: str, kind: str, prefix: str) -> int | None:
+    """Rows this run stored (a shared --database-url may hold earlier runs' rows too)."""
+    if kind == "floor":
+        query = text("SELECT COUNT(*) FROM bench_floor_deliveries WHERE body LIKE :pattern")
+        pattern = f"%{prefix}%"
+    else:
+        query = text("SELECT COUNT(*) FROM webhook_deliveries WHERE call_id LIKE :pattern")
+        pattern = f"{prefix}%"
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            return int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())  # noqa: S608
+            return int(connection.execute(query, {"pattern": pattern}).scalar_one())
     except Exception:
         return None
     finally:
         engine.dispose()
 
 
-async def _drive(server: ServerProcess, args: argparse.Namespace, secret: bytes) -> dict[str, Any]:
-    deliveries = Deliveries()
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+async def _drive(
+    server: ServerProcess, args: argparse.Namespace, secret: bytes, deliveries: Deliveries
+) -> dict[str, Any]:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout can close them under a request.
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30.0) as client:
         warm = await _warm_up(client, deliveries, secret)
         idle = server.memory_kb()
@@ -357,12 +409,13 @@ async def _drive(server: ServerProcess, args: argparse.Namespace, secret: bytes)
 def run_server(kind: str, database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     secret = secrets.token_hex(24)
     server = ServerProcess(kind, database_url, workdir, secret, args.log_level)
+    deliveries = Deliveries()
     try:
         server.start()
-        result = asyncio.run(_drive(server, args, secret.encode()))
+        result = asyncio.run(_drive(server, args, secret.encode(), deliveries))
     finally:
         server.stop()
-    result["rows_stored"] = _count_rows(database_url, kind)
+    result["rows_stored"] = _count_rows(database_url, kind, deliveries.prefix)
     result["url"] = server.url
     result["log"] = str(server.log_path)
     return result
@@ -397,7 +450,7 @@ def _row(name: str, phase: dict[str, Any], extra: str = "") -> str:
         f"  {name:<6}{phase['requests']:>8}{phase['errors']:>7}{phase['throughput_rps']:>9.1f}"
         f"{lat['p50_ms']:>8.1f}{lat['p90_ms']:>8.1f}{lat['p99_ms']:>8.1f}{lat['max_ms']:>8.1f}"
         f"{phase['server_cpu_ms_per_request']:>9.2f}{phase['server_cpu_pct']:>7.0f}%{phase['client_cpu_pct']:>7.0f}%"
-        f"{phase['peak_rss_mb']:>9.1f}{extra}"
+        f"{phase['other_cpu_pct']:>7.0f}%{phase['peak_rss_mb']:>9.1f}{extra}"
     )
 
 
@@ -409,9 +462,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  bodies: {cfg['samples']} sample calls cycled, unique call ids, mean {cfg['mean_body_bytes']} bytes "
           f"(~3 KB transcripts), HMAC-SHA256 signed; app logging at {cfg['app_log_level']}")
     header = (f"  {'server':<6}{'reqs':>8}{'errors':>7}{'req/s':>9}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}"
-              f"{'srvCPU':>9}{'srv':>8}{'client':>8}{'peakRSS':>9}")
+              f"{'srvCPU':>9}{'srv':>8}{'client':>8}{'other':>8}{'peakRSS':>9}")
     units = (f"  {'':<6}{'':>8}{'':>7}{'':>9}{'ms':>8}{'ms':>8}{'ms':>8}{'ms':>8}"
-             f"{'ms/req':>9}{'CPU':>8}{'CPU':>8}{'MB':>9}")
+             f"{'ms/req':>9}{'CPU':>8}{'CPU':>8}{'CPU':>8}{'MB':>9}")
     print()
     print(f"fixed rate {cfg['rate']:g}/s for {cfg['seconds']:g} s (open loop; latency from each scheduled send time)")
     print(header)
@@ -425,6 +478,18 @@ def print_report(report: dict[str, Any]) -> None:
     print(units)
     for name in ("floor", "app"):
         print(_row(name, servers[name]["max_throughput"]))
+    print("  srvCPU = server process CPU per request; srv/client/other CPU = % of one core used by the server,")
+    print("  this load generator and every other process on the machine (high 'other' = a noisy run)")
+    for name in ("floor", "app"):
+        for phase in ("fixed_rate", "max_throughput"):
+            if servers[name][phase]["client_cpu_pct"] >= CLIENT_SATURATED_PCT:
+                print(f"  note: the load generator used {servers[name][phase]['client_cpu_pct']:.0f}% of a core during "
+                      f"{name} {phase}: that figure may be limited by the client, not the server")
+    app_ms = servers["app"]["max_throughput"]["server_cpu_ms_per_request"]
+    floor_ms = servers["floor"]["max_throughput"]["server_cpu_ms_per_request"]
+    if app_ms and floor_ms:
+        print(f"  CPU per delivery: app {app_ms:.1f} ms vs floor {floor_ms:.1f} ms; a single Python process (GIL) tops "
+              f"out near {1000 / app_ms:.0f} vs {1000 / floor_ms:.0f} deliveries/s")
     print()
     for name in ("floor", "app"):
         s = servers[name]
@@ -460,6 +525,8 @@ def main() -> None:
         _serve(args.serve, args.database_url, args.log_level)
         return
 
+    # SIGTERM must unwind through the finally blocks that stop the server subprocesses.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     deliveries = Deliveries()
     servers: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="fd-bench-ingest-"))

@@ -292,8 +292,50 @@ def _state(case: Case, next_reminder: datetime | None) -> dict[str, Any]:
         parts.append(slack_date(case.state_at))
     if next_reminder is not None and state not in CLOSED_STATES:
         parts.append(f"next reminder {slack_date(next_reminder)}")
+    if case.action_label:
+        parts.append(_last_action(case))
     text = truncate_mrkdwn("State: " + " · ".join(parts), MAX_SECTION_TEXT)
     return {"type": "context", "block_id": _block_id(case, "state"), "elements": [_mrkdwn(text)]}
+
+
+ACTION_LABELS = {
+    ActionId.NOTE_MOONCLERK.value: "MoonClerk note",
+    ActionId.INVOICE_POOF.value: "Poof invoice",
+    ActionId.PAYOUT_POOF.value: "Poof payout",
+}
+ACTION_STATUS = {
+    "succeeded": "✅ done", "failed": "❌ failed", "unknown": "⚠️ outcome unknown: check Poof",
+    "running": "⏳ running", "awaiting_approval": "⏳ waiting for a second approver",
+}
+
+
+def _last_action(case: Case) -> str:
+    label = ACTION_LABELS.get(case.action_label or "", inline(case.action_label, 40))
+    text = f"{label}: {ACTION_STATUS.get(case.action_status or '', inline(case.action_status, 40))}"
+    if case.action_reference:
+        text += f" {code(case.action_reference, ID_BUDGET)}"
+    url = safe_url(case.action_url) if case.action_url else None
+    if url:
+        text += f" {link(url, 'open')}"
+    if case.action_error and case.action_status in {"failed", "unknown"}:
+        text += f" ({prose(case.action_error, 300)})"
+    return text
+
+
+def _ledger_buttons(case: Case) -> dict[str, Any] | None:
+    """Retry a failed action; reconcile one whose outcome is unknown (never retry that: it may have run)."""
+    if case.action_label not in {ActionId.INVOICE_POOF.value, ActionId.PAYOUT_POOF.value}:
+        return None
+    assert case.id is not None
+    if case.action_status == "failed":
+        action_id, text = "retry_action", "Retry"
+    elif case.action_status == "unknown":
+        action_id, text = "reconcile_action", "Reconcile with Poof"
+    else:
+        return None
+    value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+    return {"type": "actions", "block_id": f"{_block_id(case, 'ledger')}:{case.action_label}", "elements": [
+        {"type": "button", "action_id": action_id, "value": value, "text": _plain(text)}]}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -441,5 +483,6 @@ def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str,
         _evidence(case),
         _state(case, next_reminder),
         _actions(case),
+        _ledger_buttons(case),
     ]
     return {"text": _fallback(case), "blocks": [block for block in blocks if block is not None]}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import click
 
@@ -190,6 +191,29 @@ def db_upgrade(revision: str) -> None:
     engine = make_engine(settings.database_url)
     upgrade(engine, revision)
     click.echo(f"database at revision {current_revision(engine)}")
+
+
+@cli.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("export")
+@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="First day (UTC) to include, e.g. 2026-11-01.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--output", type=click.File("w"), default="-", help="File to write; default standard output.")
+def audit_export(since: datetime, fmt: str, output: TextIO) -> None:
+    """Write every audit event since DATE: who, what, which record, where, why, when, outcome."""
+    from bot.audit_export import export
+    from storage.db import make_engine
+
+    try:
+        settings = Settings()
+    except Exception as exc:
+        _fail([f"configuration: {exc.__class__.__name__}"])
+    count = export(make_engine(settings.database_url), since.replace(tzinfo=UTC), fmt, output)
+    click.echo(f"{count} audit events written", err=True)
 
 
 @cli.group()

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     moonclerk_api_url: str = "https://api.moonclerk.com"
     poof_api_key: SecretStr | None = None
     poof_api_url: str = "https://www.poof.io"
+    poof_webhook_secret: SecretStr | None = None
+    moonclerk_webhook_token: SecretStr | None = None
+    # How long a provider call may take before its outcome counts as unknown.
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     database_url: str = "sqlite:///finance-desk.db"
     # Spacing between posts to one channel; Slack allows about one message a second per channel.
     slack_post_interval_seconds: float = Field(default=1.0, ge=0, le=60)

@@ -101,6 +101,13 @@ class Case(SQLModel, table=True):
     state_by: str | None = Field(default=None, max_length=40)
     state_at: datetime | None = _ts(default=None)
 
+    # The latest provider action, shown on the card (the full history is the ledger and the thread)
+    action_label: str | None = Field(default=None, max_length=200)
+    action_status: str | None = Field(default=None, max_length=30)
+    action_reference: str | None = Field(default=None, max_length=300)
+    action_url: str | None = Field(default=None, max_length=3000)
+    action_error: str | None = Field(default=None, max_length=500)
+
     # Where the card lives in Slack
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
@@ -156,6 +163,8 @@ class OutboxMessage(SQLModel, table=True):
     kind: str = Field(max_length=20)
     dedup_key: str = Field(max_length=300)
     text: str | None = Field(default=None, sa_type=Text)
+    # Optional Block Kit blocks for a thread reply (e.g. a payout's second-approval button).
+    blocks: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Bumped by every enqueue of a card row; a send only completes the version it rendered.
     version: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
@@ -166,3 +175,34 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = _ts(default=None, index=True)
     failed_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class ProviderAction(SQLModel, table=True):
+    """The action ledger: one row per (DialNexa call, action), so each money action runs at most once.
+
+    status: awaiting_approval (a payout waiting for its second approver) → running → succeeded |
+    failed | unknown. "unknown" means the provider may have acted (a timeout after sending); it is
+    never retried automatically, only reconciled.
+    """
+
+    __tablename__ = "provider_actions"
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_provider_actions_idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300)  # "<DialNexa call ID>:<action ID>"
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    call_id: str = Field(max_length=200, index=True)
+    action: str = Field(max_length=40)
+    provider: str = Field(max_length=40)
+    status: str = Field(max_length=30, index=True)
+    requested_by: str = Field(max_length=40)
+    approved_by: str | None = Field(default=None, max_length=40)
+    amount: Decimal | None = Field(default=None, sa_type=DecimalString)
+    currency: str | None = Field(default=None, max_length=3)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    provider_reference: str | None = Field(default=None, max_length=300)
+    provider_url: str | None = Field(default=None, max_length=3000)
+    error: str | None = Field(default=None, max_length=1000)
+    attempts: int = 0
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)

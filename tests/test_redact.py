@@ -410,6 +410,7 @@ def test_card_numbers_never_survive(data: st.DataObject, card: str) -> None:
     assert K.CARD_NUMBER in result.kinds, (text, result.text)
     assert f"[card ending {card[-4:]}]" in result.text, (text, result.text)
     assert_gone(result, card)
+    assert redact(result.text).text == result.text  # logs may redact an already-redacted line
 
 
 @PROPERTY
@@ -457,7 +458,7 @@ def ibans(draw: st.DrawFn) -> str:
 @PROPERTY
 @given(data=st.data(), iban=ibans())
 def test_ibans_never_survive(data: st.DataObject, iban: str) -> None:
-    style = data.draw(st.sampled_from(("compact", "fours", "lower", "spoken")))
+    style = data.draw(st.sampled_from(("compact", "fours", "lower", "lower fours", "spoken")))
     if style == "spoken" and not iban[2:].isdigit():
         style = "fours"
     if style == "compact":
@@ -466,6 +467,8 @@ def test_ibans_never_survive(data: st.DataObject, iban: str) -> None:
         shown = iban.lower()
     elif style == "fours":
         shown = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
+    elif style == "lower fours":
+        shown = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)).lower()
     else:
         shown = iban[:2] + " " + data.draw(spoken(iban[2:]))
     prefix = data.draw(st.sampled_from(("", "IBAN ", "my IBAN is ", "please refund to ", "IBAN: ")))

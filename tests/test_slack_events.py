@@ -119,8 +119,8 @@ def test_stale_timestamp_is_401(app: App) -> None:
 
 def test_buttons_not_enabled_yet_answer_ephemerally(app: App) -> None:
     case = app.deliver("01_refund.json")
-    assert app.click(case, "note_moonclerk").status_code == 200
-    responses = app.slack.wait_until(lambda: app.slack.responses_for("click-note_moonclerk") or None, 5)
+    assert app.click(case, "snooze").status_code == 200
+    responses = app.slack.wait_until(lambda: app.slack.responses_for("click-snooze") or None, 5)
     assert "not enabled" in responses[0]["text"] and "nothing was done" in responses[0]["text"]
     assert app.case(case.call_id).state == "new"
 

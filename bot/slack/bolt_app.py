@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
 from bot.slack.listeners import register_listeners
 from bot.web.limits import BodyTooLarge, read_body
@@ -21,7 +22,7 @@ from bot.web.limits import BodyTooLarge, read_body
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(runtime: Runtime, client: WebClient, *, socket_mode: bool = False) -> App:
+def build_bolt_app(runtime: Runtime, client: WebClient, actions: ActionContext, *, socket_mode: bool = False) -> App:
     settings = runtime.settings
     assert settings.slack_bot_token is not None
     # Socket Mode requests arrive over the app-token WebSocket and carry no signature to check.
@@ -38,7 +39,7 @@ def build_bolt_app(runtime: Runtime, client: WebClient, *, socket_mode: bool = F
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    register_listeners(app, runtime)
+    register_listeners(app, runtime, actions)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:

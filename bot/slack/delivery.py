@@ -228,6 +228,8 @@ class OutboxWorker:
     def _send_thread(self, row: OutboxMessage, case: Case) -> None:
         assert case.slack_channel is not None and case.slack_ts is not None
         message = thread_reply(row.text or "")
+        if row.blocks:
+            message["blocks"] = row.blocks
         self.pacer.wait(case.slack_channel)
         self.client.chat_postMessage(
             channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"]

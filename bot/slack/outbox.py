@@ -38,12 +38,16 @@ def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> N
     )
 
 
-def enqueue_thread(session: Session, case: Case, key: str, text: str, now: datetime | None = None) -> None:
+def enqueue_thread(
+    session: Session, case: Case, key: str, text: str, now: datetime | None = None,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
     """One reply in the card's thread, at most once per key (e.g. "action:42:succeeded")."""
     assert case.id is not None
     now = now or utcnow()
     row = OutboxMessage(
-        case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text, due_at=now, created_at=now
+        case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text, blocks=blocks,
+        due_at=now, created_at=now,
     )
     statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
     session.execute(statement.on_conflict_do_nothing(index_elements=["dedup_key"]))

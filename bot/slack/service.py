@@ -9,9 +9,14 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from starlette.routing import Route
 
+from bot.actions.authz import Directory
+from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
+from providers.moonclerk import MoonClerkClient
+from providers.poof import PoofClient
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +51,25 @@ def outbox_worker(runtime: Runtime, client: WebClient, poll_seconds: float = 1.0
     )
 
 
+def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
+    settings = runtime.settings
+    moonclerk = poof = None
+    if settings.moonclerk_api_key is not None:
+        moonclerk = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url,
+                                    timeout=settings.provider_timeout_seconds)
+    if settings.poof_api_key is not None:
+        poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url,
+                          timeout=settings.provider_timeout_seconds)
+    return ActionContext(engine=runtime.engine, directory=Directory(runtime.policy, client), moonclerk=moonclerk,
+                         poof=poof, clock=utcnow)
+
+
 def start_slack(
     runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0, socket_mode: bool = False
 ) -> SlackService:
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client, poll_seconds)
-    bolt = build_bolt_app(runtime, client, socket_mode=socket_mode)
+    bolt = build_bolt_app(runtime, client, action_context(runtime, client), socket_mode=socket_mode)
     if not socket_mode:
         runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
     if worker:

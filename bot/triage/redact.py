@@ -102,7 +102,7 @@ _HYPHEN_CHAIN = re.compile(r"(?<![\w-])\w+(?:-\w+)+(?![\w-])")
 _NUMBER_WORDS = frozenset({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS, "and"})
 
 # Markers we wrote ourselves: redacting an already-redacted line must not redact the marker.
-_MARKER = re.compile(r"\[(?:card ending [0-9]{4}|redacted [a-z_]+(?:\] \[redacted [a-z_]+)*)\]")
+_MARKER = re.compile(r"\[(?:card ending [0-9]{4}|redacted [a-z_]+)\]")
 
 # --- keywords -----------------------------------------------------------------------------------------
 _KEYWORDS: dict[str, str] = {
@@ -111,6 +111,8 @@ _KEYWORDS: dict[str, str] = {
         r"|verification\s+(?:value|number)|(?:digits|numbers|code)\s+on\s+the\s+back"
         r"|back\s+of\s+(?:the|your|my)\s+card"
     ),
+    # Bare "code" only counts once a card or expiry has just been read ("exp 1228 code 123").
+    "code": r"code",
     "expiry": (
         r"exp(?:iry|iration|ires|ire|ired|iring)?\.?|valid\s+(?:thru|through|until|till)"
         r"|good\s+(?:thru|through)|mm\s*/\s*yy"
@@ -133,8 +135,12 @@ _KEYWORDS: dict[str, str] = {
     "vat": r"vat|v\.a\.t\.?|tva|iva|mwst|ust-?id(?:nr)?|btw",
     "tax": r"tax(?:es)?",
 }
+# The leading class holds every keyword's first letter; it lets most positions fail before the
+# alternation is tried (the keyword scan is the most expensive pass over a long transcript).
 _KEYWORD = re.compile(
-    "|".join(rf"(?<![\w])(?P<{name}>{pattern})(?![\w])" for name, pattern in _KEYWORDS.items()),
+    r"(?<![\w])(?=[abcdefgimnrstuv])(?:"
+    + "|".join(rf"(?P<{name}>{pattern})(?![\w])" for name, pattern in _KEYWORDS.items())
+    + ")",
     re.IGNORECASE,
 )
 
@@ -376,9 +382,9 @@ def _runs(text: str, toks: list[_Tok]) -> list[_Run]:
                 cur.toks.append(tok)
                 cur.seps.append(sep)
             else:
-                out.extend(_split_dates(cur))
+                out.append(cur)
                 cur = _Run([tok], [])
-        out.extend(_split_dates(cur))
+        out.append(cur)
     return out
 
 
@@ -388,7 +394,7 @@ def _date_at(run: _Run, i: int) -> bool:
     a, b, c = run.toks[i : i + 3]
     if a.spoken or b.spoken or c.spoken:
         return False
-    if run.seps[i].strip() not in "-–" or run.seps[i + 1].strip() not in "-–":
+    if run.seps[i].strip() not in ("-", "–") or run.seps[i + 1].strip() not in ("-", "–"):
         return False
     if (len(a.digits), len(b.digits), len(c.digits)) == (4, 2, 2):
         year, month, day = a.digits, int(b.digits), int(c.digits)
@@ -401,38 +407,23 @@ def _date_at(run: _Run, i: int) -> bool:
     return year[:2] in ("19", "20") and 1 <= month <= 12 and 1 <= day <= 31
 
 
-def _split_dates(run: _Run) -> list[_Run]:
-    """Dashed dates next to other numbers ("2026-11-22 5512345") must not lend digits to a card."""
-    if len(run.toks) < 4:
-        return [run]
-    out: list[_Run] = []
-    i = begin = 0
-    while i < len(run.toks):
-        if _date_at(run, i):
-            if i > begin:
-                out.append(_Run(run.toks[begin:i], run.seps[begin : i - 1]))
-            out.append(_Run(run.toks[i : i + 3], run.seps[i : i + 2]))
-            i = begin = i + 3
-        else:
-            i += 1
-    if begin < len(run.toks):
-        out.append(_Run(run.toks[begin:], run.seps[begin:]))
-    return out
-
-
 def _is_date(run: _Run) -> bool:
     return len(run.toks) == 3 and _date_at(run, 0)
 
 
 # --- classification -----------------------------------------------------------------------------------
-def _card_windows(toks: list[_Tok]) -> list[tuple[int, int]]:
+def _card_windows(run: _Run) -> list[tuple[int, int]]:
     """Non-overlapping token windows that are Luhn-valid 13-19 digit card numbers.
 
     A run can hold more than the card ("oh, four two ..." or a CVV read straight after), so every
     token-aligned window is tried and the set covering the most digits wins; ties go to windows that
     look like a real brand, then to the later window, because speakers pad the front ("oh", "uh, one").
     """
+    toks = run.toks
     m = len(toks)
+    # A window may swallow a dashed date whole but not start or end inside one: "2026-11-22 5512345..."
+    # is a date and a number, and "11-22 5512345..." a coincidence.
+    dates = [i for i in range(m - 2) if _date_at(run, i)]
     digits = "".join(t.digits for t in toks)
     offsets = [0]
     for t in toks:
@@ -448,10 +439,12 @@ def _card_windows(toks: list[_Tok]) -> list[tuple[int, int]]:
             number = digits[offsets[i] : offsets[j + 1]]
             if not _luhn_ok(number) or _looks_like_epoch_ms(toks, i, j, number):
                 continue
+            if any(i <= d + 2 and j >= d and not (i <= d and j >= d + 2) for d in dates):
+                continue
             # A stray number word next to a written number ("call 12137771234, twenty minutes") is not
             # a card read half aloud; someone switching to words says at least a group of them.
             spoken = sum(len(t.digits) for t in toks[i : j + 1] if t.spoken)
-            if 0 < spoken < 4 and spoken < length:
+            if 0 < spoken < 4:
                 continue
             score = length * 100 + (10 if _CARD_BRANDS.fullmatch(number) else 0)
             candidates[i].append((j, score))
@@ -652,7 +645,7 @@ class _Redactor:
                 self._add(run.start, run.end, kind)
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
                 return
-        windows = _card_windows(toks)
+        windows = _card_windows(run)
         if windows:
             self._cards(run, windows)
             return
@@ -711,6 +704,10 @@ class _Redactor:
         flow, n = self.flow, len(digits)
         # A keyword answers the first number after it; "cvv 123 and order 4567" keeps the order number.
         cvv_at = self.kw.last_end_before("cvv", run.start, _W_CARD)
+        if flow.cardish:
+            weak = self.kw.last_end_before("code", run.start, _W_CARD)
+            if weak is not None and (cvv_at is None or weak > cvv_at):
+                cvv_at = weak
         exp_at = self.kw.last_end_before("expiry", run.start, _W_CARD)
         cvv_ok = cvv_at is not None and cvv_at >= flow.last_end and 3 <= n <= 4
         exp_ok = exp_at is not None and exp_at >= flow.last_end and _valid_expiry(digits)

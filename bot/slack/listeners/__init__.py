@@ -1,13 +1,15 @@
-"""One module per listener, registered here (the Bolt starter template's layout)."""
+"""One module per listener group, registered here (the Bolt starter template's layout)."""
 
 from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
 
 
-def register_listeners(app: App, runtime: Runtime) -> None:
-    from bot.slack.listeners import case_actions
+def register_listeners(app: App, runtime: Runtime, actions: ActionContext) -> None:
+    from bot.slack.listeners import case_actions, money_actions
 
     case_actions.register(app, runtime)
+    money_actions.register(app, actions)

@@ -43,9 +43,6 @@ def _listener(runtime: Runtime, handler: Handler) -> Callable[..., None]:
 # Buttons whose behaviour lands with provider actions and reminders: the click is answered honestly
 # instead of leaving Slack to show an error.
 _NOT_YET = {
-    ActionId.NOTE_MOONCLERK: "MoonClerk notes",
-    ActionId.INVOICE_POOF: "Poof invoices",
-    ActionId.PAYOUT_POOF: "Poof payouts",
     ActionId.SNOOZE: "Snoozing",
 }
 
@@ -54,7 +51,7 @@ def _not_yet(feature: str) -> Callable[..., None]:
     def listener(ack: Ack, respond: Respond) -> None:
         ack()
         respond(response_type="ephemeral", replace_original=False,
-                text=f"{feature} are not enabled in this finance-desk version yet; nothing was done.")
+                text=f"{feature} is not enabled in this finance-desk version yet; nothing was done.")
 
     return listener
 

@@ -1,0 +1,106 @@
+"""Modals for money-moving actions: pre-filled from the case, validated on submit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.actions import ButtonValue
+from blocks.limits import escape_mrkdwn, truncate
+from providers.currency import format_amount
+from storage.models import Case
+
+INVOICE_CALLBACK = "invoice_poof_modal"
+PAYOUT_CALLBACK = "payout_poof_modal"
+FIAT_METHODS = ("paypal", "cashapp", "venmo", "skrill", "credit card")
+CRYPTOS = ("bitcoin", "ethereum", "solana", "litecoin", "dogecoin", "polygon")
+
+
+def _text_input(block_id: str, label: str, initial: str | None, *, optional: bool = False,
+                hint: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value"}
+    if initial:
+        element["initial_value"] = truncate(initial, 150)
+    block: dict[str, Any] = {"type": "input", "block_id": block_id, "optional": optional,
+                             "label": {"type": "plain_text", "text": label}, "element": element}
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
+
+
+def _select(block_id: str, label: str, options: tuple[str, ...], initial: str | None) -> dict[str, Any]:
+    choices = [{"text": {"type": "plain_text", "text": option}, "value": option} for option in options]
+    element: dict[str, Any] = {"type": "static_select", "action_id": "value", "options": choices}
+    if initial in options:
+        element["initial_option"] = next(c for c in choices if c["value"] == initial)
+    return {"type": "input", "block_id": block_id, "label": {"type": "plain_text", "text": label}, "element": element}
+
+
+def _context(case: Case) -> dict[str, Any]:
+    parts = [f"Case `{escape_mrkdwn(case.call_id)}`", escape_mrkdwn(case.kind.replace("_", " "))]
+    if case.amount is not None and case.currency:
+        parts.append(f"call amount {format_amount(case.amount, case.currency)}")
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(parts), 2000)}]}
+
+
+def _note(case: Case) -> dict[str, Any]:
+    # The note is built from stored case fields, which were redacted before they were stored.
+    reason = case.refund_reason or case.dispute_reason or case.caller_claim or "—"
+    text = f"*Note that will be recorded*\n{escape_mrkdwn(truncate(reason, 500))}"
+    if case.next_step:
+        text += f"\nNext step: {escape_mrkdwn(truncate(case.next_step, 300))}"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    assert case.id is not None
+    metadata = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+    return {
+        "type": "modal", "callback_id": callback, "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": title}, "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [_context(case), *blocks, _note(case)],
+    }
+
+
+def invoice_modal(case: Case) -> dict[str, Any]:
+    send_to = case.recipient_email or case.email
+    return _view(INVOICE_CALLBACK, "Poof invoice", "Create invoice", case, [
+        _text_input("amount", "Amount", str(case.amount) if case.amount is not None else None,
+                    hint="A decimal amount above zero, e.g. 149.00"),
+        _text_input("currency", "Currency", case.currency, hint="ISO 4217 code, e.g. USD"),
+        _select("method", "Payment method", FIAT_METHODS, "paypal"),
+        _text_input("send_to", "Send the payment link to", send_to, optional=True,
+                    hint="Must match the verified customer record"),
+        {"type": "input", "block_id": "override", "optional": True,
+         "label": {"type": "plain_text", "text": "Recipient override"},
+         "element": {"type": "checkboxes", "action_id": "value", "options": [{
+             "text": {"type": "plain_text", "text": "Send even if the recipient differs from the customer record"},
+             "description": {"type": "plain_text", "text": "Senior approvers only; audited"},
+             "value": "override"}]}},
+    ])
+
+
+def payout_modal(case: Case) -> dict[str, Any]:
+    return _view(PAYOUT_CALLBACK, "Poof payout", "Approve payout", case, [
+        _text_input("amount", "Amount", str(case.amount) if case.amount is not None else None,
+                    hint="A decimal amount above zero"),
+        _text_input("currency", "Currency of the amount", case.currency, hint="ISO 4217 code, e.g. USD"),
+        _select("crypto", "Send as", CRYPTOS, (case.crypto or "").lower() or None),
+        _text_input("address", "Recipient wallet address", case.crypto_address,
+                    hint="Checked against the chosen cryptocurrency's address format"),
+    ])
+
+
+def submitted(view: dict[str, Any]) -> dict[str, str | list[str] | None]:
+    """The values of a submitted modal, keyed by block_id."""
+    values: dict[str, str | list[str] | None] = {}
+    for block_id, actions in (view.get("state") or {}).get("values", {}).items():
+        element = actions.get("value", {})
+        if element.get("type") == "static_select":
+            option = element.get("selected_option") or {}
+            values[block_id] = option.get("value")
+        elif element.get("type") == "checkboxes":
+            values[block_id] = [o.get("value") for o in element.get("selected_options") or []]
+        else:
+            values[block_id] = element.get("value")
+    return values

@@ -1,0 +1,79 @@
+"""Who may act: approvers and senior approvers from the policy, user groups resolved through Slack."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.policy import People, Policy
+
+log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 300.0
+
+
+class Directory:
+    """Answers "is this user an approver / a senior approver?", caching user group members briefly."""
+
+    def __init__(self, policy: Policy, client: WebClient | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.client = client
+        self.clock = clock
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def _members(self, group: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._groups.get(group)
+            if cached and self.clock() - cached[0] < GROUP_CACHE_SECONDS:
+                return cached[1]
+        if self.client is None:
+            return frozenset()
+        try:
+            members: list[str] = self.client.usergroups_users_list(usergroup=group).get("users", [])
+            users = frozenset(members)
+        except SlackApiError as exc:
+            # Failing closed: an unreadable group grants nobody anything.
+            log.warning("could not read user group %s: %s", group, exc.response.get("error"))
+            return frozenset()
+        with self._lock:
+            self._groups[group] = (self.clock(), users)
+        return users
+
+    def _in(self, people: People, user: str) -> bool:
+        return user in people.users or any(user in self._members(group) for group in people.user_groups)
+
+    def is_senior(self, user: str) -> bool:
+        return self._in(self.policy.senior_approvers, user)
+
+    def is_approver(self, user: str) -> bool:
+        return self._in(self.policy.approvers, user) or self.is_senior(user)
+
+
+def needs_senior(policy: Policy, amount: Decimal | None, currency: str | None) -> str | None:
+    """Why this amount needs a senior approver, or None."""
+    if amount is None or currency is None:
+        return None
+    threshold = policy.threshold(currency)
+    if threshold is None:
+        return f"no approval threshold is set for {currency}, so only a senior approver may act"
+    if amount > threshold:
+        return f"{amount} {currency} is above the {threshold} {currency} threshold"
+    return None
+
+
+def refusal(directory: Directory, user: str, amount: Decimal | None, currency: str | None) -> str | None:
+    """Why `user` may not run a money action for this amount, or None when they may."""
+    if not directory.is_approver(user):
+        return "only finance approvers named in the policy file can run this action"
+    reason = needs_senior(directory.policy, amount, currency)
+    if reason and not directory.is_senior(user):
+        return f"{reason}; a senior approver must do it"
+    return None

@@ -1,0 +1,81 @@
+"""Validation of the money modals: every edit checked, errors shown in the modal next to the field."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from blocks.modals import CRYPTOS, FIAT_METHODS
+from bot.actions.runner import InvoiceRequest, PayoutRequest
+from providers.currency import exponent, normalise_currency, parse_amount
+from providers.poof import address_problem
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_AMOUNT = Decimal("100000000")
+
+Values = dict[str, str | list[str] | None]
+
+
+def _amount(values: Values, currency: str | None, errors: dict[str, str]) -> Decimal | None:
+    raw = values.get("amount")
+    amount = parse_amount(raw) if isinstance(raw, str) else None
+    if amount is None:
+        errors["amount"] = "Enter an amount such as 149.00"
+        return None
+    if amount <= 0:
+        errors["amount"] = "The amount must be above zero"
+        return None
+    if amount > MAX_AMOUNT:
+        errors["amount"] = "That amount is implausibly large; check it"
+        return None
+    if currency and -amount.as_tuple().exponent > exponent(currency):  # type: ignore[operator]
+        errors["amount"] = f"{currency} has at most {exponent(currency)} decimal places"
+        return None
+    return amount
+
+
+def _currency(values: Values, errors: dict[str, str]) -> str | None:
+    raw = values.get("currency")
+    currency = normalise_currency(raw) if isinstance(raw, str) else None
+    if currency is None:
+        errors["currency"] = "Enter an ISO 4217 currency code such as USD or EUR"
+    return currency
+
+
+def parse_invoice(values: Values) -> InvoiceRequest | dict[str, str]:
+    errors: dict[str, str] = {}
+    currency = _currency(values, errors)
+    amount = _amount(values, currency, errors)
+    method = values.get("method")
+    if method not in FIAT_METHODS:
+        errors["method"] = "Choose a payment method"
+    send_to = values.get("send_to")
+    if isinstance(send_to, str) and send_to.strip() and not _EMAIL.match(send_to.strip()):
+        errors["send_to"] = "Enter an email address"
+    if errors:
+        return errors
+    assert amount is not None and currency is not None and isinstance(method, str)
+    override = values.get("override")
+    return InvoiceRequest(amount=amount, currency=currency, method=method,
+                          send_to=send_to.strip() if isinstance(send_to, str) and send_to.strip() else None,
+                          override_recipient=isinstance(override, list) and "override" in override)
+
+
+def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
+    errors: dict[str, str] = {}
+    currency = _currency(values, errors)
+    amount = _amount(values, currency, errors)
+    crypto = values.get("crypto")
+    if crypto not in CRYPTOS:
+        errors["crypto"] = "Choose a cryptocurrency"
+    address = values.get("address")
+    if not isinstance(address, str) or not address.strip():
+        errors["address"] = "Enter the recipient's wallet address"
+    elif isinstance(crypto, str):
+        problem = address_problem(crypto, address.strip())
+        if problem:
+            errors["address"] = problem
+    if errors:
+        return errors
+    assert amount is not None and currency is not None and isinstance(crypto, str) and isinstance(address, str)
+    return PayoutRequest(amount=amount, currency=currency, crypto=crypto, address=address.strip())

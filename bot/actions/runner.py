@@ -1,0 +1,488 @@
+"""Provider actions from approvers' clicks: authorised, gated, at most once, audited.
+
+Plain functions over the database and provider clients; the Slack listeners only ack and call them.
+Every path ends in an audit event, a card update and a thread reply committed together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from blocks.actions import ActionId, ButtonValue
+from blocks.limits import escape_mrkdwn
+from bot.actions import ledger
+from bot.actions.authz import Directory, refusal
+from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
+from bot.slack.outbox import enqueue_card, enqueue_thread
+from providers.base import NotFound, OutcomeUnknown, ProviderError, ProviderResult
+from providers.currency import format_amount
+from providers.moonclerk import MoonClerkClient
+from providers.poof import PoofClient
+from storage.db import session_scope
+from storage.models import AuditEvent, Case, ProviderAction
+
+log = logging.getLogger(__name__)
+
+CONFIRM_PAYOUT = "confirm_payout"
+RETRY_ACTION = "retry_action"
+RECONCILE_ACTION = "reconcile_action"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str  # for the clicker, ephemerally
+
+
+@dataclass
+class ActionContext:
+    engine: Engine
+    directory: Directory
+    moonclerk: MoonClerkClient | None
+    poof: PoofClient | None
+    clock: Callable[[], datetime]
+
+
+class InvoiceRequest(BaseModel):
+    amount: Decimal
+    currency: str
+    method: str
+    send_to: str | None = None
+    override_recipient: bool = False
+
+
+class PayoutRequest(BaseModel):
+    amount: Decimal
+    currency: str
+    crypto: str
+    address: str
+
+
+_LABELS = {ActionId.NOTE_MOONCLERK: "MoonClerk note", ActionId.INVOICE_POOF: "Poof invoice",
+           ActionId.PAYOUT_POOF: "Poof payout"}
+
+
+# -- shared bookkeeping --------------------------------------------------------------------------
+
+def _load(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise LookupError("That case no longer exists.")
+    return case
+
+
+def _audit(session: Session, case: Case, user: str, action: str, now: datetime, *, outcome: str,
+           reason: str | None = None, record: str | None = None, target: str | None = None,
+           detail: dict[str, Any] | None = None) -> None:
+    session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
+                           record=record, target=target, reason=reason or _why(case), outcome=outcome,
+                           detail=detail or {}))
+
+
+def _why(case: Case) -> str | None:
+    return case.refund_reason or case.dispute_reason or case.caller_claim or case.kind
+
+
+def _record(case: Case) -> str | None:
+    if case.invoice_number:
+        return f"invoice {case.invoice_number}"
+    if case.payment_id:
+        return f"payment {case.payment_id}"
+    if case.subscription_id:
+        return f"subscription {case.subscription_id}"
+    if case.moonclerk_customer_id is not None:
+        return f"MoonClerk customer {case.moonclerk_customer_id}"
+    return None
+
+
+def refuse(ctx: ActionContext, case_id: int, user: str, action: str, reason: str) -> Outcome:
+    now = ctx.clock()
+    with session_scope(ctx.engine) as session:
+        case = _load(session, case_id)
+        _audit(session, case, user, "action.refused", now, outcome="refused", reason=reason,
+               detail={"action": action}, record=_record(case))
+    return Outcome(False, f"Not done: {reason}. Nothing was sent to any provider.")
+
+
+def to_review(ctx: ActionContext, case_id: int, user: str, action: str, reason: str) -> Outcome:
+    now = ctx.clock()
+    with session_scope(ctx.engine) as session:
+        case = _load(session, case_id)
+        case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
+        session.add(case)
+        _audit(session, case, user, "case.routed_to_review", now, outcome="review", reason=reason,
+               detail={"action": action}, record=_record(case))
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"review:{action}:{now.timestamp()}",
+                       f"Sent to finance review instead of running *{_LABELS.get(ActionId(action), action)}*: "
+                       f"{escape_mrkdwn(reason)}.", now)
+    return Outcome(False, f"Sent to review instead: {reason}.")
+
+
+def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | None, error: Exception | None,
+            user: str) -> Outcome:
+    """Record how a provider call ended, on the ledger, the case, the audit trail and in Slack."""
+    assert row.id is not None
+    now = ctx.clock()
+    label = _LABELS[ActionId(row.action)]
+    if result is not None:
+        status, text = "succeeded", None
+    elif isinstance(error, OutcomeUnknown):
+        status, text = "unknown", f"{error}: the action may or may not have happened"
+    else:
+        status, text = "failed", str(error) if error else "failed"
+    with session_scope(ctx.engine) as session:
+        ledger.transition(
+            session, row.id, {"running"}, status, now,
+            provider_reference=result.reference if result else None,
+            provider_url=result.url if result else None, error=text,
+        )
+        case = _load(session, row.case_id)
+        case.action_label, case.action_status = row.action, status
+        case.action_reference = result.reference if result else None
+        case.action_url = result.url if result else None
+        case.action_error = text
+        if status == "succeeded":
+            done = row.action == ActionId.PAYOUT_POOF
+            case.state = "done" if done else "approved"
+        else:
+            case.state = "failed"
+        case.state_by, case.state_at, case.updated_at = user, now, now
+        session.add(case)
+        amount = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else None
+        _audit(session, case, user, f"{row.action}.{status}", now, outcome=status, record=_record(case),
+               target=row.params.get("send_to") or row.params.get("address") or row.provider,
+               detail={"ledger_id": row.id, "amount": str(row.amount) if row.amount is not None else None,
+                       "currency": row.currency, "reference": case.action_reference, "error": text,
+                       "approved_by": row.approved_by})
+        enqueue_card(session, case, now)
+        if status == "succeeded":
+            reply = f"✅ *{label}* done by <@{user}>" + (f" for {amount}" if amount else "")
+            if case.action_reference:
+                reply += f" · reference `{escape_mrkdwn(case.action_reference)}`"
+            if case.action_url:
+                reply += f" · <{case.action_url}|open in {row.provider.title()}>"
+        elif status == "unknown":
+            reply = (f"⚠️ *{label}* outcome unknown ({text}). It will not be retried automatically; "
+                     "use *Reconcile* to check Poof before doing anything else.")
+        else:
+            reply = f"❌ *{label}* failed: {escape_mrkdwn(text or '')}. An approver may retry it from the card."
+        enqueue_thread(session, case, f"action:{row.id}:{status}:{row.attempts}", reply, now)
+    log.info("%s for call %s: %s", row.action, row.call_id, status)
+    return Outcome(status == "succeeded", reply)
+
+
+# -- MoonClerk note ------------------------------------------------------------------------------
+
+def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+    if case is None:
+        return Outcome(False, "That case no longer exists.")
+    if not ctx.directory.is_approver(user):
+        return refuse(ctx, case_id, user, ActionId.NOTE_MOONCLERK, "only finance approvers can write MoonClerk notes")
+    gate = note_gate(case)
+    if gate:
+        return to_review(ctx, case_id, user, ActionId.NOTE_MOONCLERK, gate)
+    if ctx.moonclerk is None:
+        return Outcome(False, "MoonClerk is not configured (MOONCLERK_API_KEY); nothing was done.")
+    try:
+        if case.moonclerk_customer_id is not None:
+            customer = ctx.moonclerk.get_customer(case.moonclerk_customer_id)
+            record = f"MoonClerk customer {customer.id} ({customer.name or customer.email})"
+            url = customer.management_url
+        else:
+            payment = ctx.moonclerk.get_payment(int(str(case.payment_id)))
+            record, url = f"MoonClerk payment {payment.id}", None
+    except (NotFound, ValueError):
+        return to_review(ctx, case_id, user, ActionId.NOTE_MOONCLERK,
+                         "the MoonClerk record named on the call does not exist")
+    except ProviderError as exc:
+        return Outcome(False, f"MoonClerk could not be reached ({exc}); nothing was written. Try again shortly.")
+    with session_scope(ctx.engine) as session:
+        case = _load(session, case_id)
+        row, created = ledger.claim(
+            session, case_id=case_id, call_id=case.call_id, action=ActionId.NOTE_MOONCLERK, provider="moonclerk",
+            user=user, status="succeeded", amount=case.amount, currency=case.currency,
+            params={"record": record}, now=now)
+        if not created:
+            return Outcome(False, "A MoonClerk note was already written for this call.")
+        ledger.set_values(session, row.id, provider_reference=record, provider_url=url)
+        note = _note_text(case, record, url, user)
+        case.action_label, case.action_status, case.action_reference, case.action_url = (
+            ActionId.NOTE_MOONCLERK.value, "succeeded", record, url)
+        case.updated_at = now
+        session.add(case)
+        _audit(session, case, user, "moonclerk.note", now, outcome="succeeded", record=record,
+               target="case thread" + (f" · {url}" if url else ""), detail={"note": note})
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"note:{row.id}", note, now)
+    return Outcome(True, "MoonClerk note written to the case thread.")
+
+
+def _note_text(case: Case, record: str, url: str | None, user: str) -> str:
+    """The operational summary: facts and safe links only, never payment details (all already redacted)."""
+    lines = [f"📝 *MoonClerk note* for {escape_mrkdwn(record)} by <@{user}>"]
+    if url:
+        lines.append(f"MoonClerk record: <{url}|manage>")
+    facts = [
+        ("Request", case.kind.replace("_", " ")),
+        ("Amount", format_amount(case.amount, case.currency) if case.amount is not None and case.currency else None),
+        ("Caller says", case.caller_claim),
+        ("Reason", case.refund_reason or case.dispute_reason or case.credit_request),
+        ("Next step", case.next_step),
+        ("Owner", f"<@{case.owner}>" if case.owner else None),
+        ("DialNexa call", f"`{case.call_id}`"),
+    ]
+    lines += [f"• {label}: {value if label in {'Owner', 'DialNexa call'} else escape_mrkdwn(str(value))}"
+              for label, value in facts if value]
+    for label, link in (("Transcript", case.transcript_url), ("Recording", case.recording_url)):
+        if link:
+            lines.append(f"• {label}: <{link}|open>")
+    return "\n".join(lines)
+
+
+# -- Poof invoice --------------------------------------------------------------------------------
+
+def check_invoice(ctx: ActionContext, case: Case, user: str) -> str | None:
+    """Before the modal opens: is this user allowed at all, and does the case pass the gate?"""
+    assert case.id is not None
+    reason = refusal(ctx.directory, user, case.amount, case.currency)
+    if reason:
+        refuse(ctx, case.id, user, ActionId.INVOICE_POOF, reason)
+        return f"Not done: {reason}. Nothing was sent to any provider."
+    gate = invoice_gate(case)
+    if gate:
+        return to_review(ctx, case.id, user, ActionId.INVOICE_POOF, gate).message
+    return None
+
+
+def verified_email(ctx: ActionContext, case: Case) -> str | None:
+    """The customer's own address on the MoonClerk record, when finance-desk can verify one."""
+    if ctx.moonclerk is None or case.moonclerk_customer_id is None:
+        return None
+    try:
+        return ctx.moonclerk.get_customer(case.moonclerk_customer_id).email
+    except ProviderError:
+        return None
+
+
+def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: InvoiceRequest) -> Outcome:
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+    if case is None:
+        return Outcome(False, "That case no longer exists.")
+    reason = refusal(ctx.directory, user, request.amount, request.currency)
+    if reason:
+        return refuse(ctx, case_id, user, ActionId.INVOICE_POOF, reason)
+    gate = invoice_gate(case)
+    if gate:
+        return to_review(ctx, case_id, user, ActionId.INVOICE_POOF, gate)
+    if recipient_mismatch(request.send_to, verified_email(ctx, case)):
+        if not request.override_recipient:
+            return to_review(ctx, case_id, user, ActionId.INVOICE_POOF,
+                             "the recipient does not match the verified customer record")
+        if not ctx.directory.is_senior(user):
+            return refuse(ctx, case_id, user, ActionId.INVOICE_POOF,
+                          "sending to an address that does not match the customer record needs a senior approver")
+    if ctx.poof is None:
+        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    now = ctx.clock()
+    with session_scope(ctx.engine) as session:
+        row, created = ledger.claim(
+            session, case_id=case_id, call_id=case.call_id, action=ActionId.INVOICE_POOF, provider="poof",
+            user=user, status="running", amount=request.amount, currency=request.currency,
+            params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
+        if created:
+            ledger.set_values(session, row.id, attempts=1)
+    if not created:
+        return Outcome(False, _already(row))
+    return _run_invoice(ctx, row, user)
+
+
+def _already(row: ProviderAction) -> str:
+    label = _LABELS[ActionId(row.action)]
+    if row.status == "failed":
+        return f"The {label} failed earlier; use Retry on the card."
+    if row.status == "awaiting_approval":
+        return f"This {label} is waiting for a second approver."
+    return f"The {label} for this call is already {row.status}; it runs at most once."
+
+
+def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
+    assert ctx.poof is not None and row.amount is not None and row.currency is not None
+    try:
+        result = ctx.poof.create_fiat_invoice(row.amount, row.currency, str(row.params.get("method", "paypal")),
+                                              metadata={"dialnexa_call_id": row.call_id})
+    except ProviderError as exc:
+        return _finish(ctx, row, None, exc, user)
+    return _finish(ctx, row, result, None, user)
+
+
+# -- Poof payout (two approvers) -----------------------------------------------------------------
+
+def check_payout(ctx: ActionContext, case: Case, user: str) -> str | None:
+    assert case.id is not None
+    reason = refusal(ctx.directory, user, case.amount, case.currency)
+    if reason:
+        refuse(ctx, case.id, user, ActionId.PAYOUT_POOF, reason)
+        return f"Not done: {reason}. Nothing was sent to any provider."
+    gate = payout_gate(case)
+    if gate:
+        return to_review(ctx, case.id, user, ActionId.PAYOUT_POOF, gate).message
+    return None
+
+
+def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRequest) -> Outcome:
+    """First approver: record the payout as awaiting a second, different approver."""
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+    if case is None:
+        return Outcome(False, "That case no longer exists.")
+    reason = refusal(ctx.directory, user, request.amount, request.currency)
+    if reason:
+        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, reason)
+    gate = payout_gate(case)
+    if gate:
+        return to_review(ctx, case_id, user, ActionId.PAYOUT_POOF, gate)
+    now = ctx.clock()
+    with session_scope(ctx.engine) as session:
+        case = _load(session, case_id)
+        row, created = ledger.claim(
+            session, case_id=case_id, call_id=case.call_id, action=ActionId.PAYOUT_POOF, provider="poof",
+            user=user, status="awaiting_approval", amount=request.amount, currency=request.currency,
+            params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
+        if not created:
+            return Outcome(False, _already(row))
+        amount = format_amount(request.amount, request.currency)
+        text = (f"💸 <@{user}> approved a *Poof payout* of {amount} in {escape_mrkdwn(request.crypto)} to "
+                f"`{escape_mrkdwn(request.address)}`. A second, different approver must confirm it.")
+        value = ButtonValue(case_id=case_id, call_id=case.call_id, v=case.card_version).dump()
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "actions", "block_id": f"payout-{row.id}", "elements": [{
+                "type": "button", "action_id": CONFIRM_PAYOUT, "style": "primary", "value": value,
+                "text": {"type": "plain_text", "text": "Confirm payout"},
+                "confirm": {"title": {"type": "plain_text", "text": "Send this payout?"},
+                            "text": {"type": "plain_text", "text": f"Send {amount} to the address above."},
+                            "confirm": {"type": "plain_text", "text": "Send"},
+                            "deny": {"type": "plain_text", "text": "Cancel"}}}]},
+        ]
+        case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
+        case.action_label, case.action_status = ActionId.PAYOUT_POOF.value, "awaiting_approval"
+        session.add(case)
+        _audit(session, case, user, "payout_poof.first_approval", now, outcome="awaiting_approval",
+               record=_record(case), target=request.address, detail={"amount": str(request.amount),
+                                                                      "currency": request.currency})
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"payout:{row.id}:requested", text, now, blocks=blocks)
+    return Outcome(True, "Payout recorded; it waits for a second approver's confirmation in the card's thread.")
+
+
+def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+        row = None if case is None else session.exec(select(ProviderAction).where(
+            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, ActionId.PAYOUT_POOF))).first()
+    if case is None or row is None or row.id is None:
+        return Outcome(False, "There is no payout waiting for this case.")
+    if row.status != "awaiting_approval":
+        return Outcome(False, _already(row))
+    if row.requested_by == user:
+        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF,
+                      "a payout needs two different approvers; you approved it first")
+    reason = refusal(ctx.directory, user, row.amount, row.currency)
+    if reason:
+        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, reason)
+    if ctx.poof is None:
+        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    with session_scope(ctx.engine) as session:
+        # Compare-and-set: of two approvers confirming at once, exactly one moves it to running.
+        won = ledger.transition(session, row.id, {"awaiting_approval"}, "running", now, approved_by=user,
+                                attempts=row.attempts + 1)
+    if not won:
+        return Outcome(False, "Another approver confirmed this payout first.")
+    row.approved_by = user
+    assert row.amount is not None
+    try:
+        # Never retried: Poof documents no idempotency key, so a second request could pay twice.
+        result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
+    except ProviderError as exc:
+        return _finish(ctx, row, None, exc, user)
+    return _finish(ctx, row, result, None, user)
+
+
+# -- retry and reconcile -------------------------------------------------------------------------
+
+def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
+    """Run a failed action again. Never for "unknown": that one may already have happened."""
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+        row = None if case is None else session.exec(select(ProviderAction).where(
+            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, action))).first()
+    if row is None or row.id is None:
+        return Outcome(False, "There is nothing to retry for this case.")
+    if row.status != "failed":
+        return Outcome(False, f"Only a failed action can be retried; this one is {row.status}.")
+    reason = refusal(ctx.directory, user, row.amount, row.currency)
+    if reason:
+        return refuse(ctx, case_id, user, action, reason)
+    if ctx.poof is None:
+        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    with session_scope(ctx.engine) as session:
+        if not ledger.transition(session, row.id, {"failed"}, "running", now, attempts=row.attempts + 1):
+            return Outcome(False, "Someone else is already retrying this action.")
+    row.attempts += 1
+    if row.action == ActionId.PAYOUT_POOF:
+        assert row.amount is not None
+        try:
+            result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
+        except ProviderError as exc:
+            return _finish(ctx, row, None, exc, user)
+        return _finish(ctx, row, result, None, user)
+    return _run_invoice(ctx, row, user)
+
+
+def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
+    """For an "unknown" action, look for it in Poof's transactions instead of guessing."""
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+        row = None if case is None else session.exec(select(ProviderAction).where(
+            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, action))).first()
+    if row is None or row.id is None or row.status != "unknown":
+        return Outcome(False, "There is no action with an unknown outcome on this case.")
+    if not ctx.directory.is_approver(user):
+        return refuse(ctx, case_id, user, action, "only finance approvers can reconcile actions")
+    if ctx.poof is None:
+        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    try:
+        transactions = ctx.poof.list_transactions()
+    except ProviderError as exc:
+        return Outcome(False, f"Poof could not be reached ({exc}); the action stays unknown.")
+    address = row.params.get("address")
+    match = next((t for t in transactions
+                  if t.amount == row.amount and (address is None or address in str(t.model_dump()))), None)
+    if match is None:
+        with session_scope(ctx.engine) as session:
+            case = _load(session, case_id)
+            _audit(session, case, user, f"{action}.reconcile", now, outcome="not_found", record=_record(case))
+        return Outcome(False, "Poof lists no matching transaction yet. It stays unknown: check the Poof "
+                              "dashboard before any new attempt.")
+    with session_scope(ctx.engine) as session:
+        ledger.transition(session, row.id, {"unknown"}, "running", now)
+    row.status = "running"
+    return _finish(ctx, row, ProviderResult(provider="poof", reference=match.payment_id, url=None,
+                                            raw={"reconciled": True}), None, user)

@@ -1,0 +1,111 @@
+"""POST /webhooks/poof: a Poof payment notice closes the loop on an invoice's card.
+
+Poof puts its shared secret inside the JSON body (`x-poof-signature`); it is compared in constant
+time, and the transaction is then re-fetched from Poof, because only Poof's own answer is trusted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.runtime import Runtime
+from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.web.limits import BodyTooLarge, read_body
+from providers.base import NotFound, ProviderError
+from providers.poof import PoofClient
+from storage.db import session_scope
+from storage.models import AuditEvent, Case, ProviderAction
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
+
+
+def mark_invoice_paid(engine: Engine, poof: PoofClient, payment_id: str, now: datetime) -> str:
+    """Trust only Poof's own record of the transaction; returns what happened, for the answer."""
+    transaction = poof.get_transaction(payment_id)
+    if not transaction.is_paid:
+        return f"transaction is {transaction.paid}, not paid"
+    with session_scope(engine) as session:
+        row = session.exec(select(ProviderAction).where(
+            ProviderAction.provider == "poof", ProviderAction.action == "invoice_poof",
+            ProviderAction.provider_reference == payment_id)).first()
+        call_id = transaction.external_metadata.get("dialnexa_call_id")
+        if row is None and isinstance(call_id, str):
+            # Poof documents no payment_id in the invoice response, so the reference may be unknown
+            # until now: the call ID sent as invoice metadata identifies the case instead.
+            row = session.exec(select(ProviderAction).where(
+                ProviderAction.idempotency_key == f"{call_id}:invoice_poof")).first()
+            if row is not None:
+                row.provider_reference = payment_id
+                session.add(row)
+        if row is None:
+            return "no finance-desk invoice has this payment ID"
+        case = session.get(Case, row.case_id, with_for_update=True)
+        assert case is not None
+        if case.state == "done" and case.action_status == "paid":
+            return "already marked paid"
+        case.state, case.state_by, case.state_at, case.updated_at = "done", "poof", now, now
+        case.action_status = "paid"
+        session.add(case)
+        session.add(AuditEvent(at=now, actor="poof", action="invoice_poof.paid", case_id=case.id,
+                               call_id=case.call_id, record=f"Poof payment {payment_id}", target="poof",
+                               reason="Poof webhook, confirmed by fetching the transaction", outcome="paid",
+                               detail={"amount": str(transaction.amount), "currency": transaction.currency}))
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"paid:{payment_id}",
+                       f"💰 Poof reports invoice `{payment_id}` paid ({transaction.amount} "
+                       f"{(transaction.currency or '').upper()}).", now)
+    return "invoice marked paid"
+
+
+def poof_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        settings = runtime.settings
+        if settings.poof_webhook_secret is None or settings.poof_api_key is None:
+            return _error(404, "not_configured", "POOF_WEBHOOK_SECRET and POOF_API_KEY are not set")
+        try:
+            raw = await read_body(request)
+        except BodyTooLarge as exc:
+            return _error(413, "body_too_large", str(exc))
+        try:
+            body = json.loads(raw, parse_float=Decimal)
+        except ValueError:
+            return _error(400, "malformed_json", "body is not valid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "not_a_poof_event", "body must be a JSON object")
+        offered = str(body.get("x-poof-signature", ""))
+        if not hmac.compare_digest(offered.encode(), settings.poof_webhook_secret.get_secret_value().encode()):
+            return _error(401, "invalid_signature", "x-poof-signature does not match the shared secret")
+        payment_id = body.get("payment_id")
+        if not isinstance(payment_id, str) or not payment_id:
+            return _error(400, "not_a_poof_event", "no payment_id")
+        poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url)
+        try:
+            result = await run_in_threadpool(mark_invoice_paid, runtime.engine, poof, payment_id, datetime.now(UTC))
+        except NotFound:
+            return _error(400, "unknown_transaction", "Poof has no such transaction")
+        except ProviderError:
+            log.warning("poof webhook for %s: Poof could not be reached to confirm it", payment_id)
+            return _error(503, "provider_unavailable", "could not confirm with Poof; retry later")
+        finally:
+            poof.close()
+        if runtime.wake_outbox is not None:
+            runtime.wake_outbox()
+        return JSONResponse({"ok": True, "result": result})
+
+    return endpoint
