@@ -472,6 +472,7 @@ def _fallback(case: Case) -> str:
 
 def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str, Any]:
     """The card for `case` as a chat.postMessage / chat.update payload: {"text", "blocks"}."""
+    next_reminder = next_reminder or case.next_reminder_at
     if case.id is None:
         raise ValueError("a card needs a stored case: its buttons carry the case id")
     blocks = [

@@ -108,6 +108,15 @@ class Case(SQLModel, table=True):
     action_url: str | None = Field(default=None, max_length=3000)
     action_error: str | None = Field(default=None, max_length=500)
 
+    # Follow-up: when the next reminder fires (kept by the reminder scheduler; shown on the card)
+    next_reminder_at: datetime | None = _ts(default=None)
+
+    # Customer matching against MoonClerk: matched | review | unmatched | pending
+    match_status: str = Field(default="pending", max_length=20)
+    match_score: float | None = None
+    match_evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    match_candidates: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
     # Where the card lives in Slack
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
@@ -160,8 +169,9 @@ class OutboxMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="cases.id", index=True)
-    kind: str = Field(max_length=20)
+    kind: str = Field(max_length=20)  # card | thread | message (a standalone post to `channel`)
     dedup_key: str = Field(max_length=300)
+    channel: str | None = Field(default=None, max_length=40)
     text: str | None = Field(default=None, sa_type=Text)
     # Optional Block Kit blocks for a thread reply (e.g. a payout's second-approval button).
     blocks: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

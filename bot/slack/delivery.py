@@ -187,6 +187,8 @@ class OutboxWorker:
         try:
             if row.kind == "card":
                 self._send_card(row, case)
+            elif row.kind == "message":
+                self._send_message(row, case)
             elif case.slack_ts is None:
                 self._release(row, delay=timedelta(seconds=2), count_attempt=False)
                 return
@@ -234,6 +236,17 @@ class OutboxWorker:
         self.client.chat_postMessage(
             channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"]
         )
+        self._finish(row)
+        self._recovered()
+
+    def _send_message(self, row: OutboxMessage, case: Case) -> None:
+        channel = row.channel or self.channel
+        message = thread_reply(row.text or "")
+        if row.blocks:
+            message["blocks"] = row.blocks
+        self.pacer.wait(channel)
+        self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
+                                     unfurl_links=False, unfurl_media=False)
         self._finish(row)
         self._recovered()
 

@@ -51,3 +51,18 @@ def enqueue_thread(
     )
     statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
     session.execute(statement.on_conflict_do_nothing(index_elements=["dedup_key"]))
+
+
+def enqueue_message(
+    session: Session, case: Case, key: str, channel: str, text: str, now: datetime | None = None,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
+    """One standalone post to another channel (escalation pings, the review queue), at most once per key."""
+    assert case.id is not None
+    now = now or utcnow()
+    row = OutboxMessage(
+        case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}", channel=channel, text=text,
+        blocks=blocks, due_at=now, created_at=now,
+    )
+    statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
+    session.execute(statement.on_conflict_do_nothing(index_elements=["dedup_key"]))
