@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+import copy
+from functools import cache
+from typing import Any
 
-from storage.models import Case
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from storage.models import Case, utcnow
+
+
+@cache
+def _default_row() -> dict[str, Any]:
+    # Column defaults live on the model (pydantic), not in the table; computed once, copied per insert.
+    return Case(call_id="-").model_dump(exclude={"id", "call_id", "created_at", "updated_at"})
+
+
+def _defaults() -> dict[str, Any]:
+    return copy.deepcopy(_default_row())
+
+
+@cache
+def _create_statement(dialect: str) -> Any:
+    # A Core statement built once and fed parameters, so SQLAlchemy compiles it once: building a
+    # 70-column ORM insert per delivery cost more than the database work.
+    table = Case.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=["call_id"]).returning(table.c.id)
 
 
 def lock_or_create(session: Session, call_id: str) -> tuple[Case, bool]:
@@ -15,11 +38,9 @@ def lock_or_create(session: Session, call_id: str) -> tuple[Case, bool]:
     process or many) both end up holding the same row; the second waits for the first's commit.
     """
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # Column defaults live on the model (pydantic), so build the row from a fresh instance.
-    row = Case(call_id=call_id).model_dump(exclude={"id"})
-    statement = insert(Case).values(**row).on_conflict_do_nothing(index_elements=["call_id"]).returning(col(Case.id))
-    created = session.execute(statement).first() is not None
+    now = utcnow()
+    row = {**_defaults(), "call_id": call_id, "created_at": now, "updated_at": now}
+    created = session.execute(_create_statement(dialect), row).first() is not None
     query = select(Case).where(Case.call_id == call_id).execution_options(populate_existing=True)
     if dialect == "postgresql":
         query = query.with_for_update()

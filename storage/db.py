@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 
@@ -22,11 +21,10 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        # A small pool keeps connections (and their PRAGMAs) open: opening one per transaction
+        # cost more than the transaction itself.
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=kwargs.pop("poolclass", NullPool) if ":memory:" not in url else None,
-            **kwargs,
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=8, **kwargs
         )
         _configure_sqlite(engine)
         return engine

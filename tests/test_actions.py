@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.actions.authz import Directory, refusal
 from bot.policy import Policy
@@ -45,6 +45,8 @@ def refund_with_payout(call_id: str = "call_payout") -> dict[str, Any]:
             "crypto_address": "5PEmyGfzdVuwGWVRcRAqZ9FyrNkxqSzNKGvk5Rtvh276",
             "promised_next_step": "Finance sends the refund as a Solana payout today"}}}}
 
+SYSTEM_ACTORS = ("dialnexa", "finance-desk")
+
 
 @pytest.fixture
 def app(runtime: Runtime, db_url: str) -> Iterator[SlackApp]:
@@ -60,7 +62,7 @@ def ledger(app: SlackApp) -> list[ProviderAction]:
 
 def audit_actions(app: SlackApp) -> list[str]:
     with Session(app.runtime.engine) as session:
-        return list(session.exec(select(AuditEvent.action).where(AuditEvent.actor != "dialnexa")).all())
+        return list(session.exec(select(AuditEvent.action).where(col(AuditEvent.actor).not_in(SYSTEM_ACTORS))).all())
 
 
 def invoice_values(**overrides: Any) -> dict[str, Any]:

@@ -30,7 +30,6 @@ def build_bolt_app(runtime: Runtime, client: WebClient, actions: ActionContext, 
     assert socket_mode or signing_secret is not None
     app = App(
         client=client,
-        token=settings.slack_bot_token.get_secret_value(),
         signing_secret=signing_secret,
         request_verification_enabled=not socket_mode,
         # auth.test at construction would make the webhook depend on Slack being up at start-up.

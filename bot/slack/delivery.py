@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from blocks.card import case_card
 from blocks.thread import thread_reply
 from storage.db import session_scope
-from storage.models import Case, OutboxMessage, utcnow
+from storage.models import AuditEvent, Case, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +222,11 @@ class OutboxWorker:
                 unfurl_media=False,
             )
             self._store_ts(case, str(response["channel"]), str(response["ts"]))
+            posted = "slack.card_posted"
         else:
             self.client.chat_update(channel=channel, ts=case.slack_ts, text=message["text"], blocks=message["blocks"])
-        self._finish(row)
+            posted = "slack.card_updated"
+        self._finish(row, audit=(posted, case, channel))
         self._recovered()
 
     def _send_thread(self, row: OutboxMessage, case: Case) -> None:
@@ -236,7 +238,7 @@ class OutboxWorker:
         self.client.chat_postMessage(
             channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"]
         )
-        self._finish(row)
+        self._finish(row, audit=("slack.thread_reply_posted", case, case.slack_channel))
         self._recovered()
 
     def _send_message(self, row: OutboxMessage, case: Case) -> None:
@@ -247,7 +249,7 @@ class OutboxWorker:
         self.pacer.wait(channel)
         self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
                                      unfurl_links=False, unfurl_media=False)
-        self._finish(row)
+        self._finish(row, audit=("slack.message_posted", case, channel))
         self._recovered()
 
     def _find_posted(self, channel: str, call_id: str) -> str | None:
@@ -275,9 +277,16 @@ class OutboxWorker:
         case.slack_channel, case.slack_ts = channel, ts
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _finish(self, row: OutboxMessage, error: str | None = None) -> None:
+    def _finish(self, row: OutboxMessage, error: str | None = None,
+                audit: tuple[str, Case, str] | None = None) -> None:
         now = self.clock()
         with session_scope(self.engine) as session:
+            if audit is not None:
+                action, case, channel = audit
+                # Every message posted is part of the audit trail: what went where, for which case.
+                session.add(AuditEvent(at=now, actor="finance-desk", action=action, case_id=case.id,
+                                       call_id=case.call_id, target=f"slack:{channel}", outcome="ok",
+                                       reason=row.kind, detail={"outbox_id": row.id, "text": (row.text or "")[:500]}))
             done = session.execute(
                 update(OutboxMessage)
                 .where(

@@ -8,6 +8,7 @@ Both are upserts on a unique key, so concurrent writers in several processes can
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,8 +17,23 @@ from sqlmodel import Session
 from storage.models import Case, OutboxMessage, utcnow
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+@cache
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """Core upserts built once per dialect, so each enqueue only binds parameters."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    # Re-arming bumps the version, which tells a worker sending an older render to send again.
+    rearm = insert.on_conflict_do_update(
+        index_elements=["dedup_key"],
+        set_={"version": table.c.version + 1, "sent_at": None, "failed_at": None,
+              "due_at": insert.excluded.due_at, "last_error": None},
+    )
+    once = insert.on_conflict_do_nothing(index_elements=["dedup_key"])
+    return rearm, once
+
+
+def _row(row: OutboxMessage) -> dict[str, Any]:
+    return row.model_dump(exclude={"id"})
 
 
 def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> None:
@@ -27,15 +43,8 @@ def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> N
     case.card_version += 1
     session.add(case)
     row = OutboxMessage(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now)
-    statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
-    # Bumping the version tells a worker that is sending an older render to send again.
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["dedup_key"],
-            set_={"version": OutboxMessage.version + 1, "sent_at": None, "failed_at": None,
-                  "due_at": now, "last_error": None},
-        )
-    )
+    rearm, _ = _statements(session.get_bind().dialect.name)
+    session.execute(rearm, _row(row))
 
 
 def enqueue_thread(
@@ -49,8 +58,8 @@ def enqueue_thread(
         case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text, blocks=blocks,
         due_at=now, created_at=now,
     )
-    statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
-    session.execute(statement.on_conflict_do_nothing(index_elements=["dedup_key"]))
+    _, once = _statements(session.get_bind().dialect.name)
+    session.execute(once, _row(row))
 
 
 def enqueue_message(
@@ -64,5 +73,5 @@ def enqueue_message(
         case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}", channel=channel, text=text,
         blocks=blocks, due_at=now, created_at=now,
     )
-    statement = _insert(session)(OutboxMessage).values(**row.model_dump(exclude={"id"}))
-    session.execute(statement.on_conflict_do_nothing(index_elements=["dedup_key"]))
+    _, once = _statements(session.get_bind().dialect.name)
+    session.execute(once, _row(row))

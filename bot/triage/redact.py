@@ -67,6 +67,12 @@ def _alternation(words: dict[str, str] | dict[str, int]) -> str:
     return "|".join(sorted(words, key=len, reverse=True))
 
 
+# Everything this module removes contains a digit or a spoken number word; text with neither (most
+# analysis values, most sentences) is returned without running the scanner at all.
+_MAYBE_NUMBER = re.compile(
+    r"\d|\b(?:" + "|".join(sorted({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS}, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
 _NONZERO = {word: digit for word, digit in _UNITS.items() if digit != "0"}
 # A spoken word must stand alone: "o" in "o'clock" or "oh" in "ch_3ohps" is not a digit.
 _WB = r"(?<![\w'’])"
@@ -771,7 +777,7 @@ def redact(text: str) -> Redacted:
     A card becomes ``[card ending 4242]``; everything else ``[redacted <kind>]``. The returned kinds
     say what was suppressed, never the values.
     """
-    if not text:
+    if not text or not _MAYBE_NUMBER.search(text):
         return Redacted(text, _EMPTY)
     redactor = _Redactor(text)
     redactor.run()

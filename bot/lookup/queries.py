@@ -1,0 +1,262 @@
+"""Read-only queries behind `/finance` and the Home tab, and the `/finance` grammar. No Slack here.
+
+Reminders belong to `storage.reminders` (a `Reminder` table: case_id, kind, due_at, status), which
+may not exist in this version: it is imported on use, and without it (or its table) a case simply
+has no pending reminders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, or_
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from blocks.card import CLOSED_STATES
+from bot.lookup.customers import BadTerm, LookupTerm, parse_term
+from storage.models import AuditEvent, Case, ProviderAction
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_TEXT: Final = 500
+MAX_CALL_ID: Final = 200
+LIST_LIMIT: Final = 15
+AUDIT_SHOWN: Final = 20
+# States in which a case still waits for someone to approve it.
+AWAITING_APPROVAL: Final = frozenset({"new", "in_review"})
+PENDING_REMINDER: Final = frozenset({"pending", "scheduled", "due", "snoozed"})
+
+_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+USAGE: Final = (
+    "Usage: `/finance lookup <email | +phone | name | customer ID | payment ID>` · "
+    "`/finance case <DialNexa call ID>` · `/finance queue` · `/finance help`"
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The /finance grammar
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Usage:
+    problem: str  # safe to show: never echoes the input
+
+
+@dataclass(frozen=True)
+class Lookup:
+    term: LookupTerm
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    call_id: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    pass
+
+
+Command = Help | Usage | Lookup | CaseQuery | Queue
+
+
+def parse_command(text: str | None) -> Command:
+    """Validate `/finance …` text; anything not understood becomes Usage with the reason."""
+    raw = text or ""
+    if len(raw) > MAX_COMMAND_TEXT:
+        return Usage(f"That is longer than {MAX_COMMAND_TEXT} characters.")
+    if _CONTROL.search(raw):
+        return Usage("That has control characters in it.")
+    words = raw.split(maxsplit=1)
+    if not words or words[0].lower() in {"help", "-h", "--help", "?"}:
+        return Help() if len(words) <= 1 else Usage("`help` takes nothing after it.")
+    verb, rest = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
+    if verb == "lookup":
+        try:
+            return Lookup(parse_term(rest))
+        except BadTerm as exc:
+            return Usage(str(exc))
+    if verb == "case":
+        if not rest:
+            return Usage("Give the DialNexa call ID, e.g. `/finance case call_123`.")
+        if len(rest) > MAX_CALL_ID:
+            return Usage(f"A DialNexa call ID is at most {MAX_CALL_ID} characters.")
+        if not _CALL_ID.fullmatch(rest):
+            return Usage("A DialNexa call ID is one word of letters, digits and . _ : @ / + = -")
+        return CaseQuery(rest)
+    if verb == "queue":
+        return Queue() if not rest else Usage("`queue` takes nothing after it.")
+    return Usage("That is not a /finance command.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cases
+
+
+def _open() -> Any:
+    return col(Case.state).not_in(sorted(CLOSED_STATES))
+
+
+def open_cases_for_customer(engine: Engine, customer_id: int, email: str | None, limit: int = 10) -> list[Case]:
+    """Open billing cases tied to this MoonClerk customer, by ID or by the email on file."""
+    tied = [col(Case.moonclerk_customer_id) == customer_id]
+    if email and email.strip():
+        tied.append(func.lower(col(Case.email)) == email.strip().lower())
+    with Session(engine) as session:
+        query = (select(Case).where(col(Case.is_billing).is_(True), _open(), or_(*tied))
+                 .order_by(col(Case.created_at), col(Case.id)).limit(limit))
+        return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class ReminderRow:
+    kind: str
+    due_at: datetime | None
+    status: str
+
+
+@dataclass(frozen=True)
+class CaseDetail:
+    case: Case
+    actions: list[ProviderAction]
+    audit: list[AuditEvent]  # the latest AUDIT_SHOWN, oldest first
+    audit_total: int
+    reminders: list[ReminderRow]
+
+
+def _reminder_model() -> Any | None:
+    try:
+        module = importlib.import_module("storage.reminders")
+    except ImportError:
+        return None
+    return getattr(module, "Reminder", None)
+
+
+def pending_reminders(session: Session, case_id: int) -> list[ReminderRow]:
+    model = _reminder_model()
+    if model is None:
+        return []
+    try:
+        rows = session.exec(select(model).where(model.case_id == case_id).order_by(model.due_at)).all()
+    except (SQLAlchemyError, AttributeError) as exc:  # the table is not migrated yet, or another shape
+        log.info("reminders unavailable: %s", exc.__class__.__name__)
+        session.rollback()
+        return []
+    out: list[ReminderRow] = []
+    for row in rows:
+        status = str(getattr(row, "status", "") or "")
+        if status.lower() in PENDING_REMINDER:
+            out.append(ReminderRow(str(getattr(row, "kind", "") or "reminder"), getattr(row, "due_at", None), status))
+    return out
+
+
+def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
+    with Session(engine) as session:
+        case = session.exec(select(Case).where(Case.call_id == call_id)).first()
+        if case is None or case.id is None:
+            return None
+        actions = list(session.exec(select(ProviderAction).where(ProviderAction.case_id == case.id)
+                                    .order_by(col(ProviderAction.created_at), col(ProviderAction.id))).all())
+        total = session.exec(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.case_id == case.id)).one()
+        latest = list(session.exec(select(AuditEvent).where(AuditEvent.case_id == case.id)
+                                   .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+                                   .limit(AUDIT_SHOWN)).all())
+        reminders = pending_reminders(session, case.id)
+    return CaseDetail(case, actions, list(reversed(latest)), int(total), reminders)
+
+
+@dataclass(frozen=True)
+class CaseList:
+    cases: list[Case]
+    total: int
+
+
+def _listed(session: Session, where: list[Any], order: list[Any], limit: int) -> CaseList:
+    total = session.exec(select(func.count()).select_from(Case).where(*where)).one()
+    cases = list(session.exec(select(Case).where(*where).order_by(*order).limit(limit)).all())
+    return CaseList(cases, int(total))
+
+
+def review_queue(session: Session, limit: int = LIST_LIMIT) -> CaseList:
+    """Open billing cases whose caller needs a person to pick the MoonClerk customer, oldest first."""
+    where = [col(Case.is_billing).is_(True), _open(), col(Case.match_status) == "review"]
+    return _listed(session, where, [col(Case.created_at), col(Case.id)], limit)
+
+
+def overdue_follow_ups(session: Session, now: datetime, limit: int = LIST_LIMIT) -> CaseList:
+    """Open billing cases past their follow-up deadline, the longest overdue first."""
+    where = [col(Case.is_billing).is_(True), _open(), col(Case.follow_up_deadline).is_not(None),
+             col(Case.follow_up_deadline) < now]
+    return _listed(session, where, [col(Case.follow_up_deadline), col(Case.id)], limit)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    review: CaseList
+    overdue: CaseList
+
+
+def queue(engine: Engine, now: datetime, limit: int = LIST_LIMIT) -> QueueView:
+    with Session(engine) as session:
+        return QueueView(review_queue(session, limit), overdue_follow_ups(session, now, limit))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Home tab
+
+
+@dataclass(frozen=True)
+class HomeData:
+    user: str
+    is_approver: bool
+    assigned: CaseList
+    awaiting: CaseList
+    overdue: CaseList
+    review_size: int
+    now: datetime
+    review_channel: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def home_data(
+    engine: Engine, user: str, now: datetime, *, is_approver: bool,
+    may_approve: Callable[[Case], bool] = lambda _case: True, review_channel: str | None = None,
+    limit: int = 8,
+) -> HomeData:
+    """What one person's Home tab shows. `may_approve` narrows approvals to those this user may give
+    (a senior approver for amounts above the threshold)."""
+    with Session(engine) as session:
+        billing_open = [col(Case.is_billing).is_(True), _open()]
+        assigned = _listed(session, [*billing_open, col(Case.owner) == user],
+                           [col(Case.created_at), col(Case.id)], limit)
+        awaiting = CaseList([], 0)
+        if is_approver:
+            second = select(ProviderAction.case_id).where(ProviderAction.status == "awaiting_approval",
+                                                          ProviderAction.requested_by != user)
+            needs = or_(
+                (col(Case.approval_required).is_(True)) & col(Case.state).in_(sorted(AWAITING_APPROVAL)),
+                col(Case.id).in_(second),
+            )
+            rows = session.exec(select(Case).where(*billing_open, needs)
+                                .order_by(col(Case.created_at), col(Case.id))).all()
+            mine = [case for case in rows if may_approve(case)]
+            awaiting = CaseList(mine[:limit], len(mine))
+        overdue = overdue_follow_ups(session, now, limit)
+        review_size = review_queue(session, 0).total
+    return HomeData(user=user, is_approver=is_approver, assigned=assigned, awaiting=awaiting, overdue=overdue,
+                    review_size=review_size, now=now, review_channel=review_channel)

@@ -1,0 +1,339 @@
+"""Matching cases to MoonClerk customers, and the review queue where a person settles the unsure ones.
+
+`match_case` runs off the webhook's hot path (a background job): it reads the case, asks MoonClerk
+(through the cached `MoonClerkLookup`) without holding any database lock, then stores the result in
+one transaction with its audit event, the card update and, for an unsure match, one post to the
+review channel. It is idempotent: the same facts give the same stored result, and a result that did
+not change writes nothing and posts nothing (the review post is keyed by the candidates it offers).
+
+The audit trail is the record of who decided: `match.matched` / `match.review` / `match.unmatched`
+come from matching (their detail keeps the customer ID the call itself stated, so an ID that
+matching wrote onto the case is never mistaken for evidence next time), `match.chosen` and
+`match.rejected` from a person. After a person's decision matching leaves the case alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from blocks.card import CLOSED_STATES
+from blocks.review import review_message
+from bot.lookup.customers import MoonClerkLookup, candidates_for, lookup_for
+from bot.lookup.matching import CallerFacts, MatchResult, decide, nothing_to_match, score_customer
+from bot.policy import Policy
+from bot.slack.outbox import enqueue_card, enqueue_message, enqueue_thread
+from providers.base import ProviderError
+from providers.moonclerk import MoonClerkClient
+from storage.db import session_scope
+from storage.models import AuditEvent, Case, utcnow
+
+log = logging.getLogger(__name__)
+
+AUTOMATIC: Final = frozenset({"match.matched", "match.review", "match.unmatched"})
+HUMAN: Final = frozenset({"match.chosen", "match.rejected"})
+NONE_OF_THESE: Final = "none"
+
+
+@dataclass(frozen=True)
+class MatchOutcome:
+    case_id: int
+    status: str  # the case's match_status afterwards
+    changed: bool = False
+    skipped: str | None = None  # why nothing was attempted
+    error: str | None = None  # MoonClerk could not be read; the case keeps its status for a retry
+
+
+@dataclass(frozen=True)
+class _History:
+    human: AuditEvent | None
+    stated: int | None  # the customer ID the call itself stated
+
+
+def _history(session: Session, case: Case) -> _History:
+    events = session.exec(
+        select(AuditEvent).where(AuditEvent.case_id == case.id, col(AuditEvent.action).in_(sorted(AUTOMATIC | HUMAN)))
+        .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    ).all()
+    human = next((event for event in events if event.action in HUMAN), None)
+    stated = case.moonclerk_customer_id
+    last = next((event for event in events if event.action in AUTOMATIC), None)
+    if last is not None and stated is not None and last.detail.get("assigned") == stated:
+        # Matching wrote this ID itself; what the call said is what it recorded then.
+        recorded = last.detail.get("stated")
+        stated = recorded if isinstance(recorded, int) else None
+    return _History(human, stated)
+
+
+def facts_of(case: Case, stated_customer_id: int | None) -> CallerFacts:
+    return CallerFacts.of(email=case.email, phone=case.phone or case.caller_phone, name=case.customer_name,
+                          account_id=case.account_id, customer_id=stated_customer_id, payment_id=case.payment_id)
+
+
+def compute_match(lookup: MoonClerkLookup, facts: CallerFacts) -> MatchResult:
+    """Ask MoonClerk (cached) and score every candidate. Raises ProviderError when MoonClerk fails."""
+    if facts.empty:
+        return nothing_to_match()
+    found, complete = candidates_for(lookup, facts)
+    result = decide(score_customer(facts, item.customer, item.payments) for item in found)
+    if not complete:
+        note = f"only the first {lookup.max_customers} MoonClerk customers were searched"
+        result = MatchResult(result.status, result.score, result.customer_id, (*result.evidence, note),
+                             result.candidates)
+    return result
+
+
+def _apply(case: Case, result: MatchResult, stated: int | None) -> bool:
+    """Store the result on the case; True when anything visible changed."""
+    before = (case.match_status, case.match_score, list(case.match_evidence), list(case.match_candidates),
+              case.moonclerk_customer_id)
+    case.match_status = result.status
+    case.match_score = result.score
+    case.match_evidence = list(result.evidence)
+    case.match_candidates = result.candidate_dicts()
+    case.moonclerk_customer_id = result.customer_id if result.status == "matched" else stated
+    after = (case.match_status, case.match_score, list(case.match_evidence), list(case.match_candidates),
+             case.moonclerk_customer_id)
+    return before != after
+
+
+def _reroute(case: Case, policy: Policy, now: datetime) -> None:
+    """A matched customer ID can make the case a VIP's: refresh routing, but never the owner."""
+    from bot.triage.model import BillingKind, Extracted
+    from bot.triage.route import route
+
+    try:
+        kind = BillingKind(case.kind)
+    except ValueError:
+        return
+    routing = route(kind, Extracted.model_validate(case, from_attributes=True), policy, now)
+    case.urgency = routing.urgency.value
+    case.is_vip = routing.is_vip
+    case.approval_required = routing.approval_required
+    case.approval_reason = routing.approval_reason
+    case.escalation_reasons = routing.escalation_reasons
+
+
+def match_case(
+    engine: Engine, moonclerk: MoonClerkClient | MoonClerkLookup, case_id: int, review_channel: str | None,
+    now: datetime, *, policy: Policy | None = None,
+) -> MatchOutcome:
+    """Match one case to a MoonClerk customer and store the result (see the module docstring).
+
+    `policy`, when given, re-applies routing after the customer ID changes (VIPs by customer ID).
+    A MoonClerk failure is returned as `error` and leaves the case as it was, for the next run.
+    """
+    lookup = lookup_for(moonclerk)
+    for _ in range(3):
+        with Session(engine) as session:
+            case = session.get(Case, case_id)
+            if case is None:
+                return MatchOutcome(case_id, "pending", skipped="no such case")
+            history = _history(session, case)
+        if not case.is_billing:
+            return MatchOutcome(case_id, case.match_status, skipped="not a billing case")
+        if history.human is not None:
+            return MatchOutcome(case_id, case.match_status, skipped="a person already decided")
+        facts = facts_of(case, history.stated)
+        try:
+            result = compute_match(lookup, facts)
+        except ProviderError as exc:
+            log.warning("matching case %s: MoonClerk failed: %s", case_id, exc)
+            return MatchOutcome(case_id, case.match_status, error=str(exc))
+        with session_scope(engine) as session:
+            case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
+            if case is None:
+                return MatchOutcome(case_id, "pending", skipped="no such case")
+            history = _history(session, case)
+            if history.human is not None:
+                return MatchOutcome(case_id, case.match_status, skipped="a person already decided")
+            if facts_of(case, history.stated) != facts:
+                continue  # the call changed while MoonClerk was read: match the new facts
+            changed = _store(session, case, result, history.stated, review_channel, now, policy)
+            return MatchOutcome(case_id, case.match_status, changed=changed)
+    return MatchOutcome(case_id, "pending", skipped="the case kept changing; try again")
+
+
+def _store(session: Session, case: Case, result: MatchResult, stated: int | None, review_channel: str | None,
+           now: datetime, policy: Policy | None) -> bool:
+    previous_customer = case.moonclerk_customer_id
+    if not _apply(case, result, stated):
+        return False
+    if policy is not None and case.moonclerk_customer_id != previous_customer:
+        _reroute(case, policy, now)
+    case.updated_at = now
+    session.add(case)
+    ids = [candidate.customer_id for candidate in result.candidates]
+    session.add(AuditEvent(
+        at=now, actor="finance-desk", action=f"match.{result.status}", case_id=case.id, call_id=case.call_id,
+        record=f"moonclerk customer {result.customer_id}" if result.customer_id else None, target="moonclerk",
+        reason="; ".join(result.evidence)[:1000], outcome=result.status,
+        detail={"score": result.score, "candidates": ids, "stated": stated, "assigned": case.moonclerk_customer_id},
+    ))
+    enqueue_card(session, case, now)
+    if result.status == "review" and review_channel:
+        message = review_message(case)
+        key = "match-review:" + "-".join(str(i) for i in ids)
+        enqueue_message(session, case, key[:200], review_channel, message["text"], now, blocks=message["blocks"])
+    return True
+
+
+def match_pending(
+    engine: Engine, moonclerk: MoonClerkClient | MoonClerkLookup, review_channel: str | None, now: datetime,
+    *, policy: Policy | None = None, limit: int = 20,
+) -> list[MatchOutcome]:
+    """Match open billing cases still `pending`, oldest first (the background job's unit of work)."""
+    with Session(engine) as session:
+        ids = session.exec(
+            select(Case.id).where(col(Case.is_billing).is_(True), col(Case.match_status) == "pending",
+                                  col(Case.state).not_in(sorted(CLOSED_STATES)))
+            .order_by(col(Case.created_at), col(Case.id)).limit(limit)
+        ).all()
+    outcomes: list[MatchOutcome] = []
+    for case_id in ids:
+        assert case_id is not None
+        outcome = match_case(engine, moonclerk, case_id, review_channel, now, policy=policy)
+        outcomes.append(outcome)
+        if outcome.error:
+            break  # MoonClerk is failing: stop for now rather than hammer it
+    return outcomes
+
+
+IDENTITY_FIELDS: Final = ("email", "phone", "caller_phone", "customer_name", "account_id",
+                          "moonclerk_customer_id", "payment_id")
+
+
+def identity(case: Case) -> tuple[Any, ...]:
+    """The fields matching reads; snapshot before a merge and pass to `mark_for_matching` after."""
+    return tuple(getattr(case, name) for name in IDENTITY_FIELDS)
+
+
+def mark_for_matching(session: Session, case: Case, before: tuple[Any, ...] | None) -> bool:
+    """In ingest's transaction: queue the case for (re-)matching when what identifies the caller changed.
+
+    Nothing changes once a person has decided. Returns True when the case was marked pending.
+    """
+    if not case.is_billing or case.id is None:
+        return False
+    if before is not None and identity(case) == before and case.match_status != "pending":
+        return False
+    decided = session.exec(select(AuditEvent.id).where(AuditEvent.case_id == case.id,
+                                                       col(AuditEvent.action).in_(sorted(HUMAN)))).first()
+    if decided is not None:
+        return False
+    case.match_status = "pending"
+    session.add(case)
+    return True
+
+
+class MatchWorker:
+    """Runs `match_pending` every `poll_seconds` on a daemon thread; `wake()` runs it at once."""
+
+    def __init__(self, engine: Engine, moonclerk: MoonClerkClient | MoonClerkLookup, review_channel: str | None,
+                 *, policy: Policy | None = None, poll_seconds: float = 2.0,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine, self.lookup, self.review_channel = engine, lookup_for(moonclerk), review_channel
+        self.policy, self.poll_seconds, self.clock = policy, poll_seconds, clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> MatchWorker:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="match-worker", daemon=True)
+            self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                outcomes = match_pending(self.engine, self.lookup, self.review_channel, self.clock(),
+                                         policy=self.policy)
+            except Exception:  # a database hiccup must not kill the thread
+                log.exception("matching run failed")
+                outcomes = []
+            busy = len(outcomes) > 0 and not any(o.error for o in outcomes)
+            if not busy:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A person's pick in the review channel
+
+
+@dataclass(frozen=True)
+class PickOutcome:
+    ok: bool
+    message: str  # for the picker
+    case: Case | None = None
+
+
+def parse_pick(value: str) -> tuple[int, int | None] | None:
+    """`"<case id>:<customer id>"` or `"<case id>:none"`; None when malformed."""
+    case_part, _, choice = value.partition(":")
+    if not case_part.isdigit() or not (choice.isdigit() or choice == NONE_OF_THESE):
+        return None
+    if len(case_part) > 18 or len(choice) > 18:
+        return None
+    case_id = int(case_part)
+    customer = None if choice == NONE_OF_THESE else int(choice)
+    if case_id <= 0 or (customer is not None and customer <= 0):
+        return None
+    return case_id, customer
+
+
+def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Callable[[str], bool]) -> PickOutcome:
+    """Settle a review: the picked customer becomes the case's, or "none of these" leaves it unmatched."""
+    parsed = parse_pick(value)
+    if parsed is None:
+        return PickOutcome(False, "That choice is out of date.")
+    if not may_decide(user):
+        return PickOutcome(False, "Only finance approvers named in the policy file can settle a customer match.")
+    case_id, customer_id = parsed
+    with session_scope(engine) as session:
+        case = session.get(Case, case_id, with_for_update=True)
+        if case is None:
+            return PickOutcome(False, "That case no longer exists.")
+        offered = {c.get("customer_id"): c for c in case.match_candidates if isinstance(c, dict)}
+        if customer_id is not None and customer_id not in offered:
+            return PickOutcome(False, "That customer is no longer among this case's candidates; nothing was changed.")
+        if customer_id is None:
+            case.match_status, case.match_score = "unmatched", 0.0
+            case.match_evidence = [f"{user} said none of the candidates is the caller"]
+            case.moonclerk_customer_id = None
+            action, text = "match.rejected", f"<@{user}> said none of the MoonClerk candidates is this caller."
+            record = None
+        else:
+            chosen = offered[customer_id]
+            case.match_status, case.match_score = "matched", 1.0
+            case.match_evidence = [f"chosen by {user} in review", *[str(e) for e in chosen.get("evidence") or []]]
+            case.moonclerk_customer_id = customer_id
+            action = "match.chosen"
+            text = f"<@{user}> matched this caller to MoonClerk customer `{customer_id}`."
+            record = f"moonclerk customer {customer_id}"
+        case.updated_at = now
+        session.add(case)
+        session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
+                               record=record, target="slack:review", reason="picked in the review channel",
+                               outcome="ok", detail={"customer_id": customer_id}))
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"{action}:{now.timestamp()}", text, now)
+    return PickOutcome(True, text, case)

@@ -1,0 +1,32 @@
+"""Follow-up reminders and escalation pages, durable in the database and fired by APScheduler.
+
+Hooks for the rest of the app (each runs inside the caller's transaction, with the case locked):
+
+- `on_case_changed(session, case, policy, now)`: after ingest merges a delivery; schedules,
+  reschedules or cancels the case's reminders and schedules its escalation pages.
+- `on_case_closed(session, case, now)`: after a case is resolved or dismissed; cancels them all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.policy import Policy
+from storage.models import Case
+
+
+def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime) -> None:
+    from bot.reminders.store import sync_case
+
+    sync_case(session, case, policy, now)
+
+
+def on_case_closed(session: Session, case: Case, now: datetime, reason: str = "closed") -> None:
+    from bot.reminders.store import cancel_case
+
+    cancel_case(session, case, now, reason)
+
+
+__all__ = ["on_case_changed", "on_case_closed"]

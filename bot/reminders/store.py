@@ -1,0 +1,381 @@
+"""Reminders in the database: schedule, claim, fire, snooze, done, reassign. Plain functions.
+
+Exactly once comes from the database: a row is claimed by an atomic UPDATE with a lease (like the
+outbox), and firing it is one transaction that locks the case, marks the row sent and writes the
+Slack message to the outbox. A worker whose lease was taken over finds the row no longer claimed by
+it and does nothing; the outbox row's own unique key is a second guard.
+
+Lock order everywhere is case row first, then its reminder rows (as ingest does), so PostgreSQL
+never deadlocks two writers on one case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from blocks.card import CLOSED_STATES
+from blocks.format import is_user_id
+from blocks.reminders import policy_date, reminder_message
+from bot.policy import Policy
+from bot.reminders.schedule import (
+    REMINDER_KINDS,
+    SCHEDULED_KINDS,
+    Hours,
+    Kind,
+    effective_deadline,
+    plan,
+)
+from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.workflow import Outcome
+from storage.db import session_scope
+from storage.models import AuditEvent, Case
+from storage.reminders import Reminder
+
+log = logging.getLogger(__name__)
+
+PENDING, CLAIMED, SENT, CANCELLED = "pending", "claimed", "sent", "cancelled"
+OPEN = (PENDING, CLAIMED)
+LEASE = timedelta(seconds=60)
+# Fired more than this after its due time counts as late (the process was down or stopped).
+LATE_AFTER = timedelta(seconds=60)
+SNOOZE_STEP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class FireSettings:
+    policy: Policy
+    escalation_channel: str | None = None
+    finance_channel: str | None = None
+    late_after: timedelta = LATE_AFTER
+
+
+def _table() -> Any:
+    return Reminder.__table__  # type: ignore[attr-defined]
+
+
+def _key(case_id: int, kind: str, due_at: datetime) -> str:
+    return f"{case_id}:{kind}:{int(due_at.timestamp())}"
+
+
+def reason_digest(reason: str) -> str:
+    return hashlib.sha256(reason.encode("utf-8")).hexdigest()[:16]
+
+
+@cache
+def _statements(dialect: str) -> dict[str, Any]:
+    """Core upserts built once per dialect (compiled once, then only bound)."""
+    table = _table()
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    rearm = {"status": PENDING, "cancel_reason": None, "due_at": insert.excluded.due_at, "claimed_by": None,
+             "claim_expires_at": None, "late": False}
+    return {
+        # A deadline that changes back revives the rows it had; sent or done rows stay as they are.
+        "schedule": insert.on_conflict_do_update(
+            index_elements=["dedup_key"], set_=rearm,
+            where=and_(table.c.status == CANCELLED, table.c.cancel_reason == "rescheduled"),
+        ),
+        # A snooze is a person's request: it re-arms its row whatever state that row is in.
+        "snooze": insert.on_conflict_do_update(
+            index_elements=["dedup_key"],
+            set_={**rearm, "sent_at": None, "created_by": insert.excluded.created_by,
+                  "reason": insert.excluded.reason},
+        ),
+        "once": insert.on_conflict_do_nothing(index_elements=["dedup_key"]),
+    }
+
+
+def put(session: Session, statement: str, row: Reminder) -> None:
+    session.execute(_statements(session.get_bind().dialect.name)[statement], row.model_dump(exclude={"id"}))
+
+
+def is_open(case: Case) -> bool:
+    return case.is_billing and (case.state or "new") not in CLOSED_STATES
+
+
+def deadline_of(case: Case, policy: Policy) -> tuple[datetime | None, bool]:
+    """The deadline reminders are planned around, and whether it was implied (no date on the call)."""
+    hours = Hours.from_policy(policy.business_hours)
+    deadline = effective_deadline(case.follow_up_deadline, case.next_step, case.created_at, hours)
+    return deadline, deadline is not None and case.follow_up_deadline is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scheduling (inside the caller's transaction)
+
+
+def sync_case(session: Session, case: Case, policy: Policy, now: datetime) -> None:
+    """Make the case's reminders and escalation pages match the case. Idempotent; call it after
+    every change (ingest does), in the same transaction, with the case row locked."""
+    from bot.reminders import escalations
+
+    assert case.id is not None
+    if not is_open(case):
+        cancel_case(session, case, now, "closed")
+        return
+    deadline, _ = deadline_of(case, policy)
+    planned = plan(deadline, policy) if deadline is not None else []
+    keys = [_key(case.id, item.kind, item.due_at) for item in planned]
+    stale = update(Reminder).where(
+        col(Reminder.case_id) == case.id, col(Reminder.kind).in_(SCHEDULED_KINDS), col(Reminder.status).in_(OPEN)
+    )
+    if keys:
+        stale = stale.where(col(Reminder.dedup_key).not_in(keys))
+    session.execute(stale.values(status=CANCELLED, cancel_reason="rescheduled", claimed_by=None,
+                                 claim_expires_at=None))
+    # Reminders already in the past when planned are not sent one after another: only the latest of
+    # due/overdue goes out (at once); a lead reminder that has passed is pointless.
+    past = [item for item in planned if item.due_at <= now and item.kind is not Kind.LEAD]
+    for item in [item for item in planned if item.due_at > now] + past[-1:]:
+        put(session, "schedule", Reminder(case_id=case.id, kind=item.kind.value, due_at=item.due_at,
+                                           dedup_key=_key(case.id, item.kind, item.due_at), created_at=now))
+    escalations.schedule(session, case, now)
+    refresh_next(session, case, now)
+
+
+def cancel_case(session: Session, case: Case, now: datetime, reason: str,
+                kinds: Iterable[str] | None = None) -> int:
+    """Cancel the case's pending reminders (all kinds unless given); the card's next reminder is cleared."""
+    assert case.id is not None
+    statement = update(Reminder).where(col(Reminder.case_id) == case.id, col(Reminder.status).in_(OPEN))
+    if kinds is not None:
+        statement = statement.where(col(Reminder.kind).in_(list(kinds)))
+    count = int(session.execute(statement.values(status=CANCELLED, cancel_reason=reason, claimed_by=None,
+                                                 claim_expires_at=None)).rowcount)  # type: ignore[attr-defined]
+    refresh_next(session, case, now)
+    return count
+
+
+def refresh_next(session: Session, case: Case, now: datetime) -> bool:
+    """Keep Case.next_reminder_at (shown on the card) equal to the earliest pending reminder."""
+    soonest = session.exec(
+        select(func.min(Reminder.due_at)).where(
+            col(Reminder.case_id) == case.id, col(Reminder.kind).in_(REMINDER_KINDS),
+            col(Reminder.status).in_(OPEN),
+        )
+    ).one()
+    if soonest == case.next_reminder_at:
+        return False
+    case.next_reminder_at = soonest
+    if case.is_billing:
+        enqueue_card(session, case, now)
+    else:
+        session.add(case)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Claiming and firing
+
+
+def claim_due(engine: Engine, worker_id: str, now: datetime, *, limit: int = 100,
+              lease: timedelta = LEASE) -> list[int]:
+    """Claim up to `limit` due rows for this worker, oldest first; rows another worker holds under a
+    live lease are skipped, rows whose lease expired (a dead worker) are claimed again."""
+    table = _table()
+    due = or_(and_(table.c.status == PENDING, table.c.due_at <= now),
+              and_(table.c.status == CLAIMED, table.c.claim_expires_at < now))
+    with session_scope(engine) as session:
+        pick = select(table.c.id).where(due).order_by(table.c.due_at, table.c.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        claimed = session.execute(
+            update(table)
+            .where(table.c.id.in_(pick.scalar_subquery()), due)
+            .values(status=CLAIMED, claimed_by=worker_id, claim_expires_at=now + lease,
+                    attempts=table.c.attempts + 1)
+            .returning(table.c.id, table.c.due_at)
+        ).all()
+    return [row_id for row_id, _ in sorted(claimed, key=lambda pair: (pair[1], pair[0]))]
+
+
+def next_due(engine: Engine) -> datetime | None:
+    with session_scope(engine) as session:
+        soonest: datetime | None = session.exec(
+            select(func.min(Reminder.due_at)).where(col(Reminder.status) == PENDING)
+        ).one()
+    return soonest
+
+
+def fire(engine: Engine, reminder_id: int, worker_id: str, now: datetime, settings: FireSettings) -> str | None:
+    """Fire one claimed row: "sent", "cancelled", "waiting" (an escalation waiting for its card), or
+    None when this worker no longer holds the claim (nothing was done)."""
+    from bot.reminders import escalations
+
+    with session_scope(engine) as session:
+        case_id = session.exec(select(Reminder.case_id).where(col(Reminder.id) == reminder_id)).first()
+        if case_id is None:
+            return None
+        case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
+        row = session.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
+        if row is None or row.status != CLAIMED or row.claimed_by != worker_id:
+            return None
+        row.claimed_by, row.claim_expires_at = None, None
+        if case is None or not is_open(case):
+            row.status, row.cancel_reason = CANCELLED, "closed"
+            session.add(row)
+            return CANCELLED
+        late = now - row.due_at > settings.late_after
+        if row.kind in REMINDER_KINDS:
+            outcome = _fire_reminder(session, case, row, now, late, settings)
+        elif row.kind == Kind.ESCALATION:
+            outcome = escalations.fire_page(session, case, row, now, late, settings)
+        elif row.kind == Kind.ESCALATION_FOLLOWUP:
+            outcome = escalations.fire_followup(session, case, row, now, settings)
+        else:
+            log.error("reminder %s has unknown kind %r; cancelled", row.id, row.kind)
+            row.status, row.cancel_reason = CANCELLED, "unknown_kind"
+            outcome = CANCELLED
+        if outcome == SENT:
+            row.status, row.sent_at, row.late = SENT, now, late
+        session.add(row)
+        if row.kind in REMINDER_KINDS:
+            refresh_next(session, case, now)
+        return outcome
+
+
+def owner_of(case: Case, policy: Policy) -> str | None:
+    return case.owner or policy.default_finance_owner
+
+
+def _fire_reminder(session: Session, case: Case, row: Reminder, now: datetime, late: bool,
+                   settings: FireSettings) -> str:
+    assert row.id is not None
+    policy = settings.policy
+    deadline, implied = deadline_of(case, policy)
+    message = reminder_message(
+        case, row.id, row.kind, deadline=deadline, implied=implied, owner=owner_of(case, policy),
+        oncall_group=policy.oncall_user_group, zone=policy.business_hours.zone,
+        late_due_at=row.due_at if late else None, snoozed_by=row.created_by,
+    )
+    enqueue_thread(session, case, f"reminder:{row.id}:{int(row.due_at.timestamp())}", message["text"], now,
+                   blocks=message["blocks"])
+    return SENT
+
+
+# ---------------------------------------------------------------------------------------------------
+# What people do from a reminder or the card (each one audited transaction)
+
+
+def _audit(session: Session, case: Case, user: str, action: str, now: datetime, reason: str,
+           detail: dict[str, Any] | None = None) -> None:
+    session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
+                           target="slack:reminder", reason=reason, outcome="ok", detail=detail or {}))
+
+
+def _locked_open_case(session: Session, case_id: int) -> Case | Outcome:
+    case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
+    if case is None:
+        return Outcome(False, "That case no longer exists.")
+    if not is_open(case):
+        return Outcome(False, f"This case is already {case.state}; its reminders are off.")
+    return case
+
+
+def follow_up_done(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
+    """The follow-up is done: the case's remaining reminders are cancelled (the case stays open)."""
+    with session_scope(engine) as session:
+        case = _locked_open_case(session, case_id)
+        if isinstance(case, Outcome):
+            return case
+        cancelled = cancel_case(session, case, now, "done", kinds=REMINDER_KINDS)
+        _audit(session, case, user, "reminder.done", now, "follow-up marked done from a reminder",
+               {"cancelled": cancelled})
+        reply = f"✅ <@{user}> marked the follow-up done; no more reminders for it."
+        enqueue_thread(session, case, f"reminder.done:{now.timestamp()}", reply, now)
+    return Outcome(True, reply)
+
+
+def snooze(engine: Engine, case_id: int, source_id: int, until: datetime, user: str, now: datetime,
+           policy: Policy) -> Outcome:
+    """Bring reminder `source_id` back at `until` as a snoozed reminder (snoozing it again moves it)."""
+    if until <= now:
+        return Outcome(False, "Pick a time in the future.")
+    with session_scope(engine) as session:
+        case = _locked_open_case(session, case_id)
+        if isinstance(case, Outcome):
+            return case
+        assert case.id is not None
+        source = session.get(Reminder, source_id, with_for_update=True)
+        if source is None or source.case_id != case.id:
+            return Outcome(False, "That reminder is out of date.")
+        if source.status in OPEN and source.kind == Kind.SNOOZED:
+            # Snoozing a snooze that has not fired yet just moves it.
+            source.due_at, source.status, source.claimed_by, source.claim_expires_at = until, PENDING, None, None
+            source.created_by = user
+            session.add(source)
+        else:
+            if source.status in OPEN:
+                source.status, source.cancel_reason = CANCELLED, "snoozed"
+                session.add(source)
+            put(session, "snooze", Reminder(
+                case_id=case.id, kind=Kind.SNOOZED.value, dedup_key=f"{case.id}:snoozed:from:{source_id}",
+                due_at=until, created_at=now, created_by=user, reason=f"snoozed from the {source.kind} reminder",
+            ))
+        _audit(session, case, user, "reminder.snoozed", now, "reminder snoozed",
+               {"reminder_id": source_id, "until": until.isoformat()})
+        refresh_next(session, case, now)
+    return Outcome(True, f"💤 <@{user}> snoozed this reminder until {policy_date(until, policy.business_hours.zone)}.")
+
+
+def snooze_next(engine: Engine, case_id: int, user: str, now: datetime, policy: Policy) -> Outcome:
+    """The card's Snooze button: the case's next reminder comes an hour later (or, with none
+    pending, a snoozed reminder comes an hour from now)."""
+    with session_scope(engine) as session:
+        case = _locked_open_case(session, case_id)
+        if isinstance(case, Outcome):
+            return case
+        assert case.id is not None
+        upcoming = session.exec(
+            select(Reminder).where(col(Reminder.case_id) == case.id, col(Reminder.kind).in_(REMINDER_KINDS),
+                                   col(Reminder.status) == PENDING)
+            .order_by(col(Reminder.due_at), col(Reminder.id)).limit(1).with_for_update()
+        ).first()
+        if upcoming is not None:
+            before = upcoming.due_at
+            upcoming.due_at = before + SNOOZE_STEP
+            session.add(upcoming)
+            until = upcoming.due_at
+            detail = {"reminder_id": upcoming.id, "from": before.isoformat(), "until": until.isoformat()}
+        else:
+            until = now + SNOOZE_STEP
+            put(session, "snooze", Reminder(
+                case_id=case.id, kind=Kind.SNOOZED.value, dedup_key=f"{case.id}:snoozed:card", due_at=until,
+                created_at=now, created_by=user, reason="snoozed from the card",
+            ))
+            detail = {"until": until.isoformat()}
+        _audit(session, case, user, "reminder.snoozed", now, "snoozed from the card", detail)
+        refresh_next(session, case, now)
+    when = policy_date(until, policy.business_hours.zone)
+    if upcoming is not None:
+        return Outcome(True, f"💤 Snoozed: the next reminder now comes {when}.")
+    return Outcome(True, f"💤 No reminder was pending; one comes {when}.")
+
+
+def reassign(engine: Engine, case_id: int, new_owner: str, user: str, now: datetime) -> Outcome:
+    """Give the case (and so its reminders' mentions) to another person."""
+    if not is_user_id(new_owner):
+        return Outcome(False, "Pick a person to reassign the follow-up to.")
+    with session_scope(engine) as session:
+        case = _locked_open_case(session, case_id)
+        if isinstance(case, Outcome):
+            return case
+        if case.owner == new_owner:
+            return Outcome(True, f"<@{new_owner}> already owns this case.")
+        previous = case.owner
+        case.owner, case.updated_at = new_owner, now
+        _audit(session, case, user, "case.reassigned", now, "reassigned from a reminder",
+               {"from": previous, "to": new_owner})
+        enqueue_card(session, case, now)
+        reply = f"<@{user}> reassigned this case to <@{new_owner}>."
+        enqueue_thread(session, case, f"case.reassigned:{now.timestamp()}", reply, now)
+    return Outcome(True, reply)
