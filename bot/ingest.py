@@ -62,7 +62,7 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
         outcome = "duplicate" if seen is not None else "stored"
         if seen is None:
             _merge(case, parsed, result)
-            _apply_routing(case, policy, now)
+            apply_routing(case, policy, now)
             case.updated_at = now
             session.add(case)
             session.add(
@@ -93,7 +93,7 @@ def preview_case(body: object, policy: Policy, now: datetime) -> Case:
         raise NotACallEvent(f"{parsed.event_name or 'this body'} is not a call event ({parsed.reason})")
     case = Case(id=1, call_id=parsed.call_id, created_at=now, updated_at=now)
     _merge(case, parsed, triage(parsed, now))
-    _apply_routing(case, policy, now)
+    apply_routing(case, policy, now)
     return case
 
 
@@ -158,7 +158,7 @@ def _merge_classification(case: Case, new: Classification) -> None:
         case.evidence = new.evidence
 
 
-def _apply_routing(case: Case, policy: Policy, now: datetime) -> None:
+def apply_routing(case: Case, policy: Policy, now: datetime) -> None:
     fields = Extracted.model_validate(case, from_attributes=True)
     routing = route(BillingKind(case.kind), fields, policy, now)
     case.urgency = routing.urgency.value

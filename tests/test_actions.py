@@ -349,3 +349,34 @@ def test_audit_export(app: SlackApp, tmp_path: Any) -> None:
     export(app.runtime.engine, datetime(2000, 1, 1, tzinfo=UTC), "csv", csv_out)
     assert csv_out.getvalue().splitlines()[0] == "at,actor,action,call_id,record,target,reason,outcome,detail"
     assert copy.deepcopy(rows)  # rows are plain JSON
+
+
+# -- MoonClerk webhook ---------------------------------------------------------------------------
+
+def test_moonclerk_failed_plan_payment_becomes_a_case_then_updates_it(runtime: Runtime, db_url: str) -> None:
+    from pydantic import SecretStr
+
+    app = SlackApp(runtime, db_url)
+    try:
+        runtime.settings = runtime.settings.model_copy(
+            update={"moonclerk_webhook_token": SecretStr("tok_" + "x" * 24)})
+        customer = app.moonclerk.add_customer(name="Renewal Co", email="ap@renewal.example",
+                                              subscription={"status": "past_due"})
+        url = f"{app.server.url}/webhooks/moonclerk/tok_{'x' * 24}"
+        body = {"event": "plan_payment_failed", "object": "customer", "data": {"id": customer["id"]}}
+        assert httpx.post(f"{app.server.url}/webhooks/moonclerk/wrong", json=body).status_code == 404
+        first = httpx.post(url, json=body)
+        assert first.status_code == 200 and first.json()["result"].startswith("created case moonclerk:")
+        call_id = first.json()["result"].split()[-1]
+        case = app.wait(call_id, lambda c: c.slack_ts is not None)
+        assert case.kind == "failed_renewal" and case.moonclerk_customer_id == customer["id"]
+        assert case.amount == Decimal("12.00") and case.currency == "USD"
+        assert app.moonclerk.calls(f"/customers/{customer['id']}")  # re-fetched, not trusted
+        again = httpx.post(url, json=body)
+        assert again.json()["result"] == f"updated open case {call_id}"
+        ignored = httpx.post(url, json={"event": "payment_created", "object": "payment", "data": {"id": 1}})
+        assert ignored.status_code == 200 and ignored.json()["result"].startswith("ignored")
+        missing = httpx.post(url, json={"event": "plan_payment_failed", "object": "customer", "data": {"id": 999999}})
+        assert missing.status_code == 200 and "no such record" in missing.json()["result"]
+    finally:
+        app.stop()

@@ -54,7 +54,7 @@ def test_scopes_are_the_ones_the_code_calls() -> None:
     source = "\n".join(path.read_text() for path in (ROOT / "bot").rglob("*.py"))
     called = set(re.findall(r"client\.(chat_\w+|conversations_\w+|views_\w+|users_\w+|usergroups_\w+)", source))
     needs = {"chat_postMessage": "chat:write", "chat_update": "chat:write", "chat_postEphemeral": "chat:write",
-             "conversations_history": "channels:history"}
+             "conversations_history": "channels:history", "usergroups_users_list": "usergroups:read"}
     for method in called:
         if method in needs:
             assert needs[method] in scopes, f"{method} needs {needs[method]}"

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from bot.runtime import Runtime
 from bot.web.dialnexa import dialnexa_endpoint
+from bot.web.moonclerk import moonclerk_endpoint
 from bot.web.poof import poof_endpoint
 from storage.db import is_reachable
 
@@ -41,6 +42,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/webhooks/dialnexa", dialnexa_endpoint(runtime), methods=["POST"]),
         Route("/webhooks/poof", poof_endpoint(runtime), methods=["POST"]),
+        Route("/webhooks/moonclerk/{token}", moonclerk_endpoint(runtime), methods=["POST"]),
         *runtime.extra_routes,
     ]
     return Starlette(

@@ -1,0 +1,67 @@
+"""POST /webhooks/moonclerk/{token}: MoonClerk signs nothing, so the path carries an unguessable token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.moonclerk_events import handle_event
+from bot.runtime import Runtime
+from bot.web.limits import BodyTooLarge, read_body
+from providers.base import NotFound, ProviderError
+from providers.moonclerk import MoonClerkClient
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
+
+
+def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        settings = runtime.settings
+        token = settings.moonclerk_webhook_token
+        offered = str(request.path_params.get("token", ""))
+        # A wrong token looks exactly like a missing route: nothing tells a prober it was close.
+        if token is None or not hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
+            return _error(404, "not_found", "no such route")
+        if settings.moonclerk_api_key is None:
+            return _error(503, "not_configured", "MOONCLERK_API_KEY is not set")
+        try:
+            raw = await read_body(request)
+        except BodyTooLarge as exc:
+            return _error(413, "body_too_large", str(exc))
+        try:
+            body = json.loads(raw, parse_float=Decimal)
+        except ValueError:
+            return _error(400, "malformed_json", "body is not valid JSON")
+        if not isinstance(body, dict) or "event" not in body:
+            return _error(400, "not_a_moonclerk_event", "expected {event, object, data}")
+        client = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url,
+                                 timeout=settings.provider_timeout_seconds)
+        try:
+            result = await run_in_threadpool(handle_event, runtime.engine, client, runtime.policy, body,
+                                             datetime.now(UTC))
+        except NotFound:
+            return JSONResponse({"ok": True, "result": "ignored: MoonClerk has no such record"})
+        except (ProviderError, ValueError, TypeError):
+            # A non-2xx makes MoonClerk retry (up to 10 times), so the event is not lost.
+            log.warning("moonclerk webhook could not be confirmed with MoonClerk")
+            return _error(503, "provider_unavailable", "could not confirm with MoonClerk; retry later")
+        finally:
+            client.close()
+        if runtime.wake_outbox is not None:
+            runtime.wake_outbox()
+        return JSONResponse({"ok": True, "result": result})
+
+    return endpoint
