@@ -35,6 +35,7 @@ from storage.models import AuditEvent, Case, OutboxMessage
 
 FINANCE_CHANNEL = "C0FINANCE"
 APPROVER = "U0FINANCE2"
+SENIOR = "U0CONTROLLER"
 
 
 def sample_calls() -> list[tuple[str, bytes]]:
@@ -63,8 +64,19 @@ def _show(echo: Callable[[str], None], message: dict[str, Any], prefix: str = "�
         echo(prefix + line)
 
 
+def _signed_post(server_url: str, signing_secret: str, payload: dict[str, Any]) -> int:
+    """POST an interactivity payload to /slack/events signed exactly as Slack signs it."""
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    timestamp = str(int(time.time()))
+    signature = "v0=" + hmac.new(signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    response = httpx.post(f"{server_url}/slack/events", content=body, timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature})
+    return response.status_code
+
+
 def _click(server_url: str, signing_secret: str, case: Case, message: dict[str, Any], action_id: str,
-           response_url: str) -> int:
+           response_url: str, user: str = APPROVER) -> int:
     """Press a card button the way Slack does: a signed block_actions payload to /slack/events."""
     button = next(
         element
@@ -73,7 +85,7 @@ def _click(server_url: str, signing_secret: str, case: Case, message: dict[str, 
     )
     payload = {
         "type": "block_actions",
-        "user": {"id": APPROVER, "username": "finance.approver", "team_id": "T0FIN"},
+        "user": {"id": user, "username": "finance.approver", "team_id": "T0FIN"},
         "api_app_id": "A0FINDESK",
         "token": "legacy-verification-token-unused",
         "container": {"type": "message", "message_ts": case.slack_ts, "channel_id": case.slack_channel},
@@ -85,13 +97,16 @@ def _click(server_url: str, signing_secret: str, case: Case, message: dict[str, 
         "actions": [{"action_id": action_id, "block_id": "demo", "value": button.get("value", ""),
                      "type": "button", "action_ts": f"{time.time():.6f}"}],
     }
-    body = "payload=" + urllib.parse.quote(json.dumps(payload))
-    timestamp = str(int(time.time()))
-    signature = "v0=" + hmac.new(signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
-    response = httpx.post(f"{server_url}/slack/events", content=body, timeout=10, headers={
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature})
-    return response.status_code
+    return _signed_post(server_url, signing_secret, payload)
+
+
+def _submit(server_url: str, signing_secret: str, view: dict[str, Any], user: str,
+            values: dict[str, dict[str, Any]]) -> int:
+    """Submit a modal the way Slack does: a signed view_submission with the form's state."""
+    payload = {"type": "view_submission", "user": {"id": user, "team_id": "T0FIN"}, "team": {"id": "T0FIN"},
+               "api_app_id": "A0FINDESK", "token": "unused", "trigger_id": "t",
+               "view": {**view, "id": "V0DEMO", "state": {"values": values}}}
+    return _signed_post(server_url, signing_secret, payload)
 
 
 def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
@@ -105,8 +120,9 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
     signing_secret = secrets.token_hex(16)
     policy_file = resources.files("bot") / "samples" / "demo_policy.toml"
 
-    with SlackStandIn(enforce_rate_limit=True) as slack, MoonClerkStandIn() as moonclerk, PoofStandIn() as poof, \
-            resources.as_file(policy_file) as policy_path:
+    groups = {"S0FINANCE": ["U0FINANCE1", "U0FINANCE2"]}  # the demo policy's approver group
+    with SlackStandIn(enforce_rate_limit=True, usergroups=groups) as slack, MoonClerkStandIn() as moonclerk, \
+            PoofStandIn() as poof, resources.as_file(policy_file) as policy_path:
         settings = Settings(
             database_url=f"sqlite:///{database}",
             dialnexa_webhook_secrets=[SecretStr(webhook_secret)],
@@ -126,7 +142,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
         service = start_slack(runtime, poll_seconds=0.1)
         server = BackgroundServer(runtime).start()
         try:
-            _run(runtime, server, slack, signing_secret, webhook_secret, echo)
+            _run(runtime, server, slack, poof, signing_secret, webhook_secret, echo)
         finally:
             server.stop()
             service.stop()
@@ -139,7 +155,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
         echo(f"  {'channel.txt':<28} the finance channel as shown above")
 
 
-def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, signing_secret: str,
+def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: PoofStandIn, signing_secret: str,
          webhook_secret: str, echo: Callable[[str], None]) -> None:
     echo(f"finance-desk demo: app on {server.url}, Slack stand-in on {slack.url}")
     echo("")
@@ -183,6 +199,40 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, signin
     for reply in slack.thread(FINANCE_CHANNEL, refund.slack_ts):
         if reply["ts"] != refund.slack_ts:
             _show(echo, reply, prefix="  ↳ ")
+
+    echo("")
+    echo(f"Step 4 · Senior approver <@{SENIOR}> sends the VIP a Poof invoice for the failed renewal")
+    with Session(runtime.engine) as session:
+        vip = session.exec(select(Case).where(Case.call_id == "call_demo_vip_renewal_0003")).one()
+    assert vip.slack_ts is not None
+    status = _click(server.url, signing_secret, vip, slack.message(FINANCE_CHANNEL, vip.slack_ts), "invoice_poof",
+                    slack.response_url("invoice"), user=SENIOR)
+    _wait(lambda: bool(slack.calls("views.open")), 10, "the invoice modal")
+    opened = slack.calls("views.open")[-1]
+    view = (opened.json or opened.form or {})["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    echo(f"  click → HTTP {status}; views.open shows the modal “{view['title']['text']}”, pre-filled from the case")
+    values: dict[str, dict[str, Any]] = {"amount": {"value": {"type": "plain_text_input", "value": "12000.00"}},
+              "currency": {"value": {"type": "plain_text_input", "value": "USD"}},
+              "method": {"value": {"type": "static_select", "selected_option": {"value": "paypal"}}},
+              "send_to": {"value": {"type": "plain_text_input", "value": "ap@bigcustomer.example"}},
+              "override": {"value": {"type": "checkboxes", "selected_options": [{"value": "override"}]}}}
+    status = _submit(server.url, signing_secret, view, SENIOR, values)
+    echo(f"  submit → HTTP {status}. The payment link goes to the address the caller gave, which differs "
+         "from the MoonClerk record, so the senior approver ticked the audited override.")
+    _wait(lambda: _case_status(runtime, vip.call_id) in {"succeeded", "failed", "unknown"} and _outbox_idle(runtime),
+          30, "the invoice")
+    echo(f"  Poof invoices created: {poof.invoice_count} (idempotency key {vip.call_id}:invoice_poof)")
+    _show(echo, slack.message(FINANCE_CHANNEL, vip.slack_ts), prefix="  │ ")
+    for reply in slack.thread(FINANCE_CHANNEL, vip.slack_ts):
+        if reply["ts"] != vip.slack_ts:
+            _show(echo, reply, prefix="  ↳ ")
+
+
+def _case_status(runtime: Runtime, call_id: str) -> str | None:
+    with Session(runtime.engine) as session:
+        case = session.exec(select(Case).where(Case.call_id == call_id)).one()
+    return case.action_status
 
 
 def _write_record(workdir: Path, runtime: Runtime, slack: SlackStandIn) -> None:
