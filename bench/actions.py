@@ -757,8 +757,8 @@ def print_report(report: dict[str, Any]) -> None:
           f"{BOLT_THREADS} Bolt listener threads in app and floor")
     for a, f in zip(app["phases"], floor["phases"], strict=True):
         print()
-        print(f"  {a['phase']}: {a['description']}; {a['offered_threads']:.1f} listener threads busy by "
-              f"Little's law (rate x hold), {BOLT_THREADS} available")
+        print(f"  {a['phase']}: {a['description']}; {a['offered_threads']:.1f} slow actions in flight by "
+              f"Little's law (rate x hold) vs {BOLT_THREADS} Bolt listener threads")
         print(f"    {'server':<6}{'clicks':>7}{'non-2xx':>8}{'>3 s':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
               f"{'max ms':>9}")
         print(_line("floor", f))

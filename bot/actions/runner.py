@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,10 @@ class ActionContext:
     moonclerk: MoonClerkClient | None
     poof: PoofClient | None
     clock: Callable[[], datetime]
+    # Provider calls run here, not on Bolt's listener threads: a slow provider holding those threads
+    # would stop later clicks from being acknowledged within Slack's 3 seconds.
+    background: Executor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="provider"))
 
 
 class InvoiceRequest(BaseModel):
@@ -254,17 +259,41 @@ def _note_text(case: Case, record: str, url: str | None, user: str) -> str:
 
 # -- Poof invoice --------------------------------------------------------------------------------
 
-def check_invoice(ctx: ActionContext, case: Case, user: str) -> str | None:
-    """Before the modal opens: is this user allowed at all, and does the case pass the gate?"""
+def _check_before_modal(ctx: ActionContext, case: Case, user: str, action: ActionId,
+                        gate: Callable[[Case], str | None]) -> str | None:
+    """Before a modal opens: is this user allowed at all, and does the case pass the action's gate?"""
     assert case.id is not None
     reason = refusal(ctx.directory, user, case.amount, case.currency)
     if reason:
-        refuse(ctx, case.id, user, ActionId.INVOICE_POOF, reason)
-        return f"Not done: {reason}. Nothing was sent to any provider."
-    gate = invoice_gate(case)
-    if gate:
-        return to_review(ctx, case.id, user, ActionId.INVOICE_POOF, gate).message
+        return refuse(ctx, case.id, user, action, reason).message
+    problem = gate(case)
+    if problem:
+        return to_review(ctx, case.id, user, action, problem).message
     return None
+
+
+def check_invoice(ctx: ActionContext, case: Case, user: str) -> str | None:
+    return _check_before_modal(ctx, case, user, ActionId.INVOICE_POOF, invoice_gate)
+
+
+def check_payout(ctx: ActionContext, case: Case, user: str) -> str | None:
+    return _check_before_modal(ctx, case, user, ActionId.PAYOUT_POOF, payout_gate)
+
+
+def _check_submission(ctx: ActionContext, case_id: int, user: str, action: ActionId, amount: Decimal,
+                      currency: str, gate: Callable[[Case], str | None]) -> tuple[Case | None, Outcome | None]:
+    """On submit the approver may have edited the amount: authorise and gate again before anything runs."""
+    with Session(ctx.engine) as session:
+        case = session.get(Case, case_id)
+    if case is None:
+        return None, Outcome(False, "That case no longer exists.")
+    reason = refusal(ctx.directory, user, amount, currency)
+    if reason:
+        return case, refuse(ctx, case_id, user, action, reason)
+    problem = gate(case)
+    if problem:
+        return case, to_review(ctx, case_id, user, action, problem)
+    return case, None
 
 
 def verified_email(ctx: ActionContext, case: Case) -> str | None:
@@ -278,16 +307,10 @@ def verified_email(ctx: ActionContext, case: Case) -> str | None:
 
 
 def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: InvoiceRequest) -> Outcome:
-    with Session(ctx.engine) as session:
-        case = session.get(Case, case_id)
-    if case is None:
-        return Outcome(False, "That case no longer exists.")
-    reason = refusal(ctx.directory, user, request.amount, request.currency)
-    if reason:
-        return refuse(ctx, case_id, user, ActionId.INVOICE_POOF, reason)
-    gate = invoice_gate(case)
-    if gate:
-        return to_review(ctx, case_id, user, ActionId.INVOICE_POOF, gate)
+    case, stop = _check_submission(ctx, case_id, user, ActionId.INVOICE_POOF, request.amount, request.currency,
+                                   invoice_gate)
+    if stop is not None or case is None:
+        return stop or Outcome(False, "That case no longer exists.")
     if recipient_mismatch(request.send_to, verified_email(ctx, case)):
         if not request.override_recipient:
             return to_review(ctx, case_id, user, ActionId.INVOICE_POOF,
@@ -331,30 +354,12 @@ def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
 
 # -- Poof payout (two approvers) -----------------------------------------------------------------
 
-def check_payout(ctx: ActionContext, case: Case, user: str) -> str | None:
-    assert case.id is not None
-    reason = refusal(ctx.directory, user, case.amount, case.currency)
-    if reason:
-        refuse(ctx, case.id, user, ActionId.PAYOUT_POOF, reason)
-        return f"Not done: {reason}. Nothing was sent to any provider."
-    gate = payout_gate(case)
-    if gate:
-        return to_review(ctx, case.id, user, ActionId.PAYOUT_POOF, gate).message
-    return None
-
-
 def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRequest) -> Outcome:
     """First approver: record the payout as awaiting a second, different approver."""
-    with Session(ctx.engine) as session:
-        case = session.get(Case, case_id)
-    if case is None:
-        return Outcome(False, "That case no longer exists.")
-    reason = refusal(ctx.directory, user, request.amount, request.currency)
-    if reason:
-        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, reason)
-    gate = payout_gate(case)
-    if gate:
-        return to_review(ctx, case_id, user, ActionId.PAYOUT_POOF, gate)
+    _, stop = _check_submission(ctx, case_id, user, ActionId.PAYOUT_POOF, request.amount, request.currency,
+                                payout_gate)
+    if stop is not None:
+        return stop
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
         case = _load(session, case_id)
@@ -389,13 +394,29 @@ def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRe
     return Outcome(True, "Payout recorded; it waits for a second approver's confirmation in the card's thread.")
 
 
-def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
-    now = ctx.clock()
+def _ledger_row(ctx: ActionContext, case_id: int, action: str) -> ProviderAction | None:
     with Session(ctx.engine) as session:
         case = session.get(Case, case_id)
-        row = None if case is None else session.exec(select(ProviderAction).where(
-            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, ActionId.PAYOUT_POOF))).first()
-    if case is None or row is None or row.id is None:
+        if case is None:
+            return None
+        return session.exec(select(ProviderAction).where(
+            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, action))).first()
+
+
+def _send_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
+    assert ctx.poof is not None and row.amount is not None
+    try:
+        # Never retried by finance-desk: Poof documents no idempotency key, so a repeat could pay twice.
+        result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
+    except ProviderError as exc:
+        return _finish(ctx, row, None, exc, user)
+    return _finish(ctx, row, result, None, user)
+
+
+def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
+    now = ctx.clock()
+    row = _ledger_row(ctx, case_id, ActionId.PAYOUT_POOF)
+    if row is None or row.id is None:
         return Outcome(False, "There is no payout waiting for this case.")
     if row.status != "awaiting_approval":
         return Outcome(False, _already(row))
@@ -414,13 +435,7 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     if not won:
         return Outcome(False, "Another approver confirmed this payout first.")
     row.approved_by = user
-    assert row.amount is not None
-    try:
-        # Never retried: Poof documents no idempotency key, so a second request could pay twice.
-        result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
-    except ProviderError as exc:
-        return _finish(ctx, row, None, exc, user)
-    return _finish(ctx, row, result, None, user)
+    return _send_payout(ctx, row, user)
 
 
 # -- retry and reconcile -------------------------------------------------------------------------
@@ -428,10 +443,7 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
 def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
     """Run a failed action again. Never for "unknown": that one may already have happened."""
     now = ctx.clock()
-    with Session(ctx.engine) as session:
-        case = session.get(Case, case_id)
-        row = None if case is None else session.exec(select(ProviderAction).where(
-            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, action))).first()
+    row = _ledger_row(ctx, case_id, action)
     if row is None or row.id is None:
         return Outcome(False, "There is nothing to retry for this case.")
     if row.status != "failed":
@@ -446,22 +458,14 @@ def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
             return Outcome(False, "Someone else is already retrying this action.")
     row.attempts += 1
     if row.action == ActionId.PAYOUT_POOF:
-        assert row.amount is not None
-        try:
-            result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
-        except ProviderError as exc:
-            return _finish(ctx, row, None, exc, user)
-        return _finish(ctx, row, result, None, user)
+        return _send_payout(ctx, row, user)
     return _run_invoice(ctx, row, user)
 
 
 def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
     """For an "unknown" action, look for it in Poof's transactions instead of guessing."""
     now = ctx.clock()
-    with Session(ctx.engine) as session:
-        case = session.get(Case, case_id)
-        row = None if case is None else session.exec(select(ProviderAction).where(
-            ProviderAction.idempotency_key == ledger.idempotency_key(case.call_id, action))).first()
+    row = _ledger_row(ctx, case_id, action)
     if row is None or row.id is None or row.status != "unknown":
         return Outcome(False, "There is no action with an unknown outcome on this case.")
     if not ctx.directory.is_approver(user):

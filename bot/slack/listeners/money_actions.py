@@ -46,6 +46,17 @@ def _tell(client: WebClient, case: Case | None, user: str, outcome: Outcome) -> 
                               thread_ts=case.slack_ts)
 
 
+def _later(ctx: ActionContext, work: Callable[[], None]) -> None:
+    """Run the slow part after the ack, off Bolt's listener threads; failures are logged, not lost."""
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("provider action failed after its ack")
+
+    ctx.background.submit(run)
+
+
 def register(app: App, ctx: ActionContext) -> None:
     def opener(check: Callable[[ActionContext, Case, str], str | None],
                modal: Callable[[Case], dict[str, Any]]) -> Callable[..., None]:
@@ -77,8 +88,8 @@ def register(app: App, ctx: ActionContext) -> None:
         case = _case(ctx, view.get("private_metadata", ""))
         if case is None or case.id is None:
             return
-        user = body["user"]["id"]
-        _tell(client, case, user, runner.submit_invoice(ctx, case.id, user, parsed))
+        user, case_id = body["user"]["id"], case.id
+        _later(ctx, lambda: _tell(client, case, user, runner.submit_invoice(ctx, case_id, user, parsed)))
 
     def submit_payout(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         parsed = parse_payout(submitted(view))
@@ -89,8 +100,8 @@ def register(app: App, ctx: ActionContext) -> None:
         case = _case(ctx, view.get("private_metadata", ""))
         if case is None or case.id is None:
             return
-        user = body["user"]["id"]
-        _tell(client, case, user, runner.submit_payout(ctx, case.id, user, parsed))
+        user, case_id = body["user"]["id"], case.id
+        _later(ctx, lambda: _tell(client, case, user, runner.submit_payout(ctx, case_id, user, parsed)))
 
     app.view(INVOICE_CALLBACK)(submit_invoice)
     app.view(PAYOUT_CALLBACK)(submit_payout)
@@ -102,7 +113,8 @@ def register(app: App, ctx: ActionContext) -> None:
             if case is None or case.id is None:
                 _say(respond, "That button is out of date.")
                 return
-            _say(respond, run(ctx, case.id, body["user"]["id"]))
+            case_id, user = case.id, body["user"]["id"]
+            _later(ctx, lambda: _say(respond, run(ctx, case_id, user)))
 
         return listener
 
@@ -117,7 +129,8 @@ def register(app: App, ctx: ActionContext) -> None:
             if case is None or case.id is None or which not in {a.value for a in ActionId}:
                 _say(respond, "That button is out of date.")
                 return
-            _say(respond, run(ctx, case.id, body["user"]["id"], which))
+            case_id, user = case.id, body["user"]["id"]
+            _later(ctx, lambda: _say(respond, run(ctx, case_id, user, which)))
 
         return listener
 
