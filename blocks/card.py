@@ -138,7 +138,13 @@ def _confidence(case: Case) -> str:
     confidence = case.confidence
     percent = "?" if math.isnan(confidence) else f"{round(max(0.0, min(1.0, confidence)) * 100)}%"
     rule = f" ({code(case.rule, ID_BUDGET)})" if case.rule else ""
-    return f"match {percent}{rule}"
+    text = f"match {percent}{rule}"
+    # How sure the MoonClerk customer match is (bot.lookup.matching), once matching has run.
+    score = case.match_score
+    if case.match_status in {"matched", "review"} and score is not None and not math.isnan(score):
+        label = "MoonClerk customer" if case.match_status == "matched" else "MoonClerk customer to confirm"
+        text += f" · {label} {round(max(0.0, min(1.0, score)) * 100)}%"
+    return text
 
 
 def _caller(case: Case) -> str:

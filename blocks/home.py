@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from blocks.format import slack_date
-from blocks.lookup import card_permalink, case_line, channel_link, context, divider, header, plain, section
 from blocks.limits import MAX_VIEW_BLOCKS
+from blocks.lookup import card_permalink, case_line, channel_link, context, divider, header, plain, section
 from bot.lookup.queries import CaseList, HomeData
 from storage.models import Case
 

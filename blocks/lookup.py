@@ -295,7 +295,9 @@ def case_message(
 # /finance queue
 
 
-def queue_message(review: Sequence[Case], review_total: int, overdue: Sequence[Case], overdue_total: int) -> dict[str, Any]:
+def queue_message(
+    review: Sequence[Case], review_total: int, overdue: Sequence[Case], overdue_total: int,
+) -> dict[str, Any]:
     def more(shown: int, total: int) -> list[str]:
         return [f"…and {total - shown} more"] if total > shown else []
 
@@ -333,8 +335,9 @@ HELP_LINES: Final = (
 
 
 def help_message() -> dict[str, Any]:
-    text = "finance-desk commands (answers are visible only to you)"
-    return {"text": text, "blocks": [section(f"*{text}*\n" + "\n".join(f"• {line}" for line in HELP_LINES))]}
+    title = "finance-desk commands (answers are visible only to you)"
+    body = "\n".join(f"• {line}" for line in HELP_LINES)
+    return {"text": f"{title}\n{body}", "blocks": [section(f"*{title}*\n{body}")]}
 
 
 def usage_message(problem: str, usage: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from blocks.format import code, inline, link, mention
-from blocks.lookup import card_permalink, context, header, kind_label, mrkdwn, plain, section
 from blocks.limits import truncate, truncate_mrkdwn
+from blocks.lookup import card_permalink, context, header, kind_label, mrkdwn, plain, section
 from storage.models import Case
 
 PICK_ACTION: Final = "review_pick"
@@ -85,7 +85,8 @@ def review_message(case: Case) -> dict[str, Any]:
     blocks = [
         header("Which MoonClerk customer called?"),
         section(_caller(case), block_id=f"{prefix}-caller"),
-        section(truncate_mrkdwn("*Candidates*\n" + ("\n".join(lines) or "none"), 2900), block_id=f"{prefix}-candidates"),
+        section(truncate_mrkdwn("*Candidates*\n" + ("\n".join(lines) or "none"), 2900),
+                block_id=f"{prefix}-candidates"),
         {"type": "actions", "block_id": f"{prefix}-pick", "elements": [{
             "type": "static_select", "action_id": PICK_ACTION, "placeholder": plain("Pick the caller's customer"),
             "options": options,

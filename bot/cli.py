@@ -52,7 +52,7 @@ def serve(host: str, port: int) -> None:
     if settings.slack_enabled:
         from bot.slack.service import start_slack
 
-        service = start_slack(runtime)
+        service = start_slack(runtime, matcher=True)
     else:
         logging.getLogger(__name__).warning("SLACK_BOT_TOKEN is not set: cases are stored but no cards are posted")
     try:
@@ -85,7 +85,7 @@ def socket(host: str, port: int) -> None:
 
     settings = _settings(socket_mode=True)
     runtime = _runtime(settings)
-    service = start_slack(runtime, socket_mode=True)
+    service = start_slack(runtime, socket_mode=True, matcher=True)
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(service.bolt, settings.slack_app_token.get_secret_value())
     try:

@@ -61,8 +61,13 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
         ).first()
         outcome = "duplicate" if seen is not None else "stored"
         if seen is None:
+            from bot.lookup.review import identity, mark_for_matching  # late import, like the outbox
+
+            before = None if created else identity(case)
             _merge(case, parsed, result)
             apply_routing(case, policy, now)
+            # Matching runs later, off this hot path (MatchWorker); this only queues the case for it.
+            mark_for_matching(session, case, before)
             case.updated_at = now
             session.add(case)
             session.add(

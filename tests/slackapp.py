@@ -63,11 +63,16 @@ class SlackApp:
             return session.exec(select(Case).where(Case.call_id == call_id)).one()
 
     def wait(self, call_id: str, check: Any, timeout: float = 10) -> Case:
-        def probe() -> Case | None:
+        # Poll the database: the stand-in's condition variable only wakes on Slack traffic, and the
+        # case often changes after the last request.
+        deadline = time.monotonic() + timeout
+        while True:
             case = self.case(call_id)
-            return case if check(case) else None
-
-        return self.slack.wait_until(probe, timeout, f"case {call_id} never reached the expected state")
+            if check(case):
+                return case
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"case {call_id} never reached the expected state")
+            time.sleep(0.02)
 
     def card(self, case: Case) -> dict[str, Any]:
         return self.slack.message(CHANNEL, case.slack_ts or "")

@@ -206,10 +206,10 @@ class LookupTerm:
     def number(self) -> int:
         return int(self.value)
 
-    def label(self) -> str:
-        names = {"email": "email", "phone": "phone", "name": "name", "id": "ID",
-                 "customer_id": "customer ID", "payment_id": "payment ID"}
-        return f"{names[self.kind]} {self.value}"
+    @property
+    def noun(self) -> str:
+        return {"email": "email", "phone": "phone", "name": "name", "id": "ID", "customer_id": "customer ID",
+                "payment_id": "payment ID"}[self.kind]
 
 
 def _positive_id(digits: str) -> str:

@@ -257,8 +257,7 @@ def decide(scored: Iterable[Scored]) -> MatchResult:
     shown = tuple(ranked[:MAX_CANDIDATES])
     if not ranked or ranked[0].score < REVIEW:
         why = ("no MoonClerk customer matches well enough",) if ranked else ("no MoonClerk customer matches",)
-        best = ranked[0].score if ranked else 0.0
-        return MatchResult("unmatched", best, None, why, shown)
+        return MatchResult("unmatched", ranked[0].score if ranked else 0.0, None, why, shown)
     best = ranked[0]
     tied = [s for s in ranked[1:] if best.score - s.score <= TIE_MARGIN and s.score >= REVIEW]
     if best.score >= MATCHED and not tied:

@@ -11,7 +11,7 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,7 +31,8 @@ LIST_LIMIT: Final = 15
 AUDIT_SHOWN: Final = 20
 # States in which a case still waits for someone to approve it.
 AWAITING_APPROVAL: Final = frozenset({"new", "in_review"})
-PENDING_REMINDER: Final = frozenset({"pending", "scheduled", "due", "snoozed"})
+# storage.reminders: pending → claimed → sent | cancelled; a claimed row has not fired yet.
+PENDING_REMINDER: Final = ("pending", "claimed")
 
 _CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -146,22 +147,23 @@ def _reminder_model() -> Any | None:
     return getattr(module, "Reminder", None)
 
 
-def pending_reminders(session: Session, case_id: int) -> list[ReminderRow]:
+def pending_reminders(engine: Engine, case_id: int) -> list[ReminderRow]:
+    """Reminders still to fire for a case, soonest first; none when reminders are not installed.
+
+    Its own session: a missing table must not spoil the caller's transaction.
+    """
     model = _reminder_model()
     if model is None:
         return []
     try:
-        rows = session.exec(select(model).where(model.case_id == case_id).order_by(model.due_at)).all()
+        with Session(engine) as session:
+            rows = session.exec(select(model).where(model.case_id == case_id, model.status.in_(PENDING_REMINDER))
+                                .order_by(model.due_at)).all()
+            return [ReminderRow(str(getattr(row, "kind", "") or "reminder"), getattr(row, "due_at", None),
+                                str(getattr(row, "status", "") or "")) for row in rows]
     except (SQLAlchemyError, AttributeError) as exc:  # the table is not migrated yet, or another shape
         log.info("reminders unavailable: %s", exc.__class__.__name__)
-        session.rollback()
         return []
-    out: list[ReminderRow] = []
-    for row in rows:
-        status = str(getattr(row, "status", "") or "")
-        if status.lower() in PENDING_REMINDER:
-            out.append(ReminderRow(str(getattr(row, "kind", "") or "reminder"), getattr(row, "due_at", None), status))
-    return out
 
 
 def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
@@ -176,8 +178,7 @@ def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
         latest = list(session.exec(select(AuditEvent).where(AuditEvent.case_id == case.id)
                                    .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
                                    .limit(AUDIT_SHOWN)).all())
-        reminders = pending_reminders(session, case.id)
-    return CaseDetail(case, actions, list(reversed(latest)), int(total), reminders)
+    return CaseDetail(case, actions, list(reversed(latest)), int(total), pending_reminders(engine, case.id))
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,6 @@ class HomeData:
     review_size: int
     now: datetime
     review_channel: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def home_data(

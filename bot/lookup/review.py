@@ -164,13 +164,20 @@ def match_case(
 def _store(session: Session, case: Case, result: MatchResult, stated: int | None, review_channel: str | None,
            now: datetime, policy: Policy | None) -> bool:
     previous_customer = case.moonclerk_customer_id
-    if not _apply(case, result, stated):
+    changed = _apply(case, result, stated)
+    ids = [candidate.customer_id for candidate in result.candidates]
+    if result.status == "review" and review_channel:
+        # Keyed by the candidates offered: at most one post per candidate set, even when a run changed
+        # nothing (so a review channel configured later still gets the question).
+        message = review_message(case)
+        key = "match-review:" + "-".join(str(i) for i in ids)
+        enqueue_message(session, case, key[:200], review_channel, message["text"], now, blocks=message["blocks"])
+    if not changed:
         return False
     if policy is not None and case.moonclerk_customer_id != previous_customer:
         _reroute(case, policy, now)
     case.updated_at = now
     session.add(case)
-    ids = [candidate.customer_id for candidate in result.candidates]
     session.add(AuditEvent(
         at=now, actor="finance-desk", action=f"match.{result.status}", case_id=case.id, call_id=case.call_id,
         record=f"moonclerk customer {result.customer_id}" if result.customer_id else None, target="moonclerk",
@@ -178,10 +185,6 @@ def _store(session: Session, case: Case, result: MatchResult, stated: int | None
         detail={"score": result.score, "candidates": ids, "stated": stated, "assigned": case.moonclerk_customer_id},
     ))
     enqueue_card(session, case, now)
-    if result.status == "review" and review_channel:
-        message = review_message(case)
-        key = "match-review:" + "-".join(str(i) for i in ids)
-        enqueue_message(session, case, key[:200], review_channel, message["text"], now, blocks=message["blocks"])
     return True
 
 

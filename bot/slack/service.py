@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext
+from bot.lookup.review import MatchWorker
 from bot.runtime import Runtime
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
@@ -26,9 +27,12 @@ class SlackService:
     client: WebClient
     worker: OutboxWorker
     bolt: App
+    matcher: MatchWorker | None = None
 
     def stop(self) -> None:
         self.worker.stop()
+        if self.matcher is not None:
+            self.matcher.stop()
 
 
 def web_client(runtime: Runtime) -> WebClient:
@@ -65,14 +69,21 @@ def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
 
 
 def start_slack(
-    runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0, socket_mode: bool = False
+    runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0, socket_mode: bool = False,
+    matcher: bool = False,
 ) -> SlackService:
+    """`matcher=True` also runs customer matching (MatchWorker) in this process when MoonClerk is configured."""
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client, poll_seconds)
-    bolt = build_bolt_app(runtime, client, action_context(runtime, client), socket_mode=socket_mode)
+    actions = action_context(runtime, client)
+    bolt = build_bolt_app(runtime, client, actions, socket_mode=socket_mode)
     if not socket_mode:
         runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
     if worker:
         outbox.start()
         runtime.wake_outbox = outbox.wake
-    return SlackService(client=client, worker=outbox, bolt=bolt)
+    match_worker = None
+    if matcher and actions.moonclerk is not None:
+        match_worker = MatchWorker(runtime.engine, actions.moonclerk, runtime.settings.review_channel,
+                                   policy=runtime.policy).start()
+    return SlackService(client=client, worker=outbox, bolt=bolt, matcher=match_worker)
