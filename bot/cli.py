@@ -102,29 +102,35 @@ def socket(host: str, port: int) -> None:
 
 
 @cli.command()
-@click.option("--drain", is_flag=True, help="Send everything that is due, then exit (for cron or one-off runs).")
+@click.option("--drain", is_flag=True,
+              help="Fire the reminders that are due, send everything the outbox holds, then exit (cron, one-off runs).")
 def worker(drain: bool) -> None:
-    """Run only the Slack outbox worker (no HTTP); several may share one PostgreSQL database."""
+    """Run the Slack outbox worker and the reminder scheduler (no HTTP); several may share one PostgreSQL."""
+    import json
     import signal
     import threading
 
+    from bot.reminders.scheduler import drain as drain_once
+    from bot.reminders.scheduler import scheduler_for
     from bot.slack.service import outbox_worker, web_client
 
     settings = _settings(require_slack=True)
     runtime = _runtime(settings)
     outbox = outbox_worker(runtime, web_client(runtime))
+    reminders = scheduler_for(runtime, on_fired=outbox.wake)
     if drain:
-        while outbox.run_once():
-            pass
+        click.echo(json.dumps(drain_once(outbox, reminders)))
         return
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     outbox.start()
+    reminders.start()
     try:
         stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        reminders.stop()
         outbox.stop()
 
 

@@ -26,14 +26,17 @@ from sqlmodel import Session, col, select
 
 from blocks.text import render
 from bot.config import Settings
+from bot.reminders.schedule import Kind
+from bot.reminders.store import OPEN
 from bot.runtime import Runtime, build_runtime
 from bot.slack.service import start_slack
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
 from bot.web.background import BackgroundServer
 from bot.web.signature import sign
-from storage.models import AuditEvent, Case, OutboxMessage
+from storage.models import AuditEvent, Case, OutboxMessage, Reminder
 
 FINANCE_CHANNEL = "C0FINANCE"
+ESCALATION_CHANNEL = "C0ESCALATE"
 APPROVER = "U0FINANCE2"
 SENIOR = "U0CONTROLLER"
 
@@ -57,6 +60,16 @@ def _outbox_idle(runtime: Runtime) -> bool:
             select(OutboxMessage.id).where(col(OutboxMessage.sent_at).is_(None), col(OutboxMessage.failed_at).is_(None))
         ).first()
     return pending is None
+
+
+def _pages_settled(runtime: Runtime) -> bool:
+    """No escalation page is still waiting to fire, and everything fired has been sent."""
+    with Session(runtime.engine) as session:
+        waiting = session.exec(
+            select(Reminder.id).where(col(Reminder.kind) == Kind.ESCALATION.value,
+                                      col(Reminder.status).in_(OPEN))
+        ).first()
+    return waiting is None and _outbox_idle(runtime)
 
 
 def _show(echo: Callable[[str], None], message: dict[str, Any], prefix: str = "│ ") -> None:
@@ -130,7 +143,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
             slack_signing_secret=SecretStr(signing_secret),
             slack_api_url=f"{slack.url}/api/",
             finance_channel=FINANCE_CHANNEL,
-            escalation_channel="C0ESCALATE",
+            escalation_channel=ESCALATION_CHANNEL,
             review_channel="C0REVIEW",
             moonclerk_api_url=moonclerk.url,
             moonclerk_api_key=SecretStr(moonclerk.api_key),
@@ -152,7 +165,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
         echo(f"  {database.name:<28} the SQLite database (cases, deliveries, audit, outbox)")
         echo(f"  {'slack-api-calls.jsonl':<28} every Web API call the app made, as Slack received it")
         echo(f"  {'audit.jsonl':<28} the audit trail")
-        echo(f"  {'channel.txt':<28} the finance channel as shown above")
+        echo(f"  {'channel.txt':<28} the finance and escalation channels as shown above")
 
 
 def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: PoofStandIn, signing_secret: str,
@@ -181,6 +194,14 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     _wait(lambda: _outbox_idle(runtime), 60, "the cards to be posted")
     for message in slack.messages(FINANCE_CHANNEL):
         echo(f"┌─ #finance · message {message['ts']}")
+        _show(echo, message)
+        echo("└─")
+
+    echo("")
+    echo("Step 2b · Escalation pages: one per case and reason, with owner, on-call group and a link to the card")
+    _wait(lambda: _pages_settled(runtime), 60, "the escalation pages")
+    for message in slack.messages(ESCALATION_CHANNEL):
+        echo(f"┌─ #escalations · message {message['ts']}")
         _show(echo, message)
         echo("└─")
 
@@ -245,6 +266,7 @@ def _write_record(workdir: Path, runtime: Runtime, slack: SlackStandIn) -> None:
         for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.id))):
             out.write(json.dumps(event.model_dump(mode="json")) + "\n")
     with (workdir / "channel.txt").open("w") as out:
-        for message in slack.all_messages(FINANCE_CHANNEL):
-            out.write(f"--- {message['ts']}{' (thread reply)' if message.get('thread_ts') else ''}\n")
-            out.write("\n".join(render(message)) + "\n")
+        for channel, name in ((FINANCE_CHANNEL, "#finance"), (ESCALATION_CHANNEL, "#escalations")):
+            for message in slack.all_messages(channel):
+                out.write(f"--- {name} {message['ts']}{' (thread reply)' if message.get('thread_ts') else ''}\n")
+                out.write("\n".join(render(message)) + "\n")

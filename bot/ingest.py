@@ -79,7 +79,7 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
                             "suppressed_kinds": sorted(case.suppressed_kinds)},
                 )
             )
-            on_case_changed(session, case, created)
+            on_case_changed(session, case, policy, now)
         session.add(
             WebhookDelivery(
                 received_at=now, call_id=parsed.call_id, event_name=parsed.event_name,
@@ -102,12 +102,14 @@ def preview_case(body: object, policy: Policy, now: datetime) -> Case:
     return case
 
 
-def on_case_changed(session: Session, case: Case, created: bool) -> None:
-    """Hook for what follows a change in the same transaction (the card outbox plugs in here)."""
-    from bot.slack.outbox import enqueue_card  # late import: Slack delivery is optional
+def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime) -> None:
+    """What follows a change, in the same transaction: the card, its reminders and escalation pages."""
+    from bot import reminders  # late imports: Slack delivery and reminders sit above ingest
+    from bot.slack.outbox import enqueue_card
 
     if case.is_billing:
-        enqueue_card(session, case)
+        enqueue_card(session, case, now)
+    reminders.on_case_changed(session, case, policy, now)
 
 
 def _record_of(case: Case) -> str | None:

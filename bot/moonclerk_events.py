@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from bot.ingest import apply_routing
+from bot.ingest import apply_routing, on_case_changed
 from bot.policy import Policy
-from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.slack.outbox import enqueue_thread
 from providers.moonclerk import Customer, MoonClerkClient
 from storage.cases import lock_or_create
 from storage.db import session_scope
@@ -77,5 +77,5 @@ def _record_failure(engine: Engine, policy: Policy, customer: Customer, now: dat
         session.add(AuditEvent(at=now, actor="moonclerk", action="case.created", case_id=case.id, call_id=key,
                                record=f"MoonClerk customer {customer.id}", outcome="failed_renewal",
                                reason="plan payment failed (MoonClerk webhook, re-fetched)"))
-        enqueue_card(session, case, now)
+        on_case_changed(session, case, policy, now)  # the card, and the failed-renewal escalation page
         return f"created case {key}"

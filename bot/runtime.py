@@ -20,8 +20,9 @@ class Runtime:
     settings: Settings
     policy: Policy
     engine: Engine
-    # Set when a Slack outbox worker runs in this process: nudges it instead of waiting for its poll.
-    wake_outbox: Callable[[], None] | None = None
+    # Set when the outbox worker and reminder scheduler run in this process: nudges them (a new card,
+    # an escalation page due now) instead of waiting for their polls.
+    wake_workers: Callable[[], None] | None = None
     extra_routes: list[Any] = field(default_factory=list)
     _problems: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

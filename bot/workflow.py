@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from blocks.card import CLOSED_STATES
+from bot.reminders import on_case_closed
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from storage.db import session_scope
 from storage.models import AuditEvent, Case
@@ -43,6 +44,8 @@ def _change(
             AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
                        target="slack:card", reason=reason, outcome="ok")
         )
+        if case.state in CLOSED_STATES:
+            on_case_closed(session, case, now, reason=case.state)
         enqueue_card(session, case, now)
         enqueue_thread(session, case, f"{action}:{now.timestamp()}", reply, now)
     return Outcome(True, reply)

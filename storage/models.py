@@ -216,3 +216,7 @@ class ProviderAction(SQLModel, table=True):
     attempts: int = 0
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+# The reminders table lives in its own module; importing it here registers it with every model.
+from storage.reminders import Reminder as Reminder  # noqa: E402

@@ -27,8 +27,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "Poof invoices created: 1" in out
     record = tmp_path / "run"
     calls = [json.loads(line) for line in (record / "slack-api-calls.jsonl").read_text().splitlines()]
-    posts = [c for c in calls if c["method"] == "chat.postMessage" and not (c["body"] or {}).get("thread_ts")]
+    posts = [c for c in calls if c["method"] == "chat.postMessage" and not (c["body"] or {}).get("thread_ts")
+             and c["body"]["channel"] == "C0FINANCE"]
     assert len(posts) == 5
+    # Dispute 1, duplicate charge 1, the VIP's failed renewal 3 (VIP blocker, failed renewal, agent's flag).
+    pages = [c for c in calls if c["method"] == "chat.postMessage" and c["body"]["channel"] == "C0ESCALATE"]
+    assert len(pages) == 5 and out.count("┌─ #escalations") == 5
     audit = [json.loads(line) for line in (record / "audit.jsonl").read_text().splitlines()]
     assert {"case.created", "case.assigned", "invoice_poof.succeeded", "slack.card_posted"} <= {
         a["action"] for a in audit}

@@ -119,14 +119,6 @@ def test_stale_timestamp_is_401(app: App) -> None:
     assert httpx.post(f"{app.server.url}/slack/events", content=body, headers=headers).status_code == 401
 
 
-def test_buttons_not_enabled_yet_answer_ephemerally(app: App) -> None:
-    case = app.deliver("01_refund.json")
-    assert app.click(case, "snooze").status_code == 200
-    responses = app.slack.wait_until(lambda: app.slack.responses_for("click-snooze") or None, 5)
-    assert "not enabled" in responses[0]["text"] and "nothing was done" in responses[0]["text"]
-    assert app.case(case.call_id).state == "new"
-
-
 def test_oversize_slack_body_is_413(app: App) -> None:
     body = "payload=" + "x" * (1024 * 1024 + 10)
     response = httpx.post(f"{app.server.url}/slack/events", content=body, headers=slack_headers(body, SIGNING_SECRET))

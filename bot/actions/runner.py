@@ -23,6 +23,7 @@ from blocks.limits import escape_mrkdwn
 from bot.actions import ledger
 from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
+from bot.reminders import on_case_closed
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from providers.base import NotFound, OutcomeUnknown, ProviderError, ProviderResult
 from providers.currency import format_amount
@@ -163,6 +164,8 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
             case.state = "failed"
         case.state_by, case.state_at, case.updated_at = user, now, now
         session.add(case)
+        if case.state == "done":
+            on_case_closed(session, case, now, reason="done")
         amount = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else None
         _audit(session, case, user, f"{row.action}.{status}", now, outcome=status, record=_record(case),
                target=row.params.get("send_to") or row.params.get("address") or row.provider,

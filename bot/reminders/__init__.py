@@ -3,7 +3,8 @@
 Hooks for the rest of the app (each runs inside the caller's transaction, with the case locked):
 
 - `on_case_changed(session, case, policy, now)`: after ingest merges a delivery; schedules,
-  reschedules or cancels the case's reminders and schedules its escalation pages.
+  reschedules or cancels the case's reminders and schedules its escalation pages. It sets
+  Case.next_reminder_at but leaves the card update to its caller (ingest enqueues the card anyway).
 - `on_case_closed(session, case, now)`: after a case is resolved or dismissed; cancels them all.
 """
 
@@ -20,7 +21,7 @@ from storage.models import Case
 def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime) -> None:
     from bot.reminders.store import sync_case
 
-    sync_case(session, case, policy, now)
+    sync_case(session, case, policy, now, update_card=False)
 
 
 def on_case_closed(session: Session, case: Case, now: datetime, reason: str = "closed") -> None:

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from blocks.format import is_user_id
 from blocks.reminders import card_reference, escalation_message
 from bot.reminders.schedule import Kind
-from bot.reminders.store import CANCELLED, PENDING, SENT, FireSettings, owner_of, put, reason_digest
+from bot.reminders.store import CANCELLED, PENDING, SENT, FireSettings, add, owner_of, reason_digest
 from bot.slack.outbox import enqueue_message
 from storage.models import AuditEvent, Case
 from storage.reminders import Reminder
@@ -31,22 +31,34 @@ CARD_WAIT = timedelta(seconds=60)
 CARD_RETRY = timedelta(seconds=2)
 
 
+_warned: set[str] = set()
+
+
+def _no_channel(case: Case) -> None:
+    # Said once per process at WARNING (with the fix), then per case at DEBUG: not a flood.
+    if "no_channel" not in _warned:
+        _warned.add("no_channel")
+        log.warning("escalation pages are off: ESCALATION_CHANNEL is not set (set it to a channel ID, C…, and "
+                    "invite the app there); case %s was not paged", case.id)
+    else:
+        log.debug("case %s not paged: ESCALATION_CHANNEL is not set", case.id)
+
+
 def schedule(session: Session, case: Case, now: datetime) -> None:
     """One page per (case, reason), due now; idempotent (a reason already paged is not paged again)."""
     assert case.id is not None
     for reason in case.escalation_reasons or []:
         if not reason:
             continue
-        put(session, "once", Reminder(case_id=case.id, kind=Kind.ESCALATION.value, reason=str(reason)[:500],
-                                      dedup_key=f"{case.id}:escalation:{reason_digest(str(reason))}",
-                                      due_at=now, created_at=now))
+        add(session, "once", case_id=case.id, kind=Kind.ESCALATION.value, reason=str(reason)[:500],
+            dedup_key=f"{case.id}:escalation:{reason_digest(str(reason))}", due_at=now, created_at=now)
 
 
 def fire_page(session: Session, case: Case, row: Reminder, now: datetime, late: bool,
               settings: FireSettings) -> str:
     policy = settings.policy
     if not settings.escalation_channel:
-        log.warning("escalation for case %s not paged: ESCALATION_CHANNEL is not set", case.id)
+        _no_channel(case)
         row.status, row.cancel_reason = CANCELLED, "no_channel"
         return CANCELLED
     if case.slack_ts is None and now - row.created_at < CARD_WAIT:
@@ -62,10 +74,9 @@ def fire_page(session: Session, case: Case, row: Reminder, now: datetime, late: 
                     message["text"], now, blocks=message["blocks"])
     assert case.id is not None
     # One follow-up per case, counted from the first page.
-    put(session, "once", Reminder(
-        case_id=case.id, kind=Kind.ESCALATION_FOLLOWUP.value, dedup_key=f"{case.id}:escalation_followup",
-        due_at=now + timedelta(minutes=policy.reminders.overdue_window_minutes), created_at=now,
-    ))
+    add(session, "once", case_id=case.id, kind=Kind.ESCALATION_FOLLOWUP.value,
+        dedup_key=f"{case.id}:escalation_followup",
+        due_at=now + timedelta(minutes=policy.reminders.overdue_window_minutes), created_at=now)
     return SENT
 
 

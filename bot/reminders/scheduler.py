@@ -10,19 +10,15 @@ processes the database claim keeps it exactly-once):
   reminders fire on time rather than up to one interval late;
 - "reminders-wake": a one-off run now, when `wake()` is called (e.g. after ingest scheduled a page).
 
-`python -m bot.reminders.scheduler` runs it on its own (with the outbox worker); `--drain` fires what is
-due, sends the outbox and exits.
+`finance-desk serve`, `socket` and `worker` run it beside the outbox worker; `finance-desk worker --drain`
+fires what is due, sends the outbox and exits.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -36,12 +32,15 @@ from sqlalchemy import Engine
 from bot.reminders import store
 from bot.reminders.store import FireSettings
 from bot.runtime import Runtime
+from bot.slack.delivery import OutboxWorker
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 15.0
 DEFAULT_BATCH = 100
+# Rows fired per transaction: one commit for many rows; small enough to keep case locks brief.
+DEFAULT_FIRE_BATCH = 20
 
 
 class ReminderScheduler:
@@ -53,6 +52,7 @@ class ReminderScheduler:
         clock: Callable[[], datetime] = utcnow,
         interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
         batch: int = DEFAULT_BATCH,
+        fire_batch: int = DEFAULT_FIRE_BATCH,
         lease: timedelta = store.LEASE,
         worker_id: str | None = None,
         on_fired: Callable[[], None] = lambda: None,
@@ -62,6 +62,7 @@ class ReminderScheduler:
         self.clock = clock
         self.interval_seconds = interval_seconds
         self.batch = batch
+        self.fire_batch = max(1, fire_batch)
         self.lease = lease
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_fired = on_fired
@@ -76,7 +77,7 @@ class ReminderScheduler:
     def start(self) -> None:
         """Start the timers; the first pass (the catch-up) runs at once in the background."""
         scheduler = BackgroundScheduler(
-            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 3, "misfire_grace_time": None}
         )
         scheduler.add_job(self._tick, "interval", seconds=self.interval_seconds, id="reminders-poll",
                           next_run_time=datetime.now(UTC))
@@ -104,6 +105,8 @@ class ReminderScheduler:
 
     # -- passes --------------------------------------------------------------------------------
     def _tick(self) -> None:
+        # Jobs may overlap (a poll during a long catch-up): only one pass runs, the others ask it to
+        # go round once more and return at once.
         if not self._running.acquire(blocking=False):
             self._again.set()  # the running pass goes round once more
             return
@@ -131,9 +134,11 @@ class ReminderScheduler:
             claimed = store.claim_due(self.engine, self.worker_id, now, limit=self.batch, lease=self.lease)
             if not claimed:
                 break
-            for reminder_id in claimed:
-                outcome = store.fire(self.engine, reminder_id, self.worker_id, self.clock(), self.settings)
-                self.stats[outcome or "lost"] += 1
+            for start in range(0, len(claimed), self.fire_batch):
+                chunk = claimed[start:start + self.fire_batch]
+                outcomes = store.fire_batch(self.engine, chunk, self.worker_id, self.clock(), self.settings)
+                for outcome in outcomes.values():
+                    self.stats[outcome or "lost"] += 1
             handled += len(claimed)
             if len(claimed) < self.batch:
                 break
@@ -172,48 +177,9 @@ def scheduler_for(runtime: Runtime, *, on_fired: Callable[[], None] | None = Non
                              batch=batch, on_fired=on_fired or (lambda: None))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.reminders.scheduler",
-                                     description="Fire due reminders and escalation pages (and send them).")
-    parser.add_argument("--drain", action="store_true", help="fire what is due, send the outbox, then exit")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="rows claimed per database round trip")
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_SECONDS, help="poll interval, seconds")
-    args = parser.parse_args(argv)
-
-    from bot.config import ConfigError, load_settings
-    from bot.logs import setup_logging
-    from bot.policy import PolicyError
-    from bot.runtime import build_runtime
-    from bot.slack.service import outbox_worker, web_client
-
-    setup_logging(logging.INFO)
-    try:
-        runtime = build_runtime(load_settings(require_slack=True))
-    except (ConfigError, PolicyError) as exc:
-        for line in exc.problems:
-            print(f"finance-desk: {line}", file=sys.stderr)
-        return 2
-    outbox = outbox_worker(runtime, web_client(runtime))
-    reminders = scheduler_for(runtime, on_fired=outbox.wake, interval_seconds=args.interval, batch=args.batch)
-    if args.drain:
-        fired = reminders.run_once()
-        while outbox.run_once():
-            pass
-        print(json.dumps({"worker": reminders.worker_id, "fired": fired, "stats": dict(reminders.stats)}))
-        return 0
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    outbox.start()
-    reminders.start()
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
+def drain(outbox: OutboxWorker, reminders: ReminderScheduler) -> dict[str, Any]:
+    """Fire everything due, then send everything the outbox holds; returns what this process did."""
+    fired = reminders.run_once()
+    while outbox.run_once():
         pass
-    finally:
-        reminders.stop()
-        outbox.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return {"worker": reminders.worker_id, "fired": fired, "stats": dict(reminders.stats)}

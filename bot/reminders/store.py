@@ -15,11 +15,11 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -49,6 +49,8 @@ LEASE = timedelta(seconds=60)
 # Fired more than this after its due time counts as late (the process was down or stopped).
 LATE_AFTER = timedelta(seconds=60)
 SNOOZE_STEP = timedelta(hours=1)
+# A row whose firing raised this many times (one per claim) is cancelled as "failed".
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,14 @@ def reason_digest(reason: str) -> str:
 
 @cache
 def _statements(dialect: str) -> dict[str, Any]:
-    """Core upserts built once per dialect (compiled once, then only bound)."""
+    """Core statements built once per dialect (compiled once, then only bound): sync runs inside every
+    ingest transaction, so it must stay cheap."""
     table = _table()
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     rearm = {"status": PENDING, "cancel_reason": None, "due_at": insert.excluded.due_at, "claimed_by": None,
              "claim_expires_at": None, "late": False}
+    cancelled: dict[str, Any] = {"status": CANCELLED, "cancel_reason": bindparam("why"), "claimed_by": None,
+                 "claim_expires_at": None}
     return {
         # A deadline that changes back revives the rows it had; sent or done rows stay as they are.
         "schedule": insert.on_conflict_do_update(
@@ -91,10 +96,43 @@ def _statements(dialect: str) -> dict[str, Any]:
                   "reason": insert.excluded.reason},
         ),
         "once": insert.on_conflict_do_nothing(index_elements=["dedup_key"]),
+        # The case's planned reminders that are no longer planned (the deadline moved or went away).
+        "cancel_stale": update(table).where(
+            table.c.case_id == bindparam("case"), table.c.kind.in_([k.value for k in SCHEDULED_KINDS]),
+            table.c.status.in_(OPEN), table.c.dedup_key.not_in(bindparam("keep", expanding=True)),
+        ).values(**cancelled),
+        "cancel": update(table).where(
+            table.c.case_id == bindparam("case"), table.c.status.in_(OPEN),
+            table.c.kind.in_(bindparam("kinds", expanding=True)),
+        ).values(**cancelled),
+        "next": select(func.min(table.c.due_at)).where(
+            table.c.case_id == bindparam("case"), table.c.kind.in_([k.value for k in REMINDER_KINDS]),
+            table.c.status.in_(OPEN),
+        ),
     }
 
 
+def _run(session: Session, name: str, params: dict[str, Any]) -> Any:
+    return session.execute(_statements(session.get_bind().dialect.name)[name], params)
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    # Column defaults live on the model; computed once and copied into each row (a model per row costs
+    # more than the insert).
+    return Reminder(case_id=0, kind="-", dedup_key="-", due_at=datetime(2000, 1, 1, tzinfo=UTC)).model_dump(
+        exclude={"id", "case_id", "kind", "dedup_key", "due_at", "created_at"})
+
+
+def add(session: Session, statement: str, *, case_id: int, kind: str, dedup_key: str, due_at: datetime,
+        created_at: datetime, **fields: Any) -> None:
+    """Insert one row with `statement`: "schedule", "snooze" (upserts, see above) or "once"."""
+    _run(session, statement, {**_defaults(), "case_id": case_id, "kind": kind, "dedup_key": dedup_key,
+                              "due_at": due_at, "created_at": created_at, **fields})
+
+
 def put(session: Session, statement: str, row: Reminder) -> None:
+    """`add` for a Reminder built by the caller."""
     session.execute(_statements(session.get_bind().dialect.name)[statement], row.model_dump(exclude={"id"}))
 
 
@@ -113,63 +151,56 @@ def deadline_of(case: Case, policy: Policy) -> tuple[datetime | None, bool]:
 # Scheduling (inside the caller's transaction)
 
 
-def sync_case(session: Session, case: Case, policy: Policy, now: datetime) -> None:
+def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, update_card: bool = True) -> None:
     """Make the case's reminders and escalation pages match the case. Idempotent; call it after
-    every change (ingest does), in the same transaction, with the case row locked."""
+    every change (ingest does), in the same transaction, with the case row locked.
+
+    `update_card=False` when the caller enqueues the card in this transaction anyway (ingest does).
+    """
     from bot.reminders import escalations
 
     assert case.id is not None
     if not is_open(case):
-        cancel_case(session, case, now, "closed")
+        cancel_case(session, case, now, "closed", update_card=update_card)
         return
     deadline, _ = deadline_of(case, policy)
     planned = plan(deadline, policy) if deadline is not None else []
     keys = [_key(case.id, item.kind, item.due_at) for item in planned]
-    stale = update(Reminder).where(
-        col(Reminder.case_id) == case.id, col(Reminder.kind).in_(SCHEDULED_KINDS), col(Reminder.status).in_(OPEN)
-    )
-    if keys:
-        stale = stale.where(col(Reminder.dedup_key).not_in(keys))
-    session.execute(stale.values(status=CANCELLED, cancel_reason="rescheduled", claimed_by=None,
-                                 claim_expires_at=None))
+    _run(session, "cancel_stale", {"case": case.id, "keep": keys, "why": "rescheduled"})
     # Reminders already in the past when planned are not sent one after another: only the latest of
     # due/overdue goes out (at once); a lead reminder that has passed is pointless.
     past = [item for item in planned if item.due_at <= now and item.kind is not Kind.LEAD]
     for item in [item for item in planned if item.due_at > now] + past[-1:]:
-        put(session, "schedule", Reminder(case_id=case.id, kind=item.kind.value, due_at=item.due_at,
-                                           dedup_key=_key(case.id, item.kind, item.due_at), created_at=now))
+        add(session, "schedule", case_id=case.id, kind=item.kind.value, due_at=item.due_at,
+            dedup_key=_key(case.id, item.kind, item.due_at), created_at=now)
     escalations.schedule(session, case, now)
-    refresh_next(session, case, now)
+    refresh_next(session, case, now, update_card=update_card)
+
+
+ALL_KINDS = [kind.value for kind in Kind]
 
 
 def cancel_case(session: Session, case: Case, now: datetime, reason: str,
-                kinds: Iterable[str] | None = None) -> int:
+                kinds: Iterable[str] | None = None, *, update_card: bool = True) -> int:
     """Cancel the case's pending reminders (all kinds unless given); the card's next reminder is cleared."""
     assert case.id is not None
-    statement = update(Reminder).where(col(Reminder.case_id) == case.id, col(Reminder.status).in_(OPEN))
-    if kinds is not None:
-        statement = statement.where(col(Reminder.kind).in_(list(kinds)))
-    count = int(session.execute(statement.values(status=CANCELLED, cancel_reason=reason, claimed_by=None,
-                                                 claim_expires_at=None)).rowcount)  # type: ignore[attr-defined]
-    refresh_next(session, case, now)
-    return count
+    result = _run(session, "cancel", {"case": case.id, "kinds": list(kinds or ALL_KINDS), "why": reason})
+    refresh_next(session, case, now, update_card=update_card)
+    return int(result.rowcount)
 
 
-def refresh_next(session: Session, case: Case, now: datetime) -> bool:
-    """Keep Case.next_reminder_at (shown on the card) equal to the earliest pending reminder."""
-    soonest = session.exec(
-        select(func.min(Reminder.due_at)).where(
-            col(Reminder.case_id) == case.id, col(Reminder.kind).in_(REMINDER_KINDS),
-            col(Reminder.status).in_(OPEN),
-        )
-    ).one()
+def refresh_next(session: Session, case: Case, now: datetime, *, update_card: bool = True) -> bool:
+    """Keep Case.next_reminder_at (shown on the card) equal to the earliest pending reminder.
+
+    Reads the reminders table directly: flush ORM changes to Reminder rows before calling.
+    """
+    soonest = _run(session, "next", {"case": case.id}).scalar()
     if soonest == case.next_reminder_at:
         return False
     case.next_reminder_at = soonest
-    if case.is_billing:
+    session.add(case)
+    if update_card and case.is_billing:
         enqueue_card(session, case, now)
-    else:
-        session.add(case)
     return True
 
 
@@ -207,40 +238,95 @@ def next_due(engine: Engine) -> datetime | None:
 
 
 def fire(engine: Engine, reminder_id: int, worker_id: str, now: datetime, settings: FireSettings) -> str | None:
-    """Fire one claimed row: "sent", "cancelled", "waiting" (an escalation waiting for its card), or
-    None when this worker no longer holds the claim (nothing was done)."""
+    """Fire one claimed row: "sent", "cancelled", "waiting" (an escalation waiting for its card),
+    "failed" (gave up after MAX_ATTEMPTS errors), or None when this worker no longer holds the claim
+    (nothing was done)."""
+    return fire_batch(engine, [reminder_id], worker_id, now, settings)[reminder_id]
+
+
+def fire_batch(engine: Engine, reminder_ids: list[int], worker_id: str, now: datetime,
+               settings: FireSettings) -> dict[int, str | None]:
+    """Fire claimed rows in one transaction (one commit for the batch, not one per row). If anything
+    fails, each row is fired in its own transaction, so one bad row cannot hold up the others."""
+    if len(reminder_ids) > 1:
+        try:
+            with session_scope(engine) as session:
+                return _fire_all(session, reminder_ids, worker_id, now, settings)
+        except Exception:
+            log.exception("firing %s reminders together failed; firing them one by one", len(reminder_ids))
+    outcomes: dict[int, str | None] = {}
+    for reminder_id in reminder_ids:
+        try:
+            with session_scope(engine) as session:
+                outcomes.update(_fire_all(session, [reminder_id], worker_id, now, settings))
+        except Exception:
+            log.exception("reminder %s could not be fired; it is retried when its lease runs out", reminder_id)
+            outcomes[reminder_id] = _give_up(engine, reminder_id, worker_id)
+    return outcomes
+
+
+def _give_up(engine: Engine, reminder_id: int, worker_id: str) -> str | None:
+    """After MAX_ATTEMPTS failed claims a row is cancelled ("failed") instead of retried for ever."""
+    table = _table()
+    with session_scope(engine) as session:
+        stopped = session.execute(
+            update(table).where(table.c.id == reminder_id, table.c.claimed_by == worker_id,
+                                table.c.status == CLAIMED, table.c.attempts >= MAX_ATTEMPTS)
+            .values(status=CANCELLED, cancel_reason="failed", claimed_by=None, claim_expires_at=None)
+        ).rowcount  # type: ignore[attr-defined]
+    return "failed" if stopped else None
+
+
+def _fire_all(session: Session, reminder_ids: list[int], worker_id: str, now: datetime,
+              settings: FireSettings) -> dict[int, str | None]:
+    outcomes: dict[int, str | None] = dict.fromkeys(reminder_ids)
+    case_ids = sorted(set(session.exec(select(Reminder.case_id).where(col(Reminder.id).in_(reminder_ids))).all()))
+    if not case_ids:
+        return outcomes
+    # Cases first, in id order, then their reminder rows: the lock order ingest uses, and the same
+    # order in every worker, so batches never deadlock each other.
+    cases = {case.id: case for case in session.exec(
+        select(Case).where(col(Case.id).in_(case_ids)).order_by(col(Case.id)).with_for_update()
+        .execution_options(populate_existing=True)).all()}
+    rows = session.exec(
+        select(Reminder).where(col(Reminder.id).in_(reminder_ids))
+        .order_by(col(Reminder.case_id), col(Reminder.due_at), col(Reminder.id)).with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for row in rows:
+        assert row.id is not None
+        outcomes[row.id] = _fire_row(session, cases.get(row.case_id), row, worker_id, now, settings)
+    return outcomes
+
+
+def _fire_row(session: Session, case: Case | None, row: Reminder, worker_id: str, now: datetime,
+              settings: FireSettings) -> str | None:
     from bot.reminders import escalations
 
-    with session_scope(engine) as session:
-        case_id = session.exec(select(Reminder.case_id).where(col(Reminder.id) == reminder_id)).first()
-        if case_id is None:
-            return None
-        case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
-        row = session.get(Reminder, reminder_id, with_for_update=True, populate_existing=True)
-        if row is None or row.status != CLAIMED or row.claimed_by != worker_id:
-            return None
-        row.claimed_by, row.claim_expires_at = None, None
-        if case is None or not is_open(case):
-            row.status, row.cancel_reason = CANCELLED, "closed"
-            session.add(row)
-            return CANCELLED
-        late = now - row.due_at > settings.late_after
-        if row.kind in REMINDER_KINDS:
-            outcome = _fire_reminder(session, case, row, now, late, settings)
-        elif row.kind == Kind.ESCALATION:
-            outcome = escalations.fire_page(session, case, row, now, late, settings)
-        elif row.kind == Kind.ESCALATION_FOLLOWUP:
-            outcome = escalations.fire_followup(session, case, row, now, settings)
-        else:
-            log.error("reminder %s has unknown kind %r; cancelled", row.id, row.kind)
-            row.status, row.cancel_reason = CANCELLED, "unknown_kind"
-            outcome = CANCELLED
-        if outcome == SENT:
-            row.status, row.sent_at, row.late = SENT, now, late
-        session.add(row)
-        if row.kind in REMINDER_KINDS:
-            refresh_next(session, case, now)
-        return outcome
+    if row.status != CLAIMED or row.claimed_by != worker_id:
+        return None  # the lease ran out and another worker took it, or it was cancelled meanwhile
+    row.claimed_by, row.claim_expires_at = None, None
+    session.add(row)
+    if case is None or not is_open(case):
+        row.status, row.cancel_reason = CANCELLED, "closed"
+        return CANCELLED
+    late = now - row.due_at > settings.late_after
+    if row.kind in REMINDER_KINDS:
+        outcome = _fire_reminder(session, case, row, now, late, settings)
+    elif row.kind == Kind.ESCALATION:
+        outcome = escalations.fire_page(session, case, row, now, late, settings)
+    elif row.kind == Kind.ESCALATION_FOLLOWUP:
+        outcome = escalations.fire_followup(session, case, row, now, settings)
+    else:
+        log.error("reminder %s has unknown kind %r; cancelled", row.id, row.kind)
+        row.status, row.cancel_reason = CANCELLED, "unknown_kind"
+        outcome = CANCELLED
+    if outcome == SENT:
+        row.status, row.sent_at, row.late = SENT, now, late
+    if row.kind in REMINDER_KINDS:
+        session.flush()
+        refresh_next(session, case, now)
+    return outcome
 
 
 def owner_of(case: Case, policy: Policy) -> str | None:
@@ -317,12 +403,12 @@ def snooze(engine: Engine, case_id: int, source_id: int, until: datetime, user: 
             if source.status in OPEN:
                 source.status, source.cancel_reason = CANCELLED, "snoozed"
                 session.add(source)
-            put(session, "snooze", Reminder(
-                case_id=case.id, kind=Kind.SNOOZED.value, dedup_key=f"{case.id}:snoozed:from:{source_id}",
-                due_at=until, created_at=now, created_by=user, reason=f"snoozed from the {source.kind} reminder",
-            ))
+            add(session, "snooze", case_id=case.id, kind=Kind.SNOOZED.value,
+                dedup_key=f"{case.id}:snoozed:from:{source_id}", due_at=until, created_at=now, created_by=user,
+                reason=f"snoozed from the {source.kind} reminder")
         _audit(session, case, user, "reminder.snoozed", now, "reminder snoozed",
                {"reminder_id": source_id, "until": until.isoformat()})
+        session.flush()
         refresh_next(session, case, now)
     return Outcome(True, f"💤 <@{user}> snoozed this reminder until {policy_date(until, policy.business_hours.zone)}.")
 
@@ -348,17 +434,16 @@ def snooze_next(engine: Engine, case_id: int, user: str, now: datetime, policy: 
             detail = {"reminder_id": upcoming.id, "from": before.isoformat(), "until": until.isoformat()}
         else:
             until = now + SNOOZE_STEP
-            put(session, "snooze", Reminder(
-                case_id=case.id, kind=Kind.SNOOZED.value, dedup_key=f"{case.id}:snoozed:card", due_at=until,
-                created_at=now, created_by=user, reason="snoozed from the card",
-            ))
+            add(session, "snooze", case_id=case.id, kind=Kind.SNOOZED.value, dedup_key=f"{case.id}:snoozed:card",
+                due_at=until, created_at=now, created_by=user, reason="snoozed from the card")
             detail = {"until": until.isoformat()}
         _audit(session, case, user, "reminder.snoozed", now, "snoozed from the card", detail)
+        session.flush()
         refresh_next(session, case, now)
     when = policy_date(until, policy.business_hours.zone)
     if upcoming is not None:
         return Outcome(True, f"💤 Snoozed: the next reminder now comes {when}.")
-    return Outcome(True, f"💤 No reminder was pending; one comes {when}.")
+    return Outcome(True, f"💤 Snoozed: no reminder was pending, so one comes {when}.")
 
 
 def reassign(engine: Engine, case_id: int, new_owner: str, user: str, now: datetime) -> Outcome:

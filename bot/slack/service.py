@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt import App
@@ -12,6 +13,7 @@ from starlette.routing import Route
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext
 from bot.lookup.review import MatchWorker
+from bot.reminders.scheduler import ReminderScheduler, scheduler_for
 from bot.runtime import Runtime
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
@@ -27,9 +29,12 @@ class SlackService:
     client: WebClient
     worker: OutboxWorker
     bolt: App
+    reminders: ReminderScheduler | None = None
     matcher: MatchWorker | None = None
 
     def stop(self) -> None:
+        if self.reminders is not None:
+            self.reminders.stop()
         self.worker.stop()
         if self.matcher is not None:
             self.matcher.stop()
@@ -79,11 +84,22 @@ def start_slack(
     bolt = build_bolt_app(runtime, client, actions, socket_mode=socket_mode)
     if not socket_mode:
         runtime.extra_routes.append(Route("/slack/events", slack_events_endpoint(bolt), methods=["POST"]))
+    reminders = None
     if worker:
         outbox.start()
-        runtime.wake_outbox = outbox.wake
+        reminders = scheduler_for(runtime, on_fired=outbox.wake)
+        reminders.start()
+        runtime.wake_workers = _wake(outbox, reminders)
     match_worker = None
     if matcher and actions.moonclerk is not None:
         match_worker = MatchWorker(runtime.engine, actions.moonclerk, runtime.settings.review_channel,
                                    policy=runtime.policy).start()
-    return SlackService(client=client, worker=outbox, bolt=bolt, matcher=match_worker)
+    return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker)
+
+
+def _wake(outbox: OutboxWorker, reminders: ReminderScheduler) -> Callable[[], None]:
+    def wake() -> None:
+        outbox.wake()
+        reminders.wake()
+
+    return wake

@@ -60,8 +60,8 @@ def dialnexa_endpoint(runtime: Runtime) -> Callable[[Request], object]:
             # DialNexa retries non-2xx answers, so the delivery is not lost; say nothing internal.
             log.exception("dialnexa delivery could not be stored")
             return error(503, "storage_unavailable", "the delivery could not be stored; retry later")
-        if runtime.wake_outbox is not None and result.is_billing and result.outcome == "stored":
-            runtime.wake_outbox()
+        if runtime.wake_workers is not None and result.is_billing and result.outcome == "stored":
+            runtime.wake_workers()
         return JSONResponse(
             {"ok": True, "outcome": result.outcome, "call_id": result.call_id, "created": result.created}
         )

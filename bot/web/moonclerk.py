@@ -60,8 +60,8 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
             return _error(503, "provider_unavailable", "could not confirm with MoonClerk; retry later")
         finally:
             client.close()
-        if runtime.wake_outbox is not None:
-            runtime.wake_outbox()
+        if runtime.wake_workers is not None:
+            runtime.wake_workers()
         return JSONResponse({"ok": True, "result": result})
 
     return endpoint

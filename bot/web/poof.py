@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.reminders import on_case_closed
 from bot.runtime import Runtime
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from bot.web.limits import BodyTooLarge, read_body
@@ -62,6 +63,7 @@ def mark_invoice_paid(engine: Engine, poof: PoofClient, payment_id: str, now: da
         case.state, case.state_by, case.state_at, case.updated_at = "done", "poof", now, now
         case.action_status = "paid"
         session.add(case)
+        on_case_closed(session, case, now, reason="paid")
         session.add(AuditEvent(at=now, actor="poof", action="invoice_poof.paid", case_id=case.id,
                                call_id=case.call_id, record=f"Poof payment {payment_id}", target="poof",
                                reason="Poof webhook, confirmed by fetching the transaction", outcome="paid",
@@ -104,8 +106,8 @@ def poof_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
             return _error(503, "provider_unavailable", "could not confirm with Poof; retry later")
         finally:
             poof.close()
-        if runtime.wake_outbox is not None:
-            runtime.wake_outbox()
+        if runtime.wake_workers is not None:
+            runtime.wake_workers()
         return JSONResponse({"ok": True, "result": result})
 
     return endpoint

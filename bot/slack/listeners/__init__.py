@@ -9,9 +9,10 @@ from bot.runtime import Runtime
 
 
 def register_listeners(app: App, runtime: Runtime, actions: ActionContext) -> None:
-    from bot.slack.listeners import case_actions, commands, home, money_actions, review
+    from bot.slack.listeners import case_actions, commands, home, money_actions, reminders, review
 
     case_actions.register(app, runtime)
+    reminders.register(app, runtime)
     money_actions.register(app, actions)
     commands.register(app, runtime, actions)
     review.register(app, runtime, actions)

@@ -40,24 +40,6 @@ def _listener(runtime: Runtime, handler: Handler) -> Callable[..., None]:
     return listener
 
 
-# Buttons whose behaviour lands with provider actions and reminders: the click is answered honestly
-# instead of leaving Slack to show an error.
-_NOT_YET = {
-    ActionId.SNOOZE: "Snoozing",
-}
-
-
-def _not_yet(feature: str) -> Callable[..., None]:
-    def listener(ack: Ack, respond: Respond) -> None:
-        ack()
-        respond(response_type="ephemeral", replace_original=False,
-                text=f"{feature} is not enabled in this finance-desk version yet; nothing was done.")
-
-    return listener
-
-
 def register(app: App, runtime: Runtime) -> None:
     for action_id, handler in _HANDLERS.items():
         app.action(action_id.value)(_listener(runtime, handler))
-    for action_id, feature in _NOT_YET.items():
-        app.action(action_id.value)(_not_yet(feature))
