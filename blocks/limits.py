@@ -225,8 +225,10 @@ def _check_blocks(blocks: Any, max_blocks: int, *, cumulative: bool) -> list[str
     if len(blocks) > max_blocks:
         problems.append(f"blocks: {len(blocks)} blocks, limit {max_blocks}")
     block_ids: dict[str, str] = {}
-    action_ids: dict[str, str] = {}
     for index, block in enumerate(blocks):
+        # Slack wants an action_id unique within its block (Block Kit reference); modals rely on this,
+        # each input block naming its element "value".
+        action_ids: dict[str, str] = {}
         path = f"blocks[{index}]"
         problems += _check_block(block, path)
         if isinstance(block, dict) and isinstance(block.get("block_id"), str):

@@ -71,23 +71,30 @@ def invoice_modal(case: Case) -> dict[str, Any]:
         _select("method", "Payment method", FIAT_METHODS, "paypal"),
         _text_input("send_to", "Send the payment link to", send_to, optional=True,
                     hint="Must match the verified customer record"),
-        {"type": "input", "block_id": "override", "optional": True,
-         "label": {"type": "plain_text", "text": "Recipient override"},
-         "element": {"type": "checkboxes", "action_id": "value", "options": [{
-             "text": {"type": "plain_text", "text": "Send even if the recipient differs from the customer record"},
-             "description": {"type": "plain_text", "text": "Senior approvers only; audited"},
-             "value": "override"}]}},
+        _override("Send even if the recipient differs from the customer record"),
     ])
+
+
+def _override(label: str) -> dict[str, Any]:
+    return {"type": "input", "block_id": "override", "optional": True,
+            "label": {"type": "plain_text", "text": "Recipient override"},
+            "element": {"type": "checkboxes", "action_id": "value", "options": [{
+                "text": {"type": "plain_text", "text": label},
+                "description": {"type": "plain_text", "text": "Senior approvers only; audited"},
+                "value": "override"}]}}
 
 
 def payout_modal(case: Case) -> dict[str, Any]:
     return _view(PAYOUT_CALLBACK, "Poof payout", "Approve payout", case, [
-        _text_input("amount", "Amount", str(case.amount) if case.amount is not None else None,
-                    hint="A decimal amount above zero"),
-        _text_input("currency", "Currency of the amount", case.currency, hint="ISO 4217 code, e.g. USD"),
+        _text_input("amount", "Value of the payout", str(case.amount) if case.amount is not None else None,
+                    hint="What the payout is worth; the approval thresholds apply to this"),
+        _text_input("currency", "Currency of the value", case.currency, hint="ISO 4217 code, e.g. USD"),
         _select("crypto", "Send as", CRYPTOS, (case.crypto or "").lower() or None),
+        _text_input("crypto_amount", "Amount of cryptocurrency to send", None,
+                    hint="Exactly what Poof sends, in units of the cryptocurrency (e.g. 0.85); check today's rate"),
         _text_input("address", "Recipient wallet address", case.crypto_address,
-                    hint="Checked against the chosen cryptocurrency's address format"),
+                    hint="Must be the address confirmed on the call; checked against the cryptocurrency's format"),
+        _override("Send to a different address than the one confirmed on the call"),
     ])
 
 

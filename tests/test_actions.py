@@ -16,9 +16,12 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bot.actions.authz import Directory, refusal
+from bot.actions.runner import reconcile_match
 from bot.policy import Policy
 from bot.runtime import Runtime
+from providers.poof import Transaction
 from storage.models import AuditEvent, ProviderAction
+from tests.blockkit import assert_valid_view
 from tests.slackapp import POOF_WEBHOOK_SECRET, SlackApp
 
 VERIFIED_EMAIL = "ryan@moonclerk.com"  # the seeded MoonClerk customer 523425's own address
@@ -251,9 +254,13 @@ def test_poof_webhook_marks_the_invoice_paid(app: SlackApp) -> None:
 
 # -- payouts -------------------------------------------------------------------------------------
 
+CONFIRMED_ADDRESS = "5PEmyGfzdVuwGWVRcRAqZ9FyrNkxqSzNKGvk5Rtvh276"  # refund_with_payout's address
+OTHER_ADDRESS = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU"
+
+
 def payout_values(**overrides: Any) -> dict[str, Any]:
-    return {"amount": "120.00", "currency": "USD", "crypto": "solana",
-            "address": "5PEmyGfzdVuwGWVRcRAqZ9FyrNkxqSzNKGvk5Rtvh276", **overrides}
+    return {"amount": "120.00", "currency": "USD", "crypto": "solana", "crypto_amount": "0.85",
+            "address": CONFIRMED_ADDRESS, "override": [], **overrides}
 
 
 def test_payout_needs_two_different_approvers(app: SlackApp) -> None:
@@ -274,6 +281,66 @@ def test_payout_needs_two_different_approvers(app: SlackApp) -> None:
     assert done.state == "done" and app.poof.payout_count == 1
     [row] = ledger(app)
     assert (row.requested_by, row.approved_by) == ("U0APPROVER1", "U0APPROVER2")
+    # Poof is asked for the crypto amount the approvers saw, never the fiat value in crypto units.
+    [sent] = app.poof.calls("/api/v2/payouts")
+    assert sent.json == {"amount": "0.85", "crypto": "solana", "address": CONFIRMED_ADDRESS}
+    assert app.poof.balance("solana") == Decimal("1000") - Decimal("0.85")
+
+
+def test_payout_modal_needs_a_crypto_amount(app: SlackApp) -> None:
+    case = app.deliver(refund_with_payout())
+    app.click(case, "payout_poof", "U0APPROVER1")
+    view = app.opened_view()
+    assert_valid_view(view)
+    for bad in ("", "0", "-1", "abc", "0." + "1" * 19):
+        answer = app.submit(view, "U0APPROVER1", payout_values(crypto_amount=bad))
+        assert "crypto_amount" in answer.json()["errors"], bad
+    assert not ledger(app)
+
+
+def test_payout_to_another_address_goes_to_review_or_needs_a_senior_override(app: SlackApp) -> None:
+    case = app.deliver(refund_with_payout())
+    app.click(case, "payout_poof", "U0APPROVER1")
+    view = app.opened_view()
+    app.submit(view, "U0APPROVER1", payout_values(address=OTHER_ADDRESS))
+    reviewed = app.wait(case.call_id, lambda c: c.state == "in_review")
+    app.slack.wait_until(lambda: any("wallet address confirmed on the call" in t
+                                     for t in app.thread_texts(reviewed)) or None, 10)
+    app.submit(view, "U0APPROVER1", payout_values(address=OTHER_ADDRESS, override=["override"]))
+    app.slack.wait_until(lambda: any("senior approver" in json.dumps(c.json or {})
+                                     for c in app.slack.calls("chat.postEphemeral")) or None, 10)
+    assert not ledger(app)
+    app.submit(view, "U0SENIOR", payout_values(address=OTHER_ADDRESS, override=["override"]))
+    waiting = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
+    [row] = ledger(app)
+    assert row.params["address"] == OTHER_ADDRESS and row.params["override_recipient"] is True
+    app.click(waiting, "confirm_payout", "U0APPROVER2")
+    app.wait(case.call_id, lambda c: c.action_status == "succeeded")
+    assert [c.json["address"] for c in app.poof.calls("/api/v2/payouts")] == [OTHER_ADDRESS]
+
+
+def test_a_failed_payout_is_retried_only_with_two_approvers_again(app: SlackApp) -> None:
+    case = app.deliver(refund_with_payout())
+    app.click(case, "payout_poof", "U0APPROVER1")
+    app.submit(app.opened_view(), "U0APPROVER1", payout_values())
+    waiting = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
+    app.poof.fail_next("/api/v2/payouts", 400, body={"error": "invalid amount"})
+    app.click(waiting, "confirm_payout", "U0APPROVER2")
+    failed = app.wait(case.call_id, lambda c: c.action_status == "failed")
+    card = app.slack.wait_until(
+        lambda: ((c := app.card(failed)) and "retry_action" in json.dumps(c) and c) or None, 10)
+    retry_block = next(b for b in card["blocks"] if "retry_action" in json.dumps(b))
+    app.click(failed, "retry_action", "U0APPROVER2", block_id=retry_block["block_id"])
+    again = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
+    assert len(app.poof.calls("/api/v2/payouts")) == 1  # the retry alone sent nothing
+    app.click(again, "confirm_payout", "U0APPROVER2", response_name="same-person")
+    assert "two different approvers" in app.ephemeral_for("same-person")
+    assert len(app.poof.calls("/api/v2/payouts")) == 1
+    app.click(again, "confirm_payout", "U0APPROVER1", response_name="other-person")
+    app.wait(case.call_id, lambda c: c.action_status == "succeeded")
+    assert len(app.poof.calls("/api/v2/payouts")) == 2 and app.poof.payout_count == 1
+    [row] = ledger(app)
+    assert (row.requested_by, row.approved_by) == ("U0APPROVER2", "U0APPROVER1")
 
 
 def test_payout_that_times_out_is_unknown_and_never_sent_twice(runtime: Runtime, db_url: str) -> None:
@@ -380,3 +447,35 @@ def test_moonclerk_failed_plan_payment_becomes_a_case_then_updates_it(runtime: R
         assert missing.status_code == 200 and "no such record" in missing.json()["result"]
     finally:
         app.stop()
+
+
+def test_a_moonclerk_outage_is_not_taken_for_a_recipient_mismatch(app: SlackApp) -> None:
+    case = app.deliver(renewal())
+    app.click(case, "invoice_poof", "U0APPROVER1")
+    view = app.opened_view()
+    app.moonclerk.fail_next("/customers/523425", 401, body={"error": "unauthorized"})
+    app.submit(view, "U0APPROVER1", invoice_values())
+    app.slack.wait_until(lambda: any("could not be reached to verify" in json.dumps(c.json or {})
+                                     for c in app.slack.calls("chat.postEphemeral")) or None, 10)
+    assert app.case(case.call_id).state == "new" and app.poof.invoice_count == 0 and not ledger(app)
+
+
+def _row(action: str, **params: Any) -> ProviderAction:
+    return ProviderAction(idempotency_key=f"call_x:{action}", case_id=1, call_id="call_x", action=action,
+                          provider="poof", status="unknown", requested_by="U0APPROVER1", amount=Decimal("120.00"),
+                          currency="USD", params=params)
+
+
+def test_reconcile_matches_on_identifiers_never_on_amount_alone() -> None:
+    invoice = _row("invoice_poof", method="paypal")
+    same_amount = Transaction.model_validate({"payment_id": "p1", "amount": "120.00", "paid": "yes"})
+    tagged = Transaction.model_validate({"payment_id": "p2", "amount": "120.00", "paid": "no",
+                                         "metadata": {"external": {"dialnexa_call_id": "call_x"}}})
+    assert not reconcile_match(invoice, same_amount) and reconcile_match(invoice, tagged)
+    payout = _row("payout_poof", crypto="solana", crypto_amount="0.85", address=CONFIRMED_ADDRESS)
+    sent = {"payment_id": "t1", "amount": "0.85", "paid": "payout", "payment_method": "solana",
+            "metadata": {"external": {}, "address": CONFIRMED_ADDRESS, "due": "0"}}
+    assert reconcile_match(payout, Transaction.model_validate(sent))
+    for change in ({"amount": "120.00"}, {"payment_method": "bitcoin"},
+                   {"metadata": {"external": {}, "address": OTHER_ADDRESS}}, {"metadata": {}}):
+        assert not reconcile_match(payout, Transaction.model_validate({**sent, **change})), change

@@ -12,6 +12,8 @@ from providers.poof import address_problem
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_AMOUNT = Decimal("100000000")
+# Ether has 18 decimals, the most of the cryptocurrencies offered.
+MAX_CRYPTO_DECIMALS = 18
 
 Values = dict[str, str | list[str] | None]
 
@@ -68,6 +70,7 @@ def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
     crypto = values.get("crypto")
     if crypto not in CRYPTOS:
         errors["crypto"] = "Choose a cryptocurrency"
+    crypto_amount = _crypto_amount(values, errors)
     address = values.get("address")
     if not isinstance(address, str) or not address.strip():
         errors["address"] = "Enter the recipient's wallet address"
@@ -77,5 +80,27 @@ def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
             errors["address"] = problem
     if errors:
         return errors
-    assert amount is not None and currency is not None and isinstance(crypto, str) and isinstance(address, str)
-    return PayoutRequest(amount=amount, currency=currency, crypto=crypto, address=address.strip())
+    assert amount is not None and currency is not None and crypto_amount is not None
+    assert isinstance(crypto, str) and isinstance(address, str)
+    override = values.get("override")
+    return PayoutRequest(amount=amount, currency=currency, crypto=crypto, crypto_amount=crypto_amount,
+                         address=address.strip(),
+                         override_recipient=isinstance(override, list) and "override" in override)
+
+
+def _crypto_amount(values: Values, errors: dict[str, str]) -> Decimal | None:
+    raw = values.get("crypto_amount")
+    amount = parse_amount(raw) if isinstance(raw, str) else None
+    if amount is None:
+        errors["crypto_amount"] = "Enter the amount of cryptocurrency to send, such as 0.85"
+        return None
+    if amount <= 0:
+        errors["crypto_amount"] = "The amount must be above zero"
+        return None
+    if -amount.as_tuple().exponent > MAX_CRYPTO_DECIMALS:  # type: ignore[operator]
+        errors["crypto_amount"] = f"At most {MAX_CRYPTO_DECIMALS} decimal places"
+        return None
+    if amount > MAX_AMOUNT:
+        errors["crypto_amount"] = "That amount is implausibly large; check it"
+        return None
+    return amount

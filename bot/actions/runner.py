@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from blocks.actions import ActionId, ButtonValue
-from blocks.limits import escape_mrkdwn
+from blocks.limits import escape_mrkdwn, truncate
 from bot.actions import ledger
 from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
@@ -28,7 +28,7 @@ from bot.slack.outbox import enqueue_card, enqueue_thread
 from providers.base import NotFound, OutcomeUnknown, ProviderError, ProviderResult
 from providers.currency import format_amount
 from providers.moonclerk import MoonClerkClient
-from providers.poof import PoofClient
+from providers.poof import PoofClient, Transaction
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, ProviderAction
 
@@ -67,10 +67,14 @@ class InvoiceRequest(BaseModel):
 
 
 class PayoutRequest(BaseModel):
+    # What the payout is worth in a fiat currency: the approval thresholds are set in these.
     amount: Decimal
     currency: str
     crypto: str
+    # What Poof sends, in units of `crypto`: Poof's payout takes no fiat currency.
+    crypto_amount: Decimal
     address: str
+    override_recipient: bool = False
 
 
 _LABELS = {ActionId.NOTE_MOONCLERK: "MoonClerk note", ActionId.INVOICE_POOF: "Poof invoice",
@@ -300,13 +304,29 @@ def _check_submission(ctx: ActionContext, case_id: int, user: str, action: Actio
 
 
 def verified_email(ctx: ActionContext, case: Case) -> str | None:
-    """The customer's own address on the MoonClerk record, when finance-desk can verify one."""
+    """The customer's own address on the MoonClerk record, when finance-desk can verify one.
+
+    Raises ProviderError when MoonClerk cannot be asked: that is no evidence of a mismatch.
+    """
     if ctx.moonclerk is None or case.moonclerk_customer_id is None:
         return None
     try:
         return ctx.moonclerk.get_customer(case.moonclerk_customer_id).email
-    except ProviderError:
+    except NotFound:
         return None
+
+
+def _recipient_check(ctx: ActionContext, case_id: int, user: str, action: ActionId, differs: bool,
+                     override: bool, what: str) -> Outcome | None:
+    """A recipient other than the verified one needs a senior approver's explicit, audited override."""
+    if not differs:
+        return None
+    if not override:
+        return to_review(ctx, case_id, user, action, f"the {what} does not match the verified record")
+    if not ctx.directory.is_senior(user):
+        return refuse(ctx, case_id, user, action,
+                      f"sending to a {what} that does not match the verified record needs a senior approver")
+    return None
 
 
 def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: InvoiceRequest) -> Outcome:
@@ -314,13 +334,15 @@ def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: Invoice
                                    invoice_gate)
     if stop is not None or case is None:
         return stop or Outcome(False, "That case no longer exists.")
-    if recipient_mismatch(request.send_to, verified_email(ctx, case)):
-        if not request.override_recipient:
-            return to_review(ctx, case_id, user, ActionId.INVOICE_POOF,
-                             "the recipient does not match the verified customer record")
-        if not ctx.directory.is_senior(user):
-            return refuse(ctx, case_id, user, ActionId.INVOICE_POOF,
-                          "sending to an address that does not match the customer record needs a senior approver")
+    try:
+        verified = verified_email(ctx, case)
+    except ProviderError as exc:
+        return Outcome(False, f"MoonClerk could not be reached to verify the recipient ({exc}); nothing was "
+                              "done. Try again shortly.")
+    stop = _recipient_check(ctx, case_id, user, ActionId.INVOICE_POOF, recipient_mismatch(request.send_to, verified),
+                            request.override_recipient, "recipient")
+    if stop is not None:
+        return stop
     if ctx.poof is None:
         return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
     now = ctx.clock()
@@ -359,8 +381,13 @@ def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
 
 def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRequest) -> Outcome:
     """First approver: record the payout as awaiting a second, different approver."""
-    _, stop = _check_submission(ctx, case_id, user, ActionId.PAYOUT_POOF, request.amount, request.currency,
-                                payout_gate)
+    case, stop = _check_submission(ctx, case_id, user, ActionId.PAYOUT_POOF, request.amount, request.currency,
+                                   payout_gate)
+    if stop is not None or case is None:
+        return stop or Outcome(False, "That case no longer exists.")
+    stop = _recipient_check(ctx, case_id, user, ActionId.PAYOUT_POOF,
+                            not same_address(request.address, case.crypto_address),
+                            request.override_recipient, "wallet address confirmed on the call")
     if stop is not None:
         return stop
     now = ctx.clock()
@@ -372,29 +399,56 @@ def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRe
             params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
         if not created:
             return Outcome(False, _already(row))
-        amount = format_amount(request.amount, request.currency)
-        text = (f"💸 <@{user}> approved a *Poof payout* of {amount} in {escape_mrkdwn(request.crypto)} to "
-                f"`{escape_mrkdwn(request.address)}`. A second, different approver must confirm it.")
-        value = ButtonValue(case_id=case_id, call_id=case.call_id, v=case.card_version).dump()
-        blocks: list[dict[str, Any]] = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "actions", "block_id": f"payout-{row.id}", "elements": [{
-                "type": "button", "action_id": CONFIRM_PAYOUT, "style": "primary", "value": value,
-                "text": {"type": "plain_text", "text": "Confirm payout"},
-                "confirm": {"title": {"type": "plain_text", "text": "Send this payout?"},
-                            "text": {"type": "plain_text", "text": f"Send {amount} to the address above."},
-                            "confirm": {"type": "plain_text", "text": "Send"},
-                            "deny": {"type": "plain_text", "text": "Cancel"}}}]},
-        ]
-        case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
-        case.action_label, case.action_status = ActionId.PAYOUT_POOF.value, "awaiting_approval"
-        session.add(case)
-        _audit(session, case, user, "payout_poof.first_approval", now, outcome="awaiting_approval",
-               record=_record(case), target=request.address, detail={"amount": str(request.amount),
-                                                                      "currency": request.currency})
-        enqueue_card(session, case, now)
-        enqueue_thread(session, case, f"payout:{row.id}:requested", text, now, blocks=blocks)
+        _ask_second_approver(session, case, row, user, now, "payout_poof.first_approval")
     return Outcome(True, "Payout recorded; it waits for a second approver's confirmation in the card's thread.")
+
+
+def same_address(given: str, confirmed: str | None) -> bool:
+    """Whether a wallet address is the one confirmed on the call (hex addresses ignore letter case)."""
+    if not confirmed:
+        return True  # nothing was confirmed to differ from; the payout gate demanded a recipient
+    given, confirmed = given.strip(), confirmed.strip()
+    if given.lower().startswith("0x") and confirmed.lower().startswith("0x"):
+        return given.lower() == confirmed.lower()
+    return given == confirmed
+
+
+def payout_summary(row: ProviderAction) -> str:
+    """"0.85 solana (worth 120.00 USD) to `addr`": exactly what Poof will be asked to send."""
+    worth = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else "—"
+    return (f"{escape_mrkdwn(str(row.params.get('crypto_amount')))} {escape_mrkdwn(str(row.params.get('crypto')))} "
+            f"(worth {worth}) to `{escape_mrkdwn(str(row.params.get('address')))}`")
+
+
+def _ask_second_approver(session: Session, case: Case, row: ProviderAction, user: str, now: datetime,
+                         action: str) -> None:
+    """Record `user` as the payout's first approver and ask, in the thread, for a different second one."""
+    summary = payout_summary(row)
+    text = (f"💸 <@{user}> approved a *Poof payout* of {summary}. A second, different approver must "
+            "confirm it.")
+    value = ButtonValue(case_id=case.id or 0, call_id=case.call_id, v=case.card_version).dump()
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": f"payout-{row.id}-{row.attempts}", "elements": [{
+            "type": "button", "action_id": CONFIRM_PAYOUT, "style": "primary", "value": value,
+            "text": {"type": "plain_text", "text": "Confirm payout"},
+            "confirm": {"title": {"type": "plain_text", "text": "Send this payout?"},
+                        "text": {"type": "plain_text", "text": truncate(
+                            f"Send {row.params.get('crypto_amount')} {row.params.get('crypto')} to "
+                            f"{row.params.get('address')}.", 300)},
+                        "confirm": {"type": "plain_text", "text": "Send"},
+                        "deny": {"type": "plain_text", "text": "Cancel"}}}]},
+    ]
+    case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
+    case.action_label, case.action_status = ActionId.PAYOUT_POOF.value, "awaiting_approval"
+    session.add(case)
+    _audit(session, case, user, action, now, outcome="awaiting_approval", record=_record(case),
+           target=str(row.params.get("address")),
+           detail={"amount": str(row.amount), "currency": row.currency, "crypto": row.params.get("crypto"),
+                   "crypto_amount": row.params.get("crypto_amount"),
+                   "override_recipient": row.params.get("override_recipient", False)})
+    enqueue_card(session, case, now)
+    enqueue_thread(session, case, f"payout:{row.id}:requested:{row.attempts}", text, now, blocks=blocks)
 
 
 def _ledger_row(ctx: ActionContext, case_id: int, action: str) -> ProviderAction | None:
@@ -410,7 +464,8 @@ def _send_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
     assert ctx.poof is not None and row.amount is not None
     try:
         # Never retried by finance-desk: Poof documents no idempotency key, so a repeat could pay twice.
-        result = ctx.poof.send_payout(row.amount, str(row.params["crypto"]), str(row.params["address"]))
+        result = ctx.poof.send_payout(Decimal(str(row.params["crypto_amount"])), str(row.params["crypto"]),
+                                      str(row.params["address"]))
     except ProviderError as exc:
         return _finish(ctx, row, None, exc, user)
     return _finish(ctx, row, result, None, user)
@@ -441,6 +496,35 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     return _send_payout(ctx, row, user)
 
 
+def reconcile_match(row: ProviderAction, transaction: Transaction) -> bool:
+    """Whether a Poof transaction is this ledger row, on identifiers rather than on amount alone.
+
+    An invoice carries its DialNexa call ID in the metadata finance-desk sent (or is the reference Poof
+    returned); a payout must have the same destination address, cryptocurrency and crypto amount.
+    """
+    if row.provider_reference and transaction.payment_id == row.provider_reference:
+        return True
+    if row.action == ActionId.INVOICE_POOF:
+        return _metadata_call_id(transaction.metadata) == row.call_id
+    if row.action == ActionId.PAYOUT_POOF:
+        extra = transaction.model_extra or {}
+        # Poof's transaction records keep the wallet address under metadata (providers.md §2.5).
+        address = transaction.metadata.get("address") or extra.get("address")
+        crypto = str(transaction.payment_method or extra.get("crypto") or "").lower()
+        expected = row.params.get("crypto_amount")
+        return (isinstance(address, str) and same_address(address, str(row.params.get("address")))
+                and address.strip() != "" and crypto == str(row.params.get("crypto", "")).lower()
+                and expected is not None and transaction.amount == Decimal(str(expected)))
+    return False
+
+
+def _metadata_call_id(metadata: dict[str, Any]) -> str | None:
+    for holder in (metadata, metadata.get("external") if isinstance(metadata.get("external"), dict) else None):
+        if isinstance(holder, dict) and isinstance(holder.get("dialnexa_call_id"), str):
+            return str(holder["dialnexa_call_id"])
+    return None
+
+
 # -- retry and reconcile -------------------------------------------------------------------------
 
 def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
@@ -456,13 +540,32 @@ def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
         return refuse(ctx, case_id, user, action, reason)
     if ctx.poof is None:
         return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    if row.action == ActionId.PAYOUT_POOF:
+        return _retry_payout(ctx, row, user)
     with session_scope(ctx.engine) as session:
         if not ledger.transition(session, row.id, {"failed"}, "running", now, attempts=row.attempts + 1):
             return Outcome(False, "Someone else is already retrying this action.")
     row.attempts += 1
-    if row.action == ActionId.PAYOUT_POOF:
-        return _send_payout(ctx, row, user)
     return _run_invoice(ctx, row, user)
+
+
+def _retry_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
+    """A failed payout goes back to waiting for two approvers (the retrier is the first), gates re-checked."""
+    assert row.id is not None
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        case = session.get(Case, row.case_id)
+    problem = payout_gate(case) if case is not None else "the case no longer exists"
+    if problem:
+        return to_review(ctx, row.case_id, user, ActionId.PAYOUT_POOF, problem)
+    with session_scope(ctx.engine) as session:
+        if not ledger.transition(session, row.id, {"failed"}, "awaiting_approval", now, requested_by=user,
+                                 approved_by=None, error=None):
+            return Outcome(False, "Someone else is already retrying this payout.")
+        fresh = session.get(ProviderAction, row.id)
+        assert fresh is not None
+        _ask_second_approver(session, _load(session, row.case_id), fresh, user, now, "payout_poof.retry_approval")
+    return Outcome(True, "Payout retry recorded; it waits for a second, different approver in the card's thread.")
 
 
 def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
@@ -479,15 +582,17 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
         transactions = ctx.poof.list_transactions()
     except ProviderError as exc:
         return Outcome(False, f"Poof could not be reached ({exc}); the action stays unknown.")
-    address = row.params.get("address")
-    match = next((t for t in transactions
-                  if t.amount == row.amount and (address is None or address in str(t.model_dump()))), None)
-    if match is None:
+    matches = [t for t in transactions if reconcile_match(row, t)]
+    if len(matches) != 1:
+        outcome = "not_found" if not matches else "ambiguous"
         with session_scope(ctx.engine) as session:
             case = _load(session, case_id)
-            _audit(session, case, user, f"{action}.reconcile", now, outcome="not_found", record=_record(case))
-        return Outcome(False, "Poof lists no matching transaction yet. It stays unknown: check the Poof "
-                              "dashboard before any new attempt.")
+            _audit(session, case, user, f"{action}.reconcile", now, outcome=outcome, record=_record(case),
+                   detail={"candidates": [t.payment_id for t in matches]})
+        found = ("Poof lists no matching transaction yet" if not matches else
+                 f"Poof lists {len(matches)} transactions that could be this one")
+        return Outcome(False, f"{found}. It stays unknown: check the Poof dashboard before any new attempt.")
+    match = matches[0]
     with session_scope(ctx.engine) as session:
         ledger.transition(session, row.id, {"unknown"}, "running", now)
     row.status = "running"
