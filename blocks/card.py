@@ -37,6 +37,7 @@ from blocks.limits import (
 )
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
+from providers.dialnexa import call_details_url
 from storage.models import Case
 
 URGENCY_EMOJI = {
@@ -138,12 +139,14 @@ def _confidence(case: Case) -> str:
     confidence = case.confidence
     percent = "?" if math.isnan(confidence) else f"{round(max(0.0, min(1.0, confidence)) * 100)}%"
     rule = f" ({code(case.rule, ID_BUDGET)})" if case.rule else ""
-    text = f"match {percent}{rule}"
+    text = f"classified {percent}{rule}"
     # How sure the MoonClerk customer match is (bot.lookup.matching), once matching has run.
     score = case.match_score
     if case.match_status in {"matched", "review"} and score is not None and not math.isnan(score):
-        label = "MoonClerk customer" if case.match_status == "matched" else "MoonClerk customer to confirm"
+        label = "customer match" if case.match_status == "matched" else "customer match to confirm"
         text += f" · {label} {round(max(0.0, min(1.0, score)) * 100)}%"
+    elif case.match_status == "unmatched":
+        text += " · no MoonClerk customer matched"
     return text
 
 
@@ -265,10 +268,20 @@ def _suppression(case: Case) -> dict[str, Any] | None:
     return {"type": "context", "block_id": _block_id(case, "suppressed"), "elements": [_mrkdwn(text)]}
 
 
+def transcript_link(case: Case) -> str | None:
+    """The call's transcript: the event's own link, else DialNexa's record of the call (the raw
+    transcript is never kept here). Cases that no call started (a MoonClerk webhook) have none."""
+    if case.transcript_url:
+        return case.transcript_url
+    if case.classification_source == "moonclerk":
+        return None
+    return call_details_url(case.call_id)
+
+
 def _evidence(case: Case) -> dict[str, Any]:
     links: list[str] = []
     budget = LINKS_BUDGET
-    for label, url in (("Transcript", case.transcript_url), ("Recording", case.recording_url),
+    for label, url in (("Transcript", transcript_link(case)), ("Recording", case.recording_url),
                        ("CRM", case.crm_url), ("Support ticket", case.support_ticket_url),
                        ("Payment platform", case.payment_platform_url)):
         if not url:

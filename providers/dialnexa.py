@@ -7,6 +7,7 @@ this module accepts all of them, plus the peers' `{event, call}` and `{message: 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -248,6 +249,14 @@ def _split_envelope(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | 
     return name, None
 
 
+CALL_DETAILS_URL = "https://api.dialnexa.com/v1/call-logs/{call_id}/details"
+
+
+def call_details_url(call_id: str) -> str:
+    """DialNexa's full record of a call (transcript, recording, analysis), behind a DialNexa API key."""
+    return CALL_DETAILS_URL.format(call_id=urllib.parse.quote(call_id, safe=""))
+
+
 def parse_event(body: object) -> CallEvent | Ignored:
     """Normalise a decoded JSON body; raises NotACallEvent for anything that is not a call event."""
     if not isinstance(body, dict):
@@ -261,7 +270,8 @@ def parse_event(body: object) -> CallEvent | Ignored:
     if call is None:
         raise NotACallEvent("no call object: expected payload.call, call, or call fields at the top level")
     envelope = call.pop("_envelope", {}) if isinstance(call.get("_envelope"), dict) else {}
-    call_id = _text(_first(call, "id", "call_id", "session_id"))
+    # A call-log record has both: `id` is the log's own ID, `call_id` the call's (dialnexa.md §1.3).
+    call_id = _text(_first(call, "call_id", "id", "session_id"))
     if call_id is None:
         raise NotACallEvent("the call has no id (id, call_id or session_id)")
     if len(call_id) > 200:

@@ -184,7 +184,7 @@ def test_huge_values_are_cut_with_an_ellipsis_and_stay_under_the_cumulative_limi
     for field in block(message, "facts")["fields"]:  # type: ignore[index]
         assert slack_len(field["text"]) <= MAX_FIELD_TEXT
     assert "link too long" in text  # the 2,900-character recording URL is not cut into a broken link
-    assert "match 92%" in text  # a long name does not push out how sure the match is
+    assert "classified 92%" in text  # a long name does not push out how sure the triage is
 
 
 def test_mrkdwn_injection_is_escaped() -> None:
@@ -230,7 +230,7 @@ def test_full_card_shows_every_part_of_the_case() -> None:
     assert header["type"] == "header"
     assert header["text"]["text"] == "🟠 Refund request · High"
     for expected in (
-        "Acme Corp", "`billing@acme.test`", "MoonClerk customer `53453`", "match 92% "
+        "Acme Corp", "`billing@acme.test`", "MoonClerk customer `53453`", "classified 92% "
         "(`analysis.billing_intent=refund_request`)", "Invoice `INV-2025-0042`", "Payment `pay_123`",
         "Subscription `sub_9`", "1,249.00 USD", "Sat 1 Mar 2025", "past_due", "Charged twice for March",
         "*Refund reason:* duplicate charge", "*Dispute reason:* bank says unauthorised",
@@ -295,7 +295,7 @@ def test_caller_without_a_match_shows_their_own_details() -> None:
     text = all_text(case_card(minimal(caller_phone="+15550001111", confidence=0.4, rule="rules.refund")))
     assert "`+15550001111`" in text
     assert "no customer matched" in text
-    assert "match 40% (`rules.refund`)" in text
+    assert "classified 40% (`rules.refund`)" in text
     assert "Unknown caller" in all_text(case_card(minimal()))
 
 

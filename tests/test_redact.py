@@ -231,6 +231,11 @@ def layout(draw: st.DrawFn, digits: str, spoken_ok: bool = True) -> str:
         ("valid thru 11-29", "valid thru [redacted card_expiry]", {K.CARD_EXPIRY}),
         ("expiry oh four twenty seven", "expiry [redacted card_expiry]", {K.CARD_EXPIRY}),
         ("it expires four twenty seven", "it expires [redacted card_expiry]", {K.CARD_EXPIRY}),
+        ("card expires April 2027", "card expires [redacted card_expiry]", {K.CARD_EXPIRY}),
+        ("exp. Dec 28.", "exp. [redacted card_expiry].", {K.CARD_EXPIRY}),
+        ("expiry date is December twenty twenty eight, thanks", "expiry date is [redacted card_expiry], thanks",
+         {K.CARD_EXPIRY}),
+        ("valid thru march of two thousand thirty", "valid thru [redacted card_expiry]", {K.CARD_EXPIRY}),
         (
             "4242 4242 4242 4242 04/27 123",
             "[card ending 4242] [redacted card_expiry] [redacted card_security_code]",
@@ -312,6 +317,7 @@ def test_sample_call_read_aloud() -> None:
         "oh, okay", "press one two three", "fifty nine dollars each time", "ten o'clock",
         "4242424242424241", "1234567890123", "initiated at 1763650800000",
         "subscription expires 2026-11-22", "your plan expires on 11/22/2026", "it expires in 2027",
+        "the invoice from April 2027 is overdue", "renewal in December 2026 failed",
         "my account 12345678 is overdue", "the account number is on invoice INV-1042",
         "routing your call", "tax of $12.00 on INV-2026-00017", "COVID-19",
         "[card ending 4242] and [redacted iban]",
@@ -432,6 +438,26 @@ def test_card_with_expiry_and_cvv(data: st.DataObject, card: str, cvv: str, mont
     assert_gone(result, card)
     left = residue(result.text)
     assert cvv not in left and f"{month:02d}{year % 100:02d}" not in left, (text, result.text)
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_UNITS = ("", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@PROPERTY
+@given(data=st.data(), month=st.integers(1, 12), year=st.integers(2025, 2039))
+def test_expiry_with_a_month_name_never_survives(data: st.DataObject, month: int, year: int) -> None:
+    name = _MONTHS[month - 1]
+    name = data.draw(st.sampled_from((name, name[:3], name.lower(), name[:3].lower() + ".")))
+    tens = "twenty" if year < 2030 else "thirty"
+    spoken_year = f"twenty {tens} {_UNITS[year % 10]}".strip()
+    said = data.draw(st.sampled_from((str(year), f"{year % 100:02d}", spoken_year, f"of {year}")))
+    exp_kw = data.draw(st.sampled_from(("expires", "exp", "expiry date is", "valid thru", "expiration")))
+    text = f"The card {exp_kw} {name} {said}, thanks."
+    result = redact(text)
+    assert K.CARD_EXPIRY in result.kinds, (text, result.text)
+    assert str(year) not in result.text and spoken_year not in result.text, (text, result.text)
 
 
 _IBAN_FORMATS: dict[str, str] = {

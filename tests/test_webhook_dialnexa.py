@@ -63,6 +63,27 @@ def test_model_a_envelope_with_analysis(live_server: LiveServer) -> None:
     assert case.stage == "call_analyzed"
 
 
+def test_a_call_log_record_is_keyed_by_its_call_id_not_its_log_id(live_server: LiveServer) -> None:
+    # dialnexa.md §1.3: call-log shaped bodies carry the log's own `id` beside the call's `call_id`.
+    log_shaped = {"event_type": "call_ended", "payload": {"call": {
+        "id": "log_abc123", "call_id": "call_abc123", "status": "completed", "from_number": "14155550142",
+        "summary": "Customer asks for a refund of invoice INV-9 for 20.00 USD."}}}
+    assert post(live_server, log_shaped).json()["call_id"] == "call_abc123"
+    later = {"event_type": "call_analyzed", "payload": {"call": {
+        "id": "call_abc123", "status": "completed", "post_call_analysis": {"billing_intent": "refund_request"}}}}
+    assert post(live_server, later).json()["created"] is False
+    with Session(live_server.runtime.engine) as session:
+        assert session.exec(select(func.count()).select_from(Case)).one() == 1
+
+
+def test_the_card_links_dialnexas_copy_of_the_transcript(live_server: LiveServer) -> None:
+    from blocks.card import case_card
+
+    post(live_server, sample("01_refund.json"))
+    card = json.dumps(case_card(case_of(live_server, "call_demo_refund_0001")))
+    assert "https://api.dialnexa.com/v1/call-logs/call_demo_refund_0001/details|Transcript" in card
+
+
 def test_model_a_call_initiated_minimal(live_server: LiveServer) -> None:
     payload = {"event_type": "call_initiated", "payload": {"call": {
         "id": "call_abc123xyz", "direction": "outbound", "type": "phone_call", "category": "batch",

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from blocks.actions import ActionId, ButtonValue
+from blocks.card import transcript_link
 from blocks.limits import escape_mrkdwn, truncate
 from bot.actions import ledger
 from bot.actions.authz import Directory, refusal
@@ -258,7 +259,7 @@ def _note_text(case: Case, record: str, url: str | None, user: str) -> str:
     ]
     lines += [f"• {label}: {value if label in {'Owner', 'DialNexa call'} else escape_mrkdwn(str(value))}"
               for label, value in facts if value]
-    for label, link in (("Transcript", case.transcript_url), ("Recording", case.recording_url)):
+    for label, link in (("Transcript", transcript_link(case)), ("Recording", case.recording_url)):
         if link:
             lines.append(f"• {label}: <{link}|open>")
     return "\n".join(lines)

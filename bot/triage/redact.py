@@ -178,6 +178,18 @@ _VAT = re.compile(
 )
 _VAT_CHUNK = re.compile(r"[0-9A-Z]+", re.IGNORECASE)
 
+_UNIT = r"(?:one|two|three|four|five|six|seven|eight|nine)"
+# "expires April 2027", "exp. dec 28", "valid thru December twenty twenty eight": a month name and a year.
+_MONTH_EXPIRY = re.compile(
+    r"(?<![\w])(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(?:of\s+)?"
+    r"(?:(?:20)?[0-9]{2}(?![0-9])"
+    rf"|twenty[\s-]+(?:twenty|thirty)(?:[\s-]+{_UNIT})?"
+    rf"|two\s+thousand(?:\s+and)?(?:\s+(?:twenty|thirty))?(?:[\s-]+{_UNIT})?"
+    rf"|(?:oh|zero)[\s-]+{_UNIT}|(?:twenty|thirty)(?:[\s-]+{_UNIT})?)(?![\w])",
+    re.IGNORECASE,
+)
+
 _SLASH_EXPIRY = re.compile(r"(?<![\w/.\-])(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[0-9]{2}(?![\w/]|[.,\-][0-9])")
 
 # What may sit between a card number and a security code or expiry read straight after it.
@@ -583,6 +595,11 @@ class _Redactor:
             end = self._vat_end(m)
             if end is not None and self.kw.any_near(("vat", "tax", "taxid"), m.start(), end):
                 self.spans.append(_Span(m.start(), end, frozenset({SuppressedKind.TAX_ID})))
+        taken = _merge([(s.start, s.end) for s in self.spans])
+        for m in _MONTH_EXPIRY.finditer(text):
+            keyword = self.kw.last_end_before("expiry", m.start(), _W_CARD)
+            if keyword is not None and _outside(taken, m.start(), m.end()):
+                self.spans.append(_Span(m.start(), m.end(), frozenset({SuppressedKind.CARD_EXPIRY})))
 
     def _iban_end(self, m: re.Match[str]) -> int | None:
         text = self.text
