@@ -35,6 +35,7 @@ from blocks.limits import (
     truncate,
     truncate_mrkdwn,
 )
+from bot.actions.gates import caller_matched, note_gate
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
@@ -370,12 +371,19 @@ def has_invoice_details(case: Case) -> bool:
     kind, _ = _kind(case)
     if kind in _MONEY_BACK or kind is BillingKind.DISPUTE:
         return False
-    matched = bool(case.email or case.moonclerk_customer_id is not None or case.customer_name)
-    return matched and case.amount is not None and bool(case.currency)
+    return caller_matched(case) and case.amount is not None and bool(case.currency)
 
 
 def has_moonclerk_reference(case: Case) -> bool:
-    return bool(case.moonclerk_customer_id is not None or case.payment_id or case.invoice_number)
+    return note_gate(case) is None
+
+
+# Once an action has happened (or is under way) its button goes; the ledger refuses a second run anyway.
+_SETTLED = frozenset({"succeeded", "paid", "running", "awaiting_approval", "unknown", "failed"})
+
+
+def _done(case: Case, action: ActionId) -> bool:
+    return case.action_label == action.value and case.action_status in _SETTLED
 
 
 def offered_actions(case: Case) -> list[ActionId]:
@@ -383,12 +391,10 @@ def offered_actions(case: Case) -> list[ActionId]:
     if (case.state or "new") in CLOSED_STATES:
         return []
     actions: list[ActionId] = []
-    if has_moonclerk_reference(case):
-        actions.append(ActionId.NOTE_MOONCLERK)
-    if has_invoice_details(case):
-        actions.append(ActionId.INVOICE_POOF)
-    if has_payout_details(case):
-        actions.append(ActionId.PAYOUT_POOF)
+    for action, offered in ((ActionId.NOTE_MOONCLERK, has_moonclerk_reference),
+                            (ActionId.INVOICE_POOF, has_invoice_details), (ActionId.PAYOUT_POOF, has_payout_details)):
+        if offered(case) and not _done(case, action):
+            actions.append(action)
     actions += [ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS]
     return actions
 

@@ -479,3 +479,45 @@ def test_reconcile_matches_on_identifiers_never_on_amount_alone() -> None:
     for change in ({"amount": "120.00"}, {"payment_method": "bitcoin"},
                    {"metadata": {"external": {}, "address": OTHER_ADDRESS}}, {"metadata": {}}):
         assert not reconcile_match(payout, Transaction.model_validate({**sent, **change})), change
+
+
+def test_a_call_left_running_by_a_dead_process_becomes_unknown_with_reconcile(app: SlackApp) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.actions import ledger as ledger_rows
+    from bot.slack.service import action_context, recover_provider_calls
+    from storage.db import session_scope
+
+    case = app.deliver(renewal())
+    assert case.id is not None
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    with session_scope(app.runtime.engine) as session:
+        # What a process that died inside the Poof call leaves behind.
+        ledger_rows.claim(session, case_id=case.id, call_id=case.call_id, action="invoice_poof", provider="poof",
+                          user="U0APPROVER1", status="running", amount=Decimal("200.00"), currency="USD",
+                          params={"method": "paypal"}, now=long_ago)
+    recover = recover_provider_calls(app.runtime, action_context(app.runtime, app.service.client))
+    recover()
+    [row] = ledger(app)
+    assert row.status == "unknown" and "in flight" in (row.error or "")
+    unknown = app.wait(case.call_id, lambda c: c.action_status == "unknown")
+    card = app.slack.wait_until(
+        lambda: ((c := app.card(unknown)) and "reconcile_action" in json.dumps(c) and c) or None, 10)
+    assert "retry_action" not in json.dumps(card) and app.poof.invoice_count == 0
+    recover()  # nothing left to recover; the row is not touched again
+    assert [r.status for r in ledger(app)] == ["unknown"]
+
+
+def test_a_note_after_a_failed_invoice_keeps_its_retry_button(app: SlackApp) -> None:
+    case = app.deliver(renewal())
+    app.click(case, "invoice_poof", "U0APPROVER1")
+    app.poof.fail_next("/api/v1/create_fiat_invoice", 400, body={"error": "invalid payment method"})
+    app.submit(app.opened_view(), "U0APPROVER1", invoice_values())
+    failed = app.wait(case.call_id, lambda c: c.action_status == "failed")
+    app.click(failed, "note_moonclerk", "U0APPROVER2")
+    assert "written" in app.ephemeral_for("note_moonclerk-U0APPROVER2")
+    noted = app.wait(case.call_id, lambda c: any("MoonClerk note" in t for t in app.thread_texts(c)))
+    assert noted.action_status == "failed"
+    card = app.slack.wait_until(lambda: ((c := app.card(noted)) and "retry_action" in json.dumps(c) and c) or None,
+                                10)
+    assert card

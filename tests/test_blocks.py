@@ -377,11 +377,13 @@ def test_payout_needs_a_recipient_and_consent(overrides: dict[str, Any], offered
 @pytest.mark.parametrize(
     ("overrides", "offered"),
     [
-        ({"email": "a@b.test", "amount": Decimal("5"), "currency": "USD"}, True),
+        # What the caller merely said is no match; a MoonClerk customer (named or matched) is.
+        ({"email": "a@b.test", "amount": Decimal("5"), "currency": "USD"}, False),
+        ({"customer_name": "Acme", "amount": Decimal("5"), "currency": "USD"}, False),
         ({"moonclerk_customer_id": 1, "amount": Decimal("5"), "currency": "USD"}, True),
-        ({"customer_name": "Acme", "amount": Decimal("5"), "currency": "USD"}, True),
-        ({"customer_name": "Acme", "amount": Decimal("5")}, False),
-        ({"customer_name": "Acme", "currency": "USD"}, False),
+        ({"email": "a@b.test", "match_status": "matched", "amount": Decimal("5"), "currency": "USD"}, True),
+        ({"moonclerk_customer_id": 1, "amount": Decimal("5")}, False),
+        ({"moonclerk_customer_id": 1, "currency": "USD"}, False),
         ({"caller_phone": "+15550001111", "amount": Decimal("5"), "currency": "USD"}, False),
     ],
 )
@@ -391,12 +393,20 @@ def test_invoice_needs_a_matched_caller_and_an_amount_with_currency(
     assert (ActionId.INVOICE_POOF in action_ids(minimal(**overrides))) is offered
 
 
+@pytest.mark.parametrize("status", ["succeeded", "paid", "running", "awaiting_approval", "unknown", "failed"])
+def test_a_money_button_goes_once_its_action_has_happened(status: str) -> None:
+    case = minimal(moonclerk_customer_id=1, amount=Decimal("5"), currency="USD", action_label="invoice_poof",
+                   action_status=status)
+    assert ActionId.INVOICE_POOF not in action_ids(case)
+
+
 @pytest.mark.parametrize(
     ("overrides", "offered"),
+    # An invoice number alone names no MoonClerk record the note could be verified against.
     [({"moonclerk_customer_id": 7}, True), ({"payment_id": "pay_1"}, True),
-     ({"invoice_number": "INV-1"}, True), ({"account_id": "ACC-1"}, False), ({"email": "a@b.test"}, False)],
+     ({"invoice_number": "INV-1"}, False), ({"account_id": "ACC-1"}, False), ({"email": "a@b.test"}, False)],
 )
-def test_moonclerk_note_needs_a_customer_payment_or_invoice_reference(
+def test_moonclerk_note_needs_a_customer_or_payment_reference(
     overrides: dict[str, Any], offered: bool
 ) -> None:
     assert (ActionId.NOTE_MOONCLERK in action_ids(minimal(**overrides))) is offered

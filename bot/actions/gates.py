@@ -8,10 +8,16 @@ from __future__ import annotations
 from storage.models import Case
 
 
+def caller_matched(case: Case) -> bool:
+    """The caller is a known customer: named by MoonClerk ID on the call, or matched (or picked in
+    review) to a MoonClerk customer. A name or email the caller merely said is not a match."""
+    return case.moonclerk_customer_id is not None or case.match_status == "matched"
+
+
 def invoice_gate(case: Case) -> str | None:
     missing = []
-    if not (case.email or case.moonclerk_customer_id is not None or case.customer_name):
-        missing.append("a matched caller")
+    if not caller_matched(case):
+        missing.append("a matched caller (a verified MoonClerk customer)")
     if not (case.invoice_number or case.payment_id or case.subscription_id or case.moonclerk_customer_id is not None):
         missing.append("a clear destination record (invoice, payment, subscription or MoonClerk customer)")
     if case.amount is None or case.currency is None:

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from blocks.actions import ActionId, ButtonValue
 from blocks.card import transcript_link
@@ -34,6 +34,9 @@ from storage.db import session_scope
 from storage.models import AuditEvent, Case, ProviderAction
 
 log = logging.getLogger(__name__)
+
+# Ledger states of a money action that wait for a person: the card must keep showing them.
+PENDING_HUMAN = frozenset({"failed", "unknown", "awaiting_approval", "running"})
 
 CONFIRM_PAYOUT = "confirm_payout"
 RETRY_ACTION = "retry_action"
@@ -151,12 +154,19 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
         status, text = "unknown", f"{error}: the action may or may not have happened"
     else:
         status, text = "failed", str(error) if error else "failed"
+    # A success the provider confirmed stands even if the row was meanwhile marked unknown (the
+    # process was thought dead); any other ending only replaces "running".
+    allowed = {"running", "unknown"} if result is not None else {"running"}
     with session_scope(ctx.engine) as session:
-        ledger.transition(
-            session, row.id, {"running"}, status, now,
+        moved = ledger.transition(
+            session, row.id, allowed, status, now,
             provider_reference=result.reference if result else None,
             provider_url=result.url if result else None, error=text,
         )
+        if not moved:
+            log.warning("%s for call %s ended %s, but its ledger row had moved on; left as it is",
+                        row.action, row.call_id, status)
+            return Outcome(False, f"The {label} was already recorded; nothing more was done.")
         case = _load(session, row.case_id)
         case.action_label, case.action_status = row.action, status
         case.action_reference = result.reference if result else None
@@ -232,8 +242,11 @@ def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
             return Outcome(False, "A MoonClerk note was already written for this call.")
         ledger.set_values(session, row.id, provider_reference=record, provider_url=url)
         note = _note_text(case, record, url, user)
-        case.action_label, case.action_status, case.action_reference, case.action_url = (
-            ActionId.NOTE_MOONCLERK.value, "succeeded", record, url)
+        # The card shows one last action; a note must not hide a money action that still needs a
+        # person (its Retry, Reconcile or second approval), so it only takes a free slot.
+        if case.action_status not in PENDING_HUMAN:
+            case.action_label, case.action_status, case.action_reference, case.action_url = (
+                ActionId.NOTE_MOONCLERK.value, "succeeded", record, url)
         case.updated_at = now
         session.add(case)
         _audit(session, case, user, "moonclerk.note", now, outcome="succeeded", record=record,
@@ -524,6 +537,19 @@ def _metadata_call_id(metadata: dict[str, Any]) -> str | None:
         if isinstance(holder, dict) and isinstance(holder.get("dialnexa_call_id"), str):
             return str(holder["dialnexa_call_id"])
     return None
+
+
+def recover_stale(ctx: ActionContext, stale_after: timedelta) -> int:
+    """Provider calls left "running" longer than any call can take (the process died mid-call) become
+    "unknown": the card then offers Reconcile, never Retry. Returns how many were recovered."""
+    now = ctx.clock()
+    with Session(ctx.engine) as session:
+        stale = list(session.exec(select(ProviderAction).where(
+            col(ProviderAction.status) == "running", col(ProviderAction.updated_at) < now - stale_after)).all())
+    for row in stale:
+        lost = OutcomeUnknown("finance-desk stopped while the call was in flight", provider=row.provider)
+        _finish(ctx, row, None, lost, "finance-desk")
+    return len(stale)
 
 
 # -- retry and reconcile -------------------------------------------------------------------------

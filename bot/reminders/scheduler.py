@@ -41,6 +41,7 @@ DEFAULT_INTERVAL_SECONDS = 15.0
 DEFAULT_BATCH = 100
 # Rows fired per transaction: one commit for many rows; small enough to keep case locks brief.
 DEFAULT_FIRE_BATCH = 20
+HOUSEKEEPING_SECONDS = 60.0
 
 
 class ReminderScheduler:
@@ -56,6 +57,7 @@ class ReminderScheduler:
         lease: timedelta = store.LEASE,
         worker_id: str | None = None,
         on_fired: Callable[[], None] = lambda: None,
+        housekeeping: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -66,6 +68,8 @@ class ReminderScheduler:
         self.lease = lease
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_fired = on_fired
+        # Other periodic upkeep that needs this process's timer (e.g. recovering stale provider calls).
+        self.housekeeping = housekeeping
         self.stats: Counter[str] = Counter()
         self._scheduler: Any = None
         self._running = threading.Lock()
@@ -81,6 +85,9 @@ class ReminderScheduler:
         )
         scheduler.add_job(self._tick, "interval", seconds=self.interval_seconds, id="reminders-poll",
                           next_run_time=datetime.now(UTC))
+        if self.housekeeping is not None:
+            scheduler.add_job(self._housekeep, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping",
+                              next_run_time=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
 
@@ -102,6 +109,13 @@ class ReminderScheduler:
     @property
     def passes(self) -> int:
         return self._passes
+
+    def _housekeep(self) -> None:
+        assert self.housekeeping is not None
+        try:
+            self.housekeeping()
+        except Exception:
+            log.exception("housekeeping failed; the next run retries")
 
     # -- passes --------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -171,10 +185,11 @@ def fire_settings(runtime: Runtime) -> FireSettings:
 
 
 def scheduler_for(runtime: Runtime, *, on_fired: Callable[[], None] | None = None,
-                  interval_seconds: float = DEFAULT_INTERVAL_SECONDS, batch: int = DEFAULT_BATCH) -> ReminderScheduler:
+                  interval_seconds: float = DEFAULT_INTERVAL_SECONDS, batch: int = DEFAULT_BATCH,
+                  housekeeping: Callable[[], None] | None = None) -> ReminderScheduler:
     """The scheduler for a running finance-desk process; `on_fired` should wake the outbox worker."""
     return ReminderScheduler(runtime.engine, fire_settings(runtime), interval_seconds=interval_seconds,
-                             batch=batch, on_fired=on_fired or (lambda: None))
+                             batch=batch, on_fired=on_fired or (lambda: None), housekeeping=housekeeping)
 
 
 def drain(outbox: OutboxWorker, reminders: ReminderScheduler) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from starlette.routing import Route
 
 from bot.actions.authz import Directory
-from bot.actions.runner import ActionContext
+from bot.actions.runner import ActionContext, recover_stale
 from bot.lookup.review import MatchWorker
 from bot.reminders.scheduler import ReminderScheduler, scheduler_for
 from bot.runtime import Runtime
@@ -73,6 +74,21 @@ def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
                          poof=poof, clock=utcnow)
 
 
+def recover_provider_calls(runtime: Runtime, actions: ActionContext) -> Callable[[], None]:
+    """Periodic: provider calls a dead process left "running" become "unknown" (see runner.recover_stale)."""
+    # Longer than any one money call can take: its timeout, twice over, plus a margin.
+    stale_after = timedelta(seconds=2 * runtime.settings.provider_timeout_seconds + 60)
+
+    def recover() -> None:
+        if count := recover_stale(actions, stale_after):
+            log.warning("%s provider action(s) left running by a stopped process are now unknown: reconcile them",
+                        count)
+            if runtime.wake_workers is not None:
+                runtime.wake_workers()
+
+    return recover
+
+
 def start_slack(
     runtime: Runtime, *, worker: bool = True, poll_seconds: float = 1.0, socket_mode: bool = False,
     matcher: bool = False,
@@ -87,7 +103,7 @@ def start_slack(
     reminders = None
     if worker:
         outbox.start()
-        reminders = scheduler_for(runtime, on_fired=outbox.wake)
+        reminders = scheduler_for(runtime, on_fired=outbox.wake, housekeeping=recover_provider_calls(runtime, actions))
         reminders.start()
         runtime.wake_workers = _wake(outbox, reminders)
     match_worker = None
