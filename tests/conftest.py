@@ -37,6 +37,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     base = _postgres_url()
     if not base:
+        if os.environ.get("TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail("TEST_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
     url = make_url(normalise_url(base))
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -46,7 +48,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL at TEST_DATABASE_URL is not reachable: {exc.__class__.__name__}")
+        message = f"PostgreSQL at TEST_DATABASE_URL is not reachable: {exc.__class__.__name__}"
+        if os.environ.get("TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)  # CI: a run that silently fell back to SQLite alone proves nothing
+        pytest.skip(message)
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
