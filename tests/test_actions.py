@@ -199,7 +199,7 @@ def test_recipient_mismatch_goes_to_review_or_needs_a_senior_override(app: Slack
     assert app.poof.invoice_count == 1
     with Session(app.runtime.engine) as session:
         sent = session.exec(select(AuditEvent).where(AuditEvent.action == "invoice_poof.succeeded")).one()
-    assert sent.target == "someone.else@example.com" and sent.actor == "U0SENIOR"
+    assert sent.target == "case thread (payment link for someone.else@example.com)" and sent.actor == "U0SENIOR"
 
 
 def test_invoice_gate_sends_an_unclear_case_to_review(app: SlackApp) -> None:

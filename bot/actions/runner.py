@@ -142,6 +142,15 @@ def to_review(ctx: ActionContext, case_id: int, user: str, action: str, reason: 
     return Outcome(False, f"Sent to review instead: {reason}.")
 
 
+def _target(row: ProviderAction) -> str:
+    """Where the action went, for the audit trail."""
+    if row.action == ActionId.PAYOUT_POOF:
+        return f"poof payout to {row.params.get('address')}"
+    if row.action == ActionId.INVOICE_POOF and row.params.get("send_to"):
+        return f"case thread (payment link for {row.params['send_to']})"
+    return "case thread" if row.action == ActionId.INVOICE_POOF else row.provider
+
+
 def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | None, error: Exception | None,
             user: str) -> Outcome:
     """Record how a provider call ended, on the ledger, the case, the audit trail and in Slack."""
@@ -183,7 +192,7 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
             on_case_closed(session, case, now, reason="done")
         amount = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else None
         _audit(session, case, user, f"{row.action}.{status}", now, outcome=status, record=_record(case),
-               target=row.params.get("send_to") or row.params.get("address") or row.provider,
+               target=_target(row),
                detail={"ledger_id": row.id, "amount": str(row.amount) if row.amount is not None else None,
                        "currency": row.currency, "reference": case.action_reference, "error": text,
                        "approved_by": row.approved_by})
@@ -194,6 +203,9 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
                 reply += f" · reference `{escape_mrkdwn(case.action_reference)}`"
             if case.action_url:
                 reply += f" · <{case.action_url}|open in {row.provider.title()}>"
+            if row.action == ActionId.INVOICE_POOF and row.params.get("send_to"):
+                # Poof's fiat invoice takes no recipient: finance-desk makes the link, a person sends it.
+                reply += f"\nSend this payment link to `{escape_mrkdwn(str(row.params['send_to']))}` only."
         elif status == "unknown":
             reply = (f"⚠️ *{label}* outcome unknown ({text}). It will not be retried automatically; "
                      "use *Reconcile* to check Poof before doing anything else.")
