@@ -232,6 +232,14 @@ def _split_envelope(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | 
         if call is not None:
             call = {**message, **call}
             call.pop("call", None)
+            # Vapi keeps the transcript and recording under `artifact` and the caller under `customer`.
+            artifact = message.get("artifact") if isinstance(message.get("artifact"), dict) else {}
+            customer = call.get("customer") if isinstance(call.get("customer"), dict) else {}
+            for key, value in (("transcript", artifact.get("transcript") or artifact.get("messages")),
+                               ("recording_url", artifact.get("recordingUrl") or artifact.get("recording_url")),
+                               ("from_number", customer.get("number"))):
+                if value and not call.get(key):
+                    call[key] = value
         return _text(message.get("type")), call
     name = _text(body.get("event_type")) or _text(body.get("event")) or _text(body.get("type"))
     payload = body.get("payload")
@@ -299,8 +307,11 @@ def parse_event(body: object) -> CallEvent | Ignored:
         from_number=normalise_phone(_first(call, "from_number", "phone_number", "from", "customer_number")),
         to_number=normalise_phone(_first(call, "to_number", "to")),
         hangup_reason=_text(_first(call, "hangup_reason", "disconnection_reason", "end_reason", "endedReason")),
-        initiated_at=parse_timestamp(_first(call, "initiated_at", "started_at", "start_timestamp", "timestamp")),
-        ended_at=parse_timestamp(_first(call, "ended_at", "end_timestamp")),
+        # A bare `timestamp` is when the event happened: the start for a start event, else the end.
+        initiated_at=parse_timestamp(_first(call, "initiated_at", "started_at", "start_timestamp")
+                                     or (call.get("timestamp") if kind is EventKind.CALL_INITIATED else None)),
+        ended_at=parse_timestamp(_first(call, "ended_at", "end_timestamp")
+                                 or (call.get("timestamp") if kind is not EventKind.CALL_INITIATED else None)),
         duration_seconds=_duration(call),
         summary=summary,
         transcript=parse_transcript(_first(call, "transcript_object", "transcript", "messages")),

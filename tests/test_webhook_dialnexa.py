@@ -105,6 +105,56 @@ def test_model_a_hangup_with_deprecated_reason(live_server: LiveServer) -> None:
     assert case.call_status == "hangup" and case.hangup_reason == "user_did_not_pick_up"
 
 
+@pytest.mark.parametrize("name", ["call.failed", "call.no_answer"])
+def test_model_b_failed_and_unanswered_calls_are_hangups(live_server: LiveServer, name: str) -> None:
+    payload = {"event": name, "call_id": f"call_{name}", "status": "failed", "to_number": "12137771235",
+               "end_reason": "user_did_not_pick_up", "timestamp": "2026-11-20T10:00:05Z"}
+    assert post(live_server, payload).json()["outcome"] == "stored"
+    case = case_of(live_server, f"call_{name}")
+    assert case.call_status == "hangup" and case.hangup_reason == "user_did_not_pick_up"
+    assert case.ended_at is not None and case.ended_at.isoformat() == "2026-11-20T10:00:05+00:00"
+    assert case.started_at is None  # the event's own timestamp is when it ended
+
+
+def test_transfer_completed_merges_into_the_call(live_server: LiveServer) -> None:
+    post(live_server, sample("01_refund.json"))
+    transfer = {"event_type": "transfer_completed", "payload": {
+        "call": {"id": "call_demo_refund_0001", "status": "in_progress"},
+        "call_transfer": {"destination": "+14155550100", "status": "completed"}}}
+    response = post(live_server, transfer)
+    assert response.status_code == 200 and response.json()["created"] is False
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.stage == "call_analyzed" and case.kind == "refund"  # an earlier stage never rolls back
+
+
+def test_vapi_style_message_envelope(live_server: LiveServer) -> None:
+    payload = {"message": {
+        "type": "end-of-call-report", "timestamp": 1744364981358, "endedReason": "customer-ended-call",
+        "call": {"id": "call_vapi_1", "type": "inboundPhoneCall", "customer": {"number": "+15551234567"}},
+        "customer": {"number": "+15551234567"},
+        "artifact": {"transcript": "AI: Hello.\nUser: I was charged twice for invoice INV-1042.",
+                     "recordingUrl": "https://recordings.example/mono.wav", "messages": []},
+        "analysis": {"summary": "Customer was charged twice for invoice INV-1042.",
+                     "structuredData": {"invoice_number": "INV-1042", "billing_intent": "double_charge"},
+                     "successEvaluation": "true"}}}
+    assert post(live_server, payload).json()["outcome"] == "stored"
+    case = case_of(live_server, "call_vapi_1")
+    assert case.kind == "duplicate_charge" and case.invoice_number == "INV-1042"
+    assert case.caller_phone == "+15551234567" and case.recording_url == "https://recordings.example/mono.wav"
+    assert case.ended_at is not None and case.ended_at.year == 2025 and case.hangup_reason == "customer-ended-call"
+
+
+def test_x_nexa_signature_header_is_accepted(live_server: LiveServer) -> None:
+    body = dumps(sample("04_invoice_resend.json"))
+    headers = dialnexa_headers(body, WEBHOOK_SECRET)
+    headers["X-Nexa-Signature"] = headers.pop("X-DialNexa-Signature")
+    response = httpx.post(f"{live_server.url}/webhooks/dialnexa", content=body, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    headers["X-Nexa-Signature"] = "sha256=" + "0" * 64
+    assert httpx.post(f"{live_server.url}/webhooks/dialnexa", content=body, headers=headers,
+                      timeout=10).status_code == 401
+
+
 def test_model_b_flat_body_dotted_name(live_server: LiveServer) -> None:
     assert post(live_server, sample("02_dispute.json")).status_code == 200
     case = case_of(live_server, "call_demo_dispute_0002")
