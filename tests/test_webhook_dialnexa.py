@@ -230,6 +230,12 @@ def test_timestamped_signature(live_server: LiveServer) -> None:
     assert post(live_server, sample("05_not_billing.json"), timestamp=now).status_code == 200
     stale = post(live_server, sample("05_not_billing.json"), timestamp=now - 301)
     assert stale.status_code == 401 and "5-minute" in stale.json()["detail"]
+    # The `sha256=` prefix stays optional in the timestamped form too.
+    body = dumps(sample("05_not_billing.json"))
+    headers = dialnexa_headers(body, WEBHOOK_SECRET, timestamp=now)
+    headers["X-DialNexa-Signature"] = headers["X-DialNexa-Signature"].replace("v1=", "sha256=")
+    assert httpx.post(f"{live_server.url}/webhooks/dialnexa", content=body, headers=headers,
+                      timeout=10).status_code == 200
 
 
 def test_timestamp_header_requires_the_timestamped_form(live_server: LiveServer) -> None:

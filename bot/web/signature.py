@@ -49,7 +49,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes], no
         if abs(now - sent_at) > TOLERANCE_SECONDS:
             raise SignatureError("X-DialNexa-Timestamp is outside the 5-minute window")
         message = timestamp.strip().encode() + b"." + body
-        offered = _candidates(signature, ("v1=",))
+        offered = _candidates(signature, ("v1=", "sha256="))
     else:
         message = body
         offered = _candidates(signature, ("sha256=",))
