@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from bot.config import Settings
 from bot.policy import Policy, load_policy
-from storage.db import make_engine
+from storage.db import make_engine, session_scope
 from storage.migrate import upgrade
+from storage.models import HealthProblem, utcnow
+
+log = logging.getLogger(__name__)
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -28,16 +37,37 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def report_problem(self, key: str, message: str) -> None:
+        """Record a problem no retry fixes; every process sharing the database reports it on /healthz."""
         with self._lock:
             self._problems[key] = message
+        try:
+            with session_scope(self.engine) as session:
+                row = session.get(HealthProblem, key) or HealthProblem(key=key, message=message, reported_by=_PROCESS)
+                row.message, row.reported_at, row.reported_by = message[:1000], utcnow(), _PROCESS
+                session.add(row)
+        except SQLAlchemyError as exc:
+            log.warning("could not record health problem %s in the database (%s)", key, exc.__class__.__name__)
 
     def clear_problem(self, key: str) -> None:
         with self._lock:
             self._problems.pop(key, None)
+        try:
+            with session_scope(self.engine) as session:
+                session.execute(delete(HealthProblem).where(col(HealthProblem.key) == key))
+        except SQLAlchemyError as exc:
+            log.warning("could not clear health problem %s in the database (%s)", key, exc.__class__.__name__)
 
     def health_problems(self) -> list[str]:
+        """This process's problems and those any other process recorded in the database."""
         with self._lock:
-            return list(self._problems.values())
+            problems = dict(self._problems)
+        try:
+            with Session(self.engine) as session:
+                for row in session.exec(select(HealthProblem).order_by(col(HealthProblem.key))):
+                    problems.setdefault(row.key, row.message)
+        except SQLAlchemyError:
+            pass  # /healthz reports the database itself
+        return [problems[key] for key in sorted(problems)]
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:

@@ -233,8 +233,9 @@ def _split_envelope(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | 
             call = {**message, **call}
             call.pop("call", None)
             # Vapi keeps the transcript and recording under `artifact` and the caller under `customer`.
-            artifact = message.get("artifact") if isinstance(message.get("artifact"), dict) else {}
-            customer = call.get("customer") if isinstance(call.get("customer"), dict) else {}
+            raw_artifact, raw_customer = message.get("artifact"), call.get("customer")
+            artifact: dict[str, Any] = raw_artifact if isinstance(raw_artifact, dict) else {}
+            customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
             for key, value in (("transcript", artifact.get("transcript") or artifact.get("messages")),
                                ("recording_url", artifact.get("recordingUrl") or artifact.get("recording_url")),
                                ("from_number", customer.get("number"))):

@@ -218,5 +218,19 @@ class ProviderAction(SQLModel, table=True):
     updated_at: datetime = _ts(default_factory=utcnow)
 
 
+
+class HealthProblem(SQLModel, table=True):
+    """A problem a process hit that no retry fixes (e.g. Slack's invalid_auth), with its fix.
+
+    Kept in the database so every process's /healthz reports it, whichever process hit it.
+    """
+
+    __tablename__ = "health_problems"
+
+    key: str = Field(primary_key=True, max_length=100)
+    message: str = Field(max_length=1000)
+    reported_at: datetime = _ts(default_factory=utcnow)
+    reported_by: str = Field(max_length=100)
+
 # The reminders table lives in its own module; importing it here registers it with every model.
 from storage.reminders import Reminder as Reminder  # noqa: E402

@@ -213,14 +213,25 @@ def test_unfixable_slack_error_is_reported_once_and_not_retried_forever(
     assert len(slack.messages(CHANNEL)) == 2
 
 
-def test_healthz_reports_degraded(runtime: Runtime) -> None:
-    runtime.report_problem("slack:invalid_auth", "Slack: invalid_auth: reinstall the app")
+def test_healthz_reports_degraded_from_any_process(runtime: Runtime, engine: Engine, policy: Policy,
+                                                  slack: SlackStandIn) -> None:
+    # A worker process (its own Runtime, same database) hits an error no retry fixes ...
+    worker_runtime = Runtime(settings=runtime.settings, policy=policy, engine=engine)
+    slack.set_channel_error(CHANNEL, "not_in_channel")
+    store(engine, policy, sample("01_refund.json"))
+    outbox = worker(engine, slack, on_problem=worker_runtime.report_problem,
+                    on_recovered=worker_runtime.clear_problem)
+    outbox.run_once()
+    # ... and the web process's /healthz says so.
     server = LiveServer(runtime).start()
     try:
         body = httpx.get(f"{server.url}/healthz").json()
+        assert body["status"] == "degraded" and "not_in_channel" in body["problems"][0]
+        assert "/invite" in body["problems"][0]
+        worker_runtime.clear_problem("slack:not_in_channel")
+        assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
     finally:
         server.stop()
-    assert body["status"] == "degraded" and "invalid_auth" in body["problems"][0]
 
 
 def _worker_env(db_url: str, slack: SlackStandIn) -> dict[str, str]:
