@@ -6,14 +6,25 @@ import csv
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TextIO
+from typing import Final, TextIO
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlmodel import Session, col, select
 
 from storage.models import AuditEvent
 
 COLUMNS = ("at", "actor", "action", "call_id", "record", "target", "reason", "outcome", "detail")
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection); caller text
+# reaches reason, record and detail, so such cells are written with a leading apostrophe.
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportError(Exception):
+    """The export cannot start; str() is one line, safe to print."""
+
+
+def csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _events(engine: Engine, since: datetime) -> Iterator[AuditEvent]:
@@ -23,6 +34,9 @@ def _events(engine: Engine, since: datetime) -> Iterator[AuditEvent]:
 
 
 def export(engine: Engine, since: datetime, fmt: str, out: TextIO) -> int:
+    if not inspect(engine).has_table(AuditEvent.__tablename__):
+        raise ExportError("the database has no audit trail yet (never migrated): run `finance-desk db upgrade` "
+                          "against this DATABASE_URL first")
     count = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
@@ -34,7 +48,8 @@ def export(engine: Engine, since: datetime, fmt: str, out: TextIO) -> int:
             "detail": event.detail,
         }
         if writer is not None:
-            writer.writerow([json.dumps(row[c], sort_keys=True) if c == "detail" else row[c] or "" for c in COLUMNS])
+            writer.writerow([csv_cell(json.dumps(row[c], sort_keys=True) if c == "detail" else str(row[c] or ""))
+                             for c in COLUMNS])
         else:
             out.write(json.dumps(row, sort_keys=True) + "\n")
         count += 1

@@ -112,12 +112,14 @@ def worker(drain: bool) -> None:
 
     from bot.reminders.scheduler import drain as drain_once
     from bot.reminders.scheduler import scheduler_for
-    from bot.slack.service import outbox_worker, web_client
+    from bot.slack.service import action_context, outbox_worker, recover_provider_calls, web_client
 
     settings = _settings(require_slack=True)
     runtime = _runtime(settings)
-    outbox = outbox_worker(runtime, web_client(runtime))
-    reminders = scheduler_for(runtime, on_fired=outbox.wake)
+    client = web_client(runtime)
+    outbox = outbox_worker(runtime, client)
+    reminders = scheduler_for(runtime, on_fired=outbox.wake,
+                              housekeeping=recover_provider_calls(runtime, action_context(runtime, client)))
     if drain:
         click.echo(json.dumps(drain_once(outbox, reminders)))
         return
@@ -211,14 +213,34 @@ def audit() -> None:
 @click.option("--output", type=click.File("w"), default="-", help="File to write; default standard output.")
 def audit_export(since: datetime, fmt: str, output: TextIO) -> None:
     """Write every audit event since DATE: who, what, which record, where, why, when, outcome."""
-    from bot.audit_export import export
-    from storage.db import make_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.audit_export import ExportError, export
+    from storage.db import make_engine, normalise_url
 
     try:
         settings = Settings()
     except Exception as exc:
         _fail([f"configuration: {exc.__class__.__name__}"])
-    count = export(make_engine(settings.database_url), since.replace(tzinfo=UTC), fmt, output)
+    try:
+        url = make_url(normalise_url(settings.database_url))
+    except Exception as exc:
+        _fail([f"DATABASE_URL: not a database URL ({exc.__class__.__name__})"])
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        # Connecting would create an empty file; an export never writes to the database.
+        _fail([f"DATABASE_URL: no SQLite database at {url.database}; run `finance-desk db upgrade` to create it"])
+    engine = make_engine(settings.database_url)
+    try:
+        count = export(engine, since.replace(tzinfo=UTC), fmt, output)
+    except ExportError as exc:
+        _fail([str(exc)])
+    except SQLAlchemyError as exc:
+        _fail([f"could not read the audit trail from DATABASE_URL ({exc.__class__.__name__}); "
+               "is the database reachable and migrated (`finance-desk db upgrade`)?"])
+    finally:
+        engine.dispose()
     click.echo(f"{count} audit events written", err=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+MIN_WEBHOOK_TOKEN_LENGTH = 24
+_URL_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved URL characters: one path segment, as typed
 
 
 class ConfigError(Exception):
@@ -69,6 +72,20 @@ class Settings(BaseSettings):
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("moonclerk_webhook_token")
+    @classmethod
+    def _webhook_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # MoonClerk signs nothing: this token in the URL path is all that keeps strangers out.
+        if value is None:
+            return value
+        token = value.get_secret_value()
+        if len(token) < MIN_WEBHOOK_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters (it is the only thing "
+                             "guarding /webhooks/moonclerk/...); generate one with: openssl rand -hex 24")
+        if not _URL_TOKEN.fullmatch(token):
+            raise ValueError("may hold only letters, digits, '-', '_', '.' and '~' (it is part of the webhook URL)")
         return value
 
     @property

@@ -165,7 +165,8 @@ def _merge_classification(case: Case, new: Classification) -> None:
         case.evidence = new.evidence
 
 
-def apply_routing(case: Case, policy: Policy, now: datetime) -> None:
+def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
+    """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
     fields = Extracted.model_validate(case, from_attributes=True)
     routing = route(BillingKind(case.kind), fields, policy, now)
     case.urgency = routing.urgency.value
@@ -173,4 +174,5 @@ def apply_routing(case: Case, policy: Policy, now: datetime) -> None:
     case.approval_required = routing.approval_required
     case.approval_reason = routing.approval_reason
     case.escalation_reasons = routing.escalation_reasons
-    case.owner = routing.owner
+    if set_owner:
+        case.owner = routing.owner

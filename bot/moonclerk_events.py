@@ -7,6 +7,7 @@ from MoonClerk's API and only that answer is used.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
@@ -24,20 +25,64 @@ FAILED_EVENTS = frozenset({"plan_payment_failed", "payment_failed"})
 OPEN_STATES = ("new", "in_review", "approved", "failed")
 
 
+class MalformedEvent(ValueError):
+    """The body is not a MoonClerk event finance-desk can act on; str() names the field, never its value."""
+
+
+def _what(value: object) -> str:
+    """What kind of JSON value this is, for an error message that must not echo the value itself."""
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "zero or negative" if value <= 0 else "a whole number"
+    if isinstance(value, (float, Decimal)):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _record_id(data: dict[str, Any]) -> int:
+    value = data.get("id")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)  # a numeric string is tolerated; MoonClerk's own samples send a number
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        problem = "is missing" if value is None else f"must be a positive whole number, not {_what(value)}"
+        raise MalformedEvent(f"data.id {problem}")
+    return value
+
+
 def handle_event(engine: Engine, moonclerk: MoonClerkClient, policy: Policy, body: dict[str, Any],
                  now: datetime) -> str:
-    event = str(body.get("event", ""))
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    assert isinstance(data, dict)
-    if body.get("object") == "payment" and str(data.get("status", "")) == "failed" and data.get("customer_id"):
-        payment = moonclerk.get_payment(int(data["id"]))
+    """Act on one webhook body. Raises MalformedEvent when a failed-payment event cannot be read,
+    ProviderError (NotFound included) when MoonClerk cannot confirm it."""
+    event = body.get("event")
+    if not isinstance(event, str) or not event.strip():
+        raise MalformedEvent(f"event must be a non-empty string, not {_what(event)}")
+    kind = body.get("object")
+    data = body.get("data")
+    hinted = (kind == "payment" and isinstance(data, dict) and str(data.get("status", "")) == "failed"
+              and bool(data.get("customer_id")))
+    if event not in FAILED_EVENTS and not hinted:
+        # Other topics (payment_created, plan_created, ...) are not finance cases: acknowledged, not read.
+        return f"ignored: {event} is not a failed plan payment"
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"data must be an object, not {_what(data)}")
+    if kind == "payment":
+        payment = moonclerk.get_payment(_record_id(data))
         if payment.status != "failed" or payment.customer_id is None:
             return "ignored: MoonClerk does not report this payment as failed"
         customer = moonclerk.get_customer(payment.customer_id)
-    elif event in FAILED_EVENTS and body.get("object") == "customer" and data.get("id") is not None:
-        customer = moonclerk.get_customer(int(data["id"]))
+    elif kind == "customer":
+        customer = moonclerk.get_customer(_record_id(data))
     else:
-        return f"ignored: {event or 'event'} is not a failed plan payment"
+        raise MalformedEvent(f'object must be "customer" or "payment", not {_what(kind)}')
     return _record_failure(engine, policy, customer, now)
 
 

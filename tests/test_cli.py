@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
+from storage.db import session_scope
+from storage.models import AuditEvent
 from tests.blockkit import assert_valid_message
 from tests.signing import dialnexa_headers
 
@@ -128,3 +134,95 @@ def test_serve_runs_the_real_server_on_embedded_defaults(tmp_path: Path) -> None
         output, _ = process.communicate(timeout=15)
     assert "4242 4242 4242 4242" not in output and "whsec_serve_test" not in output
     assert "cases are stored but no cards are posted" in output
+
+
+# -- MOONCLERK_WEBHOOK_TOKEN -----------------------------------------------------------------------
+
+def test_a_short_moonclerk_webhook_token_is_one_clear_line_and_never_echoed() -> None:
+    short = "SECRETTOKEN" + "x" * 12  # 23 characters: one short of the minimum
+    result = run("config", "check", env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_1", "MOONCLERK_WEBHOOK_TOKEN": short})
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("finance-desk: MOONCLERK_WEBHOOK_TOKEN: ") and "at least 24 characters" in line
+    assert "SECRETTOKEN" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    slashed = run("config", "check", env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_1",
+                                          "MOONCLERK_WEBHOOK_TOKEN": "SECRETTOKEN/" + "x" * 24})
+    assert slashed.returncode == 2 and "finance-desk: MOONCLERK_WEBHOOK_TOKEN: " in slashed.stderr
+    assert "SECRETTOKEN" not in slashed.stderr + slashed.stdout
+    ok = run("config", "check", env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_1",
+                                     "MOONCLERK_WEBHOOK_TOKEN": "SECRETTOKEN" + "x" * 13})
+    assert ok.returncode == 0, ok.stderr
+    assert "configuration ok" in ok.stdout
+
+
+def test_serve_refuses_to_start_with_a_short_moonclerk_webhook_token(tmp_path: Path) -> None:
+    result = run("serve", "--port", str(_free_port()), cwd=tmp_path,
+                 env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_1", "MOONCLERK_WEBHOOK_TOKEN": "short"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("finance-desk: MOONCLERK_WEBHOOK_TOKEN: Value error, must be at least 24 "
+                                     "characters (it is the only thing guarding /webhooks/moonclerk/...); "
+                                     "generate one with: openssl rand -hex 24")
+
+
+# -- audit export ----------------------------------------------------------------------------------
+
+SINCE = ("--since", "2026-01-01")
+
+
+def test_audit_export_on_a_database_never_migrated_is_one_line(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # an empty database file: no tables yet
+    result = run("audit", "export", *SINCE, "--format", "csv", env={"DATABASE_URL": db_url})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "finance-desk: the database has no audit trail yet (never migrated): run `finance-desk db upgrade` "
+        "against this DATABASE_URL first"]
+
+
+def test_audit_export_of_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.db"
+    result = run("audit", "export", *SINCE, env={"DATABASE_URL": f"sqlite:///{path}"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"finance-desk: DATABASE_URL: no SQLite database at {path}; run `finance-desk db upgrade` to create it"]
+    assert not path.exists()
+
+
+HOSTILE = ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+           "\tindented", "\rreturn", "plain text", ""]
+
+
+def test_audit_export_csv_neutralises_formulas_and_jsonl_is_untouched(db_url: str, engine: Engine,
+                                                                      tmp_path: Path) -> None:
+    at = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
+    with session_scope(engine) as session:
+        for i, text in enumerate(HOSTILE):
+            session.add(AuditEvent(at=at + timedelta(seconds=i), actor=text or "system", action="test.note",
+                                   call_id=text or None, record=text or None, target=text or None,
+                                   reason=text or None, outcome="ok", detail={"said": text}))
+        session.add(AuditEvent(at=datetime(2025, 12, 31, tzinfo=UTC), actor="=old", action="test.old"))
+    out = tmp_path / "audit.csv"
+    result = run("audit", "export", *SINCE, "--format", "csv", "--output", str(out), env={"DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"{len(HOSTILE)} audit events written"
+    with out.open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == ["at", "actor", "action", "call_id", "record", "target", "reason", "outcome", "detail"]
+    assert len(rows) == len(HOSTILE)
+    for text, row in zip(HOSTILE, rows, strict=True):
+        cells = dict(zip(header, row, strict=True))
+        expected = "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+        for column in ("call_id", "record", "target", "reason"):
+            assert cells[column] == expected, (column, text)
+        assert cells["actor"] == (expected or "system")
+        assert json.loads(cells["detail"]) == {"said": text}  # JSON text starts with "{": left as it is
+        assert cells["at"].startswith("2026-02-01T12:00:0")
+    for row in rows:
+        assert not any(cell[:1] in {"=", "+", "-", "@", "\t", "\r"} for cell in row), row
+
+    jsonl = run("audit", "export", *SINCE, "--format", "jsonl", env={"DATABASE_URL": db_url})
+    assert jsonl.returncode == 0, jsonl.stderr
+    lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [line["reason"] for line in lines] == [text or None for text in HOSTILE]  # exactly as stored
+    assert [line["detail"] for line in lines] == [{"said": text} for text in HOSTILE]

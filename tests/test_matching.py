@@ -186,6 +186,39 @@ def test_not_found_is_none_and_ids_are_read_directly(moonclerk: MoonClerkStandIn
     assert not moonclerk.calls("/customers")  # no scan for an ID
 
 
+
+def test_recent_payments_are_the_newest_even_when_moonclerk_lists_oldest_first() -> None:
+    with MoonClerkStandIn(seed=False, payments_oldest_first=True) as standin:
+        standin.add_customer(id=7, name="Seven")
+        days = [3, 11, 1, 8, 5, 12, 9]  # stored out of order; January 2026
+        for payment_id, day in enumerate(days, start=70):
+            standin.add_payment(id=payment_id, customer_id=7, date=f"2026-01-{day:02d}T10:00:00Z")
+        standin.add_payment(id=90, customer_id=8, date="2026-02-01T10:00:00Z")  # someone else's
+        client = client_for(standin)
+        # The stand-in really does answer oldest first, the order MoonClerk never promised not to use.
+        listed = [p.date.day for p in client.list_payments(customer_id=7) if p.date is not None]
+        assert listed == sorted(days)
+        standin.clear_requests()
+        lookup = MoonClerkLookup(client, page_size=2, recent_payments=5)
+        recent = lookup.recent_payments(7)
+        assert [p.date.day for p in recent if p.date is not None] == [12, 11, 9, 8, 5]
+        assert {p.customer_id for p in recent} == {7}
+        # Every page of the customer's payments was read (count/offset), none of anyone else's.
+        calls = standin.calls("/payments")
+        assert [c.query["offset"] for c in calls] == ["0", "2", "4", "6"]
+        assert {c.query["customer_id"] for c in calls} == {"7"}
+        assert lookup.recent_payments(7) == recent and len(standin.calls("/payments")) == 4  # cached
+
+
+def test_recent_payments_stop_at_max_payments() -> None:
+    with MoonClerkStandIn(seed=False) as standin:  # newest first, as in the docs' examples
+        for payment_id, day in enumerate(range(1, 11), start=70):
+            standin.add_payment(id=payment_id, customer_id=7, date=f"2026-01-{day:02d}T10:00:00Z")
+        recent = MoonClerkLookup(client_for(standin), page_size=3, recent_payments=2,
+                                 max_payments=4).recent_payments(7)
+        assert [p.id for p in recent] == [79, 78]
+        assert [c.query["offset"] for c in standin.calls("/payments")] == ["0", "3"]
+
 # -- match_case on the database ------------------------------------------------------------------
 
 def make_case(engine: Engine, call_id: str = "call_match", **fields: Any) -> int:
@@ -335,6 +368,44 @@ def test_match_pending_and_a_person_decision_is_final(engine: Engine, seeded: Mo
         assert mark_for_matching(session, case, before) is False
     assert audit(engine, billing) == ["match.review", "match.rejected"]
 
+
+
+def test_picking_a_vip_customer_in_review_reroutes_the_case(
+    engine: Engine, seeded: MoonClerkStandIn, policy: Policy,
+) -> None:
+    seeded.add_customer(id=700, name="Ryan Wood", email="other@example.com", custom_id="X1")
+    case_id = make_case(engine, "call_vip_pick", kind="failed_renewal", customer_name="Ryan Wood",
+                        urgency="normal", owner="U0SOMEONE")
+    assert match_case(engine, client_for(seeded), case_id, REVIEW_CHANNEL, NOW, policy=policy).status == "review"
+    before = load(engine, case_id)
+    assert not before.is_vip and before.urgency == "normal"
+
+    # 523425 is a VIP in the test policy, and a failed renewal is a payment blocker for a VIP.
+    assert pick(engine, f"{case_id}:523425", "U0APPROVER1", NOW, may_decide=lambda _u: True, policy=policy).ok
+    chosen = load(engine, case_id)
+    assert (chosen.match_status, chosen.moonclerk_customer_id) == ("matched", 523425)
+    assert chosen.is_vip and chosen.urgency == "critical"
+    assert "VIP payment blocker" in chosen.escalation_reasons
+    assert chosen.owner == "U0SOMEONE"  # routing is refreshed; the owner a person set is not
+    cards = [m for m in outbox(engine, "card") if m.case_id == case_id]
+    assert cards  # the card is brought up to date in the same transaction
+    # Becoming a VIP's blocker schedules its escalation page, once.
+    from storage.reminders import Reminder
+
+    with Session(engine) as session:
+        pages = session.exec(select(Reminder.reason).where(Reminder.case_id == case_id,
+                                                           Reminder.kind == "escalation")).all()
+    assert pages.count("VIP payment blocker") == 1
+
+
+def test_none_of_these_takes_vip_status_away_again(engine: Engine, seeded: MoonClerkStandIn, policy: Policy) -> None:
+    case_id = make_case(engine, "call_vip_none", kind="failed_renewal", moonclerk_customer_id=523425,
+                        is_vip=True, urgency="critical", match_status="review",
+                        match_candidates=[{"customer_id": 523425, "score": 0.6}])
+    assert pick(engine, f"{case_id}:none", "U0APPROVER1", NOW, may_decide=lambda _u: True, policy=policy).ok
+    case = load(engine, case_id)
+    assert (case.match_status, case.moonclerk_customer_id) == ("unmatched", None)
+    assert not case.is_vip and case.urgency != "critical" and "VIP payment blocker" not in case.escalation_reasons
 
 def test_the_match_worker_matches_pending_cases_in_the_background(engine: Engine, seeded: MoonClerkStandIn) -> None:
     case_id = make_case(engine, email="ada@example.com")

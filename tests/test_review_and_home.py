@@ -111,6 +111,31 @@ def test_a_review_pick_updates_the_card(app: SlackApp) -> None:
     assert (chosen.actor, chosen.detail) == (APPROVER, {"customer_id": 523425})
 
 
+
+def test_picking_a_vip_customer_makes_the_card_a_vips(app: SlackApp) -> None:
+    app.moonclerk.add_customer(id=700, name="Ryan Wood", email="other@example.com", custom_id="X1")
+    case = posted_case(app, "call_vip_renewal", kind="failed_renewal", customer_name="Ryan Wood",
+                       caller_phone="+12125550199", urgency="normal")
+    assert case.id is not None and not case.is_vip
+    assert "VIP" not in json.dumps(app.card(case))
+    actions = action_context(app.runtime, None)
+    assert actions.moonclerk is not None
+    outcome = match_case(app.runtime.engine, actions.moonclerk, case.id, REVIEW_CHANNEL, datetime.now(UTC),
+                         policy=app.runtime.policy)
+    assert outcome.status == "review" and not app.case("call_vip_renewal").is_vip
+    app.service.worker.wake()
+    [message] = app.slack.wait_for_messages(REVIEW_CHANNEL, timeout=10)
+
+    # 523425 is a VIP in the test policy: the pick reroutes the case as matching would have.
+    assert choose(app, message, f"{case.id}:523425", APPROVER, "vip-pick").status_code == 200
+    app.slack.wait_until(lambda: app.slack.responses_for("vip-pick") or None, 10)
+    stored = app.case("call_vip_renewal")
+    assert (stored.match_status, stored.moonclerk_customer_id) == ("matched", 523425)
+    assert stored.is_vip and stored.urgency == "critical" and "VIP payment blocker" in stored.escalation_reasons
+    card = eventually(lambda: "⭐ VIP" in json.dumps(app.card(stored), ensure_ascii=False) and app.card(stored))
+    assert "Critical" in json.dumps(card["blocks"], ensure_ascii=False)
+    assert_valid_message({"text": card["text"], "blocks": card["blocks"]})
+
 def _event(app: SlackApp, user: str) -> httpx.Response:
     body = json.dumps({
         "token": "unused", "team_id": "T0FIN", "api_app_id": "A0", "type": "event_callback",

@@ -17,6 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Final, Literal, TypeVar
 
 from bot.lookup.matching import CallerFacts, customer_phones, name_score, name_words, normalise_email
@@ -26,6 +27,7 @@ from providers.moonclerk import MAX_PAGE_SIZE, Customer, MoonClerkClient, Paymen
 
 DEFAULT_TTL: Final = 60.0
 DEFAULT_MAX_CUSTOMERS: Final = 10_000
+DEFAULT_MAX_PAYMENTS: Final = 1_000  # per customer, read to find the latest ones
 RECENT_PAYMENTS: Final = 5
 MAX_RESULTS: Final = 5
 MAX_ID: Final = 10**15
@@ -46,7 +48,7 @@ class MoonClerkLookup:
     def __init__(
         self, client: MoonClerkClient, *, ttl: float = DEFAULT_TTL, page_size: int = MAX_PAGE_SIZE,
         max_customers: int = DEFAULT_MAX_CUSTOMERS, recent_payments: int = RECENT_PAYMENTS,
-        clock: Callable[[], float] = time.monotonic,
+        max_payments: int = DEFAULT_MAX_PAYMENTS, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
@@ -55,6 +57,7 @@ class MoonClerkLookup:
         self.page_size = page_size
         self.max_customers = max_customers
         self.recent = recent_payments
+        self.max_payments = max(max_payments, recent_payments)
         self.clock = clock
         self._lock = threading.Lock()
         self._values: dict[Hashable, tuple[float, object]] = {}
@@ -120,12 +123,29 @@ class MoonClerkLookup:
         return self._cached(("payment", payment_id), load)
 
     def recent_payments(self, customer_id: int) -> tuple[Payment, ...]:
-        """The customer's latest payments (MoonClerk lists newest first): one page, never the whole history."""
+        """The customer's latest payments, newest first.
+
+        MoonClerk documents no sort order for lists (providers.md §1.3), so the customer's payments are
+        read (up to max_payments, page by page) and sorted by date here rather than trusting the first page.
+        """
         def load() -> tuple[Payment, ...]:
-            pages = self.client.list_payments(customer_id=customer_id, page_size=max(1, self.recent))
-            return tuple(itertools.islice(pages, self.recent))
+            if self.recent <= 0:
+                return ()
+            pages = self.client.list_payments(customer_id=customer_id, page_size=self.page_size)
+            payments = sorted(itertools.islice(pages, self.max_payments), key=_newest_first)
+            return tuple(payments[: self.recent])
 
         return self._cached(("payments", customer_id), load)
+
+
+def _newest_first(payment: Payment) -> tuple[int, float, int]:
+    # Undated payments sort last; equal dates fall back to the higher (later) ID.
+    when = payment.date
+    if when is None:
+        return (1, 0.0, -payment.id)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (0, -when.timestamp(), -payment.id)
 
 
 _SHARED: weakref.WeakKeyDictionary[MoonClerkClient, MoonClerkLookup] = weakref.WeakKeyDictionary()

@@ -104,21 +104,14 @@ def _apply(case: Case, result: MatchResult, stated: int | None) -> bool:
     return before != after
 
 
-def _reroute(case: Case, policy: Policy, now: datetime) -> None:
-    """A matched customer ID can make the case a VIP's: refresh routing, but never the owner."""
-    from bot.triage.model import BillingKind, Extracted
-    from bot.triage.route import route
+def _reroute(session: Session, case: Case, policy: Policy, now: datetime) -> None:
+    """A matched customer ID can make the case a VIP's: refresh routing (never the owner) and page
+    for any escalation reason that is new, as ingest does."""
+    from bot import reminders
+    from bot.ingest import apply_routing
 
-    try:
-        kind = BillingKind(case.kind)
-    except ValueError:
-        return
-    routing = route(kind, Extracted.model_validate(case, from_attributes=True), policy, now)
-    case.urgency = routing.urgency.value
-    case.is_vip = routing.is_vip
-    case.approval_required = routing.approval_required
-    case.approval_reason = routing.approval_reason
-    case.escalation_reasons = routing.escalation_reasons
+    apply_routing(case, policy, now, set_owner=False)
+    reminders.on_case_changed(session, case, policy, now)
 
 
 def match_case(
@@ -175,7 +168,7 @@ def _store(session: Session, case: Case, result: MatchResult, stated: int | None
     if not changed:
         return False
     if policy is not None and case.moonclerk_customer_id != previous_customer:
-        _reroute(case, policy, now)
+        _reroute(session, case, policy, now)
     case.updated_at = now
     session.add(case)
     session.add(AuditEvent(
@@ -303,8 +296,13 @@ def parse_pick(value: str) -> tuple[int, int | None] | None:
     return case_id, customer
 
 
-def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Callable[[str], bool]) -> PickOutcome:
-    """Settle a review: the picked customer becomes the case's, or "none of these" leaves it unmatched."""
+def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Callable[[str], bool],
+         policy: Policy | None = None) -> PickOutcome:
+    """Settle a review: the picked customer becomes the case's, or "none of these" leaves it unmatched.
+
+    `policy`, when given, re-applies routing after the customer ID changes, as matching does: picking
+    a VIP's customer makes the case a VIP's (status, urgency, escalation reasons), never changing the owner.
+    """
     parsed = parse_pick(value)
     if parsed is None:
         return PickOutcome(False, "That choice is out of date.")
@@ -318,6 +316,7 @@ def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Ca
         offered = {c.get("customer_id"): c for c in case.match_candidates if isinstance(c, dict)}
         if customer_id is not None and customer_id not in offered:
             return PickOutcome(False, "That customer is no longer among this case's candidates; nothing was changed.")
+        previous_customer = case.moonclerk_customer_id
         if customer_id is None:
             case.match_status, case.match_score = "unmatched", 0.0
             case.match_evidence = [f"{user} said none of the candidates is the caller"]
@@ -332,6 +331,8 @@ def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Ca
             action = "match.chosen"
             text = f"<@{user}> matched this caller to MoonClerk customer `{customer_id}`."
             record = f"moonclerk customer {customer_id}"
+        if policy is not None and case.moonclerk_customer_id != previous_customer:
+            _reroute(session, case, policy, now)
         case.updated_at = now
         session.add(case)
         session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,

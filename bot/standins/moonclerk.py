@@ -284,11 +284,15 @@ class MoonClerkStandIn(StandIn):
       api_key: the key expected in `Authorization: Token token=<key>`.
       seed: start with the documented Customer, Payment and Form fixtures (False starts empty,
         which suits paging tests that need an exact row count).
+      payments_oldest_first: list payments oldest first instead of newest first. MoonClerk documents
+        no sort order (providers.md §1.3), so callers must not depend on either.
     """
 
-    def __init__(self, *, api_key: str = DEFAULT_API_KEY, seed: bool = True, port: int = 0) -> None:
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY, seed: bool = True, port: int = 0,
+                 payments_oldest_first: bool = False) -> None:
         super().__init__(port=port)
         self.api_key = api_key
+        self.payments_oldest_first = payments_oldest_first
         self._customers: dict[int, dict[str, Any]] = {}
         self._payments: dict[int, dict[str, Any]] = {}
         self._forms: dict[int, dict[str, Any]] = {}
@@ -425,4 +429,5 @@ class MoonClerkStandIn(StandIn):
             and self._in_days(_utc_day(p.get("date")), *days)
         ]
         # The docs' examples list payments newest first; the order is otherwise undocumented.
-        return sorted(out, key=lambda p: (str(p.get("date") or ""), int(p["id"])), reverse=True)
+        return sorted(out, key=lambda p: (str(p.get("date") or ""), int(p["id"])),
+                      reverse=not self.payments_oldest_first)

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.moonclerk_events import handle_event
+from bot.moonclerk_events import MalformedEvent, handle_event
 from bot.runtime import Runtime
 from bot.web.limits import BodyTooLarge, read_body
 from providers.base import NotFound, ProviderError
@@ -43,8 +44,8 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
             return _error(413, "body_too_large", str(exc))
         try:
             body = json.loads(raw, parse_float=Decimal)
-        except ValueError:
-            return _error(400, "malformed_json", "body is not valid JSON")
+        except (ValueError, RecursionError) as exc:
+            return _error(400, "malformed_json", f"body is not valid JSON: {exc.__class__.__name__}")
         if not isinstance(body, dict) or "event" not in body:
             return _error(400, "not_a_moonclerk_event", "expected {event, object, data}")
         client = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url,
@@ -52,12 +53,18 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
         try:
             result = await run_in_threadpool(handle_event, runtime.engine, client, runtime.policy, body,
                                              datetime.now(UTC))
+        except MalformedEvent as exc:
+            # Nothing was read from MoonClerk: retrying the same body cannot help.
+            return _error(400, "malformed_event", str(exc))
         except NotFound:
             return JSONResponse({"ok": True, "result": "ignored: MoonClerk has no such record"})
-        except (ProviderError, ValueError, TypeError):
+        except ProviderError:
             # A non-2xx makes MoonClerk retry (up to 10 times), so the event is not lost.
             log.warning("moonclerk webhook could not be confirmed with MoonClerk")
             return _error(503, "provider_unavailable", "could not confirm with MoonClerk; retry later")
+        except SQLAlchemyError:
+            log.exception("moonclerk webhook could not be stored")
+            return _error(503, "storage_unavailable", "the event could not be stored; retry later")
         finally:
             client.close()
         if runtime.wake_workers is not None:

@@ -96,7 +96,8 @@ def poof_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
         payment_id = body.get("payment_id")
         if not isinstance(payment_id, str) or not payment_id:
             return _error(400, "not_a_poof_event", "no payment_id")
-        poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url)
+        poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url,
+                          timeout=settings.provider_timeout_seconds)
         try:
             result = await run_in_threadpool(mark_invoice_paid, runtime.engine, poof, payment_id, datetime.now(UTC))
         except NotFound:

@@ -25,7 +25,8 @@ def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
         ack()
         user = str(body.get("user", {}).get("id") or "")
         value = str((action.get("selected_option") or {}).get("value") or "")
-        outcome = pick(runtime.engine, value, user, datetime.now(UTC), may_decide=may_decide)
+        outcome = pick(runtime.engine, value, user, datetime.now(UTC), may_decide=may_decide,
+                       policy=runtime.policy)
         if outcome.ok and outcome.case is not None:
             message = review_settled(outcome.case, user)
             respond(replace_original=True, text=message["text"], blocks=message["blocks"])

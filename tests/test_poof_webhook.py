@@ -1,0 +1,63 @@
+"""POST /webhooks/poof over real HTTP, Poof on its stand-in: the re-fetch that confirms a notice keeps
+to PROVIDER_TIMEOUT_SECONDS, like every other provider call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bot.runtime import Runtime
+from bot.standins import PoofStandIn
+from tests.conftest import LiveServer, make_settings
+
+SECRET = "poof-shared-secret-for-webhook-tests"
+
+
+@pytest.fixture
+def poof() -> Iterator[PoofStandIn]:
+    with PoofStandIn() as standin:
+        yield standin
+
+
+def serve(runtime: Runtime, db_url: str, poof: PoofStandIn, timeout: float) -> LiveServer:
+    runtime.settings = make_settings(db_url, poof_api_key=SecretStr(poof.api_key), poof_api_url=poof.url,
+                                     poof_webhook_secret=SecretStr(SECRET), provider_timeout_seconds=timeout)
+    return LiveServer(runtime).start()
+
+
+def notice(server: LiveServer, payment_id: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/webhooks/poof", json={"payment_id": payment_id, "x-poof-signature": SECRET},
+                      timeout=60)
+
+
+def test_the_confirming_fetch_uses_provider_timeout_seconds(runtime: Runtime, db_url: str, poof: PoofStandIn) -> None:
+    # Poof answers in 3 s; with PROVIDER_TIMEOUT_SECONDS=0.5 every attempt gives up long before that.
+    # (The client's own 10 s default would wait, and then answer 400 for the unknown transaction.)
+    poof.delay("/api/v1/transaction", 3.0)
+    server = serve(runtime, db_url, poof, timeout=0.5)
+    try:
+        started = time.monotonic()
+        response = notice(server, "nosuch01")
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "provider_unavailable"
+    attempts = len(poof.calls("/api/v1/transaction"))
+    assert attempts >= 2  # a read: retried, each attempt cut off at the timeout
+    assert elapsed < 3.0 * attempts
+
+
+def test_a_generous_timeout_waits_for_a_slow_poof(runtime: Runtime, db_url: str, poof: PoofStandIn) -> None:
+    poof.delay("/api/v1/transaction", 1.0)
+    server = serve(runtime, db_url, poof, timeout=5)
+    try:
+        response = notice(server, "nosuch02")
+    finally:
+        server.stop()
+    assert response.status_code == 400 and response.json()["error"] == "unknown_transaction"
+    assert len(poof.calls("/api/v1/transaction")) == 1
