@@ -10,7 +10,7 @@ from typing import NoReturn, TextIO
 
 import click
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, read_settings
 from bot.logs import setup_logging
 from bot.policy import PolicyError
 from bot.runtime import Runtime
@@ -20,6 +20,14 @@ def _fail(problems: list[str]) -> NoReturn:
     for line in problems:
         click.echo(f"finance-desk: {line}", err=True)
     sys.exit(2)
+
+
+def _read_settings() -> Settings:
+    """The environment's settings for commands that serve nothing (no Slack or webhook secret needed)."""
+    try:
+        return read_settings()
+    except ConfigError as exc:
+        _fail(exc.problems)
 
 
 def _settings(**kwargs: bool) -> Settings:
@@ -156,7 +164,6 @@ def preview(call_file: Path) -> None:
 
     from blocks.builder import block_kit_builder_url
     from blocks.card import case_card
-    from bot.config import Settings
     from bot.ingest import preview_case
     from bot.policy import load_policy
     from providers.dialnexa import NotACallEvent
@@ -166,7 +173,7 @@ def preview(call_file: Path) -> None:
     except ValueError as exc:
         _fail([f"{call_file}: not valid JSON ({exc.__class__.__name__})"])
     try:
-        policy = load_policy(Settings().finance_desk_policy)
+        policy = load_policy(_read_settings().finance_desk_policy)
         case = preview_case(body, policy, datetime.now(UTC))
     except PolicyError as exc:
         _fail(exc.problems)
@@ -192,10 +199,7 @@ def db_upgrade(revision: str) -> None:
     from storage.db import make_engine
     from storage.migrate import current_revision, upgrade
 
-    try:
-        settings = Settings()
-    except Exception as exc:
-        _fail([f"configuration: {exc.__class__.__name__}"])
+    settings = _read_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine, revision)
     click.echo(f"database at revision {current_revision(engine)}")
@@ -219,10 +223,7 @@ def audit_export(since: datetime, fmt: str, output: TextIO) -> None:
     from bot.audit_export import ExportError, export
     from storage.db import make_engine, normalise_url
 
-    try:
-        settings = Settings()
-    except Exception as exc:
-        _fail([f"configuration: {exc.__class__.__name__}"])
+    settings = _read_settings()
     try:
         url = make_url(normalise_url(settings.database_url))
     except Exception as exc:

@@ -74,6 +74,23 @@ class Settings(BaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        from storage.db import normalise_url
+
+        try:
+            backend = make_url(normalise_url(value)).get_backend_name()
+        except ArgumentError:
+            # Not echoed: a database URL may carry a password.
+            raise ValueError("not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend} is not supported; use sqlite:/// or postgresql://")
+        return value
+
     @field_validator("moonclerk_webhook_token")
     @classmethod
     def _webhook_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -96,15 +113,21 @@ class Settings(BaseSettings):
         return [secret.get_secret_value().encode() for secret in self.dialnexa_webhook_secrets]
 
 
-def load_settings(*, require_slack: bool = False, socket_mode: bool = False) -> Settings:
-    """Build settings from the environment or raise ConfigError listing every problem."""
+def read_settings() -> Settings:
+    """Settings from the environment, each bad value one ConfigError line (never the value itself)."""
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         # Pydantic's own message would echo the input; a secret must never reach a terminal or log.
         raise ConfigError(
-            [f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+            [f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+             for err in exc.errors()]
         ) from None
+
+
+def load_settings(*, require_slack: bool = False, socket_mode: bool = False) -> Settings:
+    """Settings for a running app: read_settings() plus what serving needs, every problem listed."""
+    settings = read_settings()
     problems: list[str] = []
     if not settings.dialnexa_webhook_secrets:
         problems.append("DIALNEXA_WEBHOOK_SECRETS: missing (comma-separated list: current secret first)")

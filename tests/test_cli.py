@@ -53,6 +53,25 @@ def test_config_errors_are_one_line_each_and_never_echo_secrets() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["preview", "bot/samples/01_refund.json"], ["db", "upgrade"],
+                                     ["audit", "export", "--since", "2026-01-01"]], ids=lambda c: c[0])
+def test_commands_without_slack_still_name_bad_settings_and_never_echo_them(command: list[str]) -> None:
+    result = run(*command, env={"SLACK_BOT_TOKEN": "bad-SECRETVALUE", "DATABASE_URL": "nonsense-PASSWORD"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("finance-desk: SLACK_BOT_TOKEN: ") for line in lines), result.stderr
+    assert any(line.startswith("finance-desk: DATABASE_URL: not a database URL") for line in lines), result.stderr
+    assert "SECRETVALUE" not in result.stderr + result.stdout and "PASSWORD" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unsupported_database_is_refused_at_start_up() -> None:
+    result = run("config", "check", env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_x",
+                                         "DATABASE_URL": "mysql://root@127.0.0.1/test"})
+    assert result.returncode == 2 and "finance-desk: DATABASE_URL: " in result.stderr
+    assert "mysql is not supported" in result.stderr
+
+
 def test_missing_values_are_named() -> None:
     result = run("config", "check", env={"SLACK_BOT_TOKEN": "xoxb-valid-shape"})
     assert result.returncode == 2
@@ -159,7 +178,7 @@ def test_serve_refuses_to_start_with_a_short_moonclerk_webhook_token(tmp_path: P
     result = run("serve", "--port", str(_free_port()), cwd=tmp_path,
                  env={"DIALNEXA_WEBHOOK_SECRETS": "whsec_1", "MOONCLERK_WEBHOOK_TOKEN": "short"})
     assert result.returncode == 2
-    assert result.stderr.strip() == ("finance-desk: MOONCLERK_WEBHOOK_TOKEN: Value error, must be at least 24 "
+    assert result.stderr.strip() == ("finance-desk: MOONCLERK_WEBHOOK_TOKEN: must be at least 24 "
                                      "characters (it is the only thing guarding /webhooks/moonclerk/...); "
                                      "generate one with: openssl rand -hex 24")
 
