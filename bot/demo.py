@@ -77,6 +77,13 @@ def _show(echo: Callable[[str], None], message: dict[str, Any], prefix: str = "�
         echo(prefix + line)
 
 
+def _show_channel(echo: Callable[[str], None], slack: SlackStandIn, channel: str, name: str) -> None:
+    for message in slack.messages(channel):
+        echo(f"┌─ {name} · message {message['ts']}")
+        _show(echo, message)
+        echo("└─")
+
+
 def _signed_post(server_url: str, signing_secret: str, payload: dict[str, Any]) -> int:
     """POST an interactivity payload to /slack/events signed exactly as Slack signs it."""
     body = "payload=" + urllib.parse.quote(json.dumps(payload))
@@ -192,18 +199,12 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     echo("")
     echo("Step 2 · The outbox posts one card per billing case (paced to Slack's 1 message/s per channel)")
     _wait(lambda: _outbox_idle(runtime), 60, "the cards to be posted")
-    for message in slack.messages(FINANCE_CHANNEL):
-        echo(f"┌─ #finance · message {message['ts']}")
-        _show(echo, message)
-        echo("└─")
+    _show_channel(echo, slack, FINANCE_CHANNEL, "#finance")
 
     echo("")
     echo("Step 2b · Escalation pages: one per case and reason, with owner, on-call group and a link to the card")
     _wait(lambda: _pages_settled(runtime), 60, "the escalation pages")
-    for message in slack.messages(ESCALATION_CHANNEL):
-        echo(f"┌─ #escalations · message {message['ts']}")
-        _show(echo, message)
-        echo("└─")
+    _show_channel(echo, slack, ESCALATION_CHANNEL, "#escalations")
 
     echo("")
     echo(f"Step 3 · Approver <@{APPROVER}> clicks “Assign to me” on the refund card")

@@ -31,6 +31,7 @@ from storage.db import session_scope
 from storage.models import AuditEvent, Case, OutboxMessage
 from storage.reminders import Reminder
 from tests.blockkit import assert_valid_message
+from tests.clock import Clock
 from tests.signing import dumps
 
 SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
@@ -40,18 +41,6 @@ T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=120)  # tests/data/policy.toml: overdue_window_minutes
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def rengine(engine: Engine) -> Engine:
-    # The reminders table comes from its Alembic migration, like every other table.
-    return engine
 
 
 def call(call_id: str, intent: str, **analysis: Any) -> dict[str, Any]:
@@ -113,16 +102,16 @@ RULES = [
 ]
 
 
-def test_every_escalation_rule_pages_at_once_once_per_reason(rengine: Engine, policy: Policy) -> None:
-    cases = {deliver(rengine, policy, payload, card_ts=f"1700000000.{n:06d}"): (payload, reasons)
+def test_every_escalation_rule_pages_at_once_once_per_reason(engine: Engine, policy: Policy) -> None:
+    cases = {deliver(engine, policy, payload, card_ts=f"1700000000.{n:06d}"): (payload, reasons)
              for n, (payload, reasons) in enumerate(RULES)}
-    small_refund = deliver(rengine, policy, call("call_small_refund", "refund_request", amount="149.00",
+    small_refund = deliver(engine, policy, call("call_small_refund", "refund_request", amount="149.00",
                                                  currency="USD"), card_ts="1700000001.000001")
     clock = Clock(T0 + timedelta(seconds=1))
-    assert scheduler(rengine, policy, clock).run_once() == sum(len(r) for _, r in RULES)
-    assert pages(rengine, small_refund) == []  # below the threshold: no page
+    assert scheduler(engine, policy, clock).run_once() == sum(len(r) for _, r in RULES)
+    assert pages(engine, small_refund) == []  # below the threshold: no page
     for n, (case_id, (_, reasons)) in enumerate(cases.items()):
-        sent = pages(rengine, case_id)
+        sent = pages(engine, case_id)
         assert len(sent) == len(reasons)
         for page, reason in zip(sent, reasons, strict=True):
             text = json.dumps(page.blocks)
@@ -134,16 +123,16 @@ def test_every_escalation_rule_pages_at_once_once_per_reason(rengine: Engine, po
             assert "Dana Whitfield" in text or "ap@vip.example" in text
             assert_valid_message({"text": page.text, "blocks": page.blocks})
     vip = next(case_id for case_id, (payload, _) in cases.items() if payload["payload"]["call"]["id"] == "call_vip")
-    assert "12,000.00 USD" in json.dumps(pages(rengine, vip)[0].blocks) and "Critical" in json.dumps(
-        pages(rengine, vip)[0].blocks)
+    assert "12,000.00 USD" in json.dumps(pages(engine, vip)[0].blocks) and "Critical" in json.dumps(
+        pages(engine, vip)[0].blocks)
 
     # Retries, later events and restarts never page a reason twice.
     for payload, _ in RULES:
-        deliver(rengine, policy, payload, now=T0 + timedelta(minutes=1))
-        deliver(rengine, policy, {**payload, "event_type": "call_analyzed"}, now=T0 + timedelta(minutes=2))
+        deliver(engine, policy, payload, now=T0 + timedelta(minutes=1))
+        deliver(engine, policy, {**payload, "event_type": "call_analyzed"}, now=T0 + timedelta(minutes=2))
     clock.now += timedelta(minutes=3)
-    assert scheduler(rengine, policy, clock).run_once() == 0
-    assert len(pages(rengine)) == sum(len(r) for _, r in RULES)
+    assert scheduler(engine, policy, clock).run_once() == 0
+    assert len(pages(engine)) == sum(len(r) for _, r in RULES)
 
 
 @pytest.fixture
@@ -153,15 +142,15 @@ def slack() -> Iterator[SlackStandIn]:
 
 
 def test_vip_failed_renewal_pages_the_escalation_channel_with_a_link_to_the_card(
-    rengine: Engine, policy: Policy, slack: SlackStandIn,
+    engine: Engine, policy: Policy, slack: SlackStandIn,
 ) -> None:
     clock = Clock(T0)
-    case_id = deliver(rengine, policy, sample("03_vip_failed_renewal.json"), now=clock.now)
-    outbox = OutboxWorker(rengine, WebClient(token="xoxb-test", base_url=f"{slack.url}/api/"), CHANNEL,
+    case_id = deliver(engine, policy, sample("03_vip_failed_renewal.json"), now=clock.now)
+    outbox = OutboxWorker(engine, WebClient(token="xoxb-test", base_url=f"{slack.url}/api/"), CHANNEL,
                           pacer=ChannelPacer(interval=0), clock=clock)
-    reminders = scheduler(rengine, policy, clock)
+    reminders = scheduler(engine, policy, clock)
     reminders.run_once()
-    assert reminders.stats["waiting"] == 3 and pages(rengine) == []  # waiting for the card to be posted
+    assert reminders.stats["waiting"] == 3 and pages(engine) == []  # waiting for the card to be posted
     while outbox.run_once():
         pass
     [card] = slack.messages(CHANNEL)
@@ -180,44 +169,44 @@ def test_vip_failed_renewal_pages_the_escalation_channel_with_a_link_to_the_card
         body = json.dumps(message["blocks"])
         assert link in body and "12,000.00 USD" in body and "Big Customer Inc." in body
         assert "<!subteam^S0ONCALL>" in message["text"] and "<@U0OWNER>" in message["text"]
-    assert all(r.status == "sent" for r in rows(rengine, case_id, "escalation"))
+    assert all(r.status == "sent" for r in rows(engine, case_id, "escalation"))
 
 
-def test_a_page_waits_briefly_for_its_card_then_goes_without_the_link(rengine: Engine, policy: Policy) -> None:
-    case_id = deliver(rengine, policy, call("call_dispute", "chargeback"), now=T0)
+def test_a_page_waits_briefly_for_its_card_then_goes_without_the_link(engine: Engine, policy: Policy) -> None:
+    case_id = deliver(engine, policy, call("call_dispute", "chargeback"), now=T0)
     clock = Clock(T0)
-    reminders = scheduler(rengine, policy, clock)
+    reminders = scheduler(engine, policy, clock)
     reminders.run_once()
-    assert pages(rengine) == [] and reminders.stats["waiting"] == 1
+    assert pages(engine) == [] and reminders.stats["waiting"] == 1
     clock.now = T0 + escalations.CARD_WAIT + timedelta(seconds=1)  # the card never came (Slack down)
     reminders.run_once()
-    [page] = pages(rengine, case_id)
+    [page] = pages(engine, case_id)
     assert f"<#{CHANNEL}>" in json.dumps(page.blocks) and "call_dispute" in json.dumps(page.blocks)
 
 
-def test_follow_up_page_when_nobody_acts(rengine: Engine, policy: Policy) -> None:
-    ignored = deliver(rengine, policy, call("call_ignored", "chargeback"), card_ts="1700000000.000001")
-    assigned = deliver(rengine, policy, call("call_assigned", "chargeback"), card_ts="1700000000.000002")
-    reviewed = deliver(rengine, policy, call("call_reviewed", "chargeback"), card_ts="1700000000.000003")
-    dismissed = deliver(rengine, policy, call("call_dismissed", "chargeback"), card_ts="1700000000.000004")
+def test_follow_up_page_when_nobody_acts(engine: Engine, policy: Policy) -> None:
+    ignored = deliver(engine, policy, call("call_ignored", "chargeback"), card_ts="1700000000.000001")
+    assigned = deliver(engine, policy, call("call_assigned", "chargeback"), card_ts="1700000000.000002")
+    reviewed = deliver(engine, policy, call("call_reviewed", "chargeback"), card_ts="1700000000.000003")
+    dismissed = deliver(engine, policy, call("call_dismissed", "chargeback"), card_ts="1700000000.000004")
     clock = Clock(T0 + timedelta(seconds=1))
-    reminders = scheduler(rengine, policy, clock)
+    reminders = scheduler(engine, policy, clock)
     assert reminders.run_once() == 4
-    assert {r.due_at for c in (ignored, assigned) for r in rows(rengine, c, "escalation_followup")} == {
+    assert {r.due_at for c in (ignored, assigned) for r in rows(engine, c, "escalation_followup")} == {
         clock.now + WINDOW}
 
     later = clock.now + timedelta(minutes=30)
     # The app and DialNexa keep writing to the audit trail; that is not somebody acting.
-    with session_scope(rengine) as session:
+    with session_scope(engine) as session:
         session.add(AuditEvent(at=later, actor="finance-desk", action="slack.card_updated", case_id=ignored))
         session.add(AuditEvent(at=later, actor="dialnexa", action="case.updated", case_id=ignored))
-    assert workflow.assign_self(rengine, assigned, "U0APPROVER1", later).ok  # a person acted, state still new
-    with session_scope(rengine) as session:  # the state moved on, with no person in the audit trail
+    assert workflow.assign_self(engine, assigned, "U0APPROVER1", later).ok  # a person acted, state still new
+    with session_scope(engine) as session:  # the state moved on, with no person in the audit trail
         case = session.get(Case, reviewed)
         assert case is not None
         case.state = "in_review"
         session.add(case)
-    with session_scope(rengine) as session:
+    with session_scope(engine) as session:
         case = session.get(Case, dismissed)
         assert case is not None
         on_case_closed(session, case, later, "dismissed")
@@ -226,30 +215,30 @@ def test_follow_up_page_when_nobody_acts(rengine: Engine, policy: Policy) -> Non
     assert reminders.run_once() == 0  # not yet
     clock.now += timedelta(seconds=10)
     assert reminders.run_once() == 3
-    followups = [p for p in pages(rengine) if "escalation-followup" in p.dedup_key]
+    followups = [p for p in pages(engine) if "escalation-followup" in p.dedup_key]
     assert [p.case_id for p in followups] == [ignored]
     assert "Still unhandled 120 min" in (followups[0].text or "") and "<!subteam^S0ONCALL>" in (
         followups[0].text or "")
     assert_valid_message({"text": followups[0].text, "blocks": followups[0].blocks})
-    assert [r.cancel_reason for r in rows(rengine, assigned, "escalation_followup")] == ["acted"]
-    assert [r.cancel_reason for r in rows(rengine, reviewed, "escalation_followup")] == ["acted"]
-    assert [r.cancel_reason for r in rows(rengine, dismissed, "escalation_followup")] == ["dismissed"]
+    assert [r.cancel_reason for r in rows(engine, assigned, "escalation_followup")] == ["acted"]
+    assert [r.cancel_reason for r in rows(engine, reviewed, "escalation_followup")] == ["acted"]
+    assert [r.cancel_reason for r in rows(engine, dismissed, "escalation_followup")] == ["dismissed"]
     clock.now += WINDOW * 3
     assert reminders.run_once() == 0  # one follow-up, not one per window
 
 
-def test_no_escalation_channel_logs_and_a_closed_case_pages_nobody(rengine: Engine, policy: Policy,
+def test_no_escalation_channel_logs_and_a_closed_case_pages_nobody(engine: Engine, policy: Policy,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    case_id = deliver(rengine, policy, call("call_dispute", "chargeback"), card_ts="1700000000.000001")
-    closed = deliver(rengine, policy, call("call_closed", "chargeback"), card_ts="1700000000.000002")
-    with session_scope(rengine) as session:  # closed on a path that does not call the hook
+    case_id = deliver(engine, policy, call("call_dispute", "chargeback"), card_ts="1700000000.000001")
+    closed = deliver(engine, policy, call("call_closed", "chargeback"), card_ts="1700000000.000002")
+    with session_scope(engine) as session:  # closed on a path that does not call the hook
         case = session.get(Case, closed)
         assert case is not None
         case.state = "rejected"
         session.add(case)
     escalations._warned.clear()
     with caplog.at_level(logging.WARNING):
-        assert scheduler(rengine, policy, Clock(T0 + timedelta(seconds=1)), channel=None).run_once() == 2
-    assert pages(rengine) == [] and caplog.text.count("ESCALATION_CHANNEL is not set") == 1
-    assert [r.cancel_reason for r in rows(rengine, case_id, "escalation")] == ["no_channel"]
-    assert [r.cancel_reason for r in rows(rengine, closed, "escalation")] == ["closed"]
+        assert scheduler(engine, policy, Clock(T0 + timedelta(seconds=1)), channel=None).run_once() == 2
+    assert pages(engine) == [] and caplog.text.count("ESCALATION_CHANNEL is not set") == 1
+    assert [r.cancel_reason for r in rows(engine, case_id, "escalation")] == ["no_channel"]
+    assert [r.cancel_reason for r in rows(engine, closed, "escalation")] == ["closed"]

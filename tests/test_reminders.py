@@ -60,6 +60,7 @@ from storage.db import session_scope
 from storage.models import AuditEvent, Case, OutboxMessage
 from storage.reminders import Reminder
 from tests.blockkit import assert_valid_message, assert_valid_view
+from tests.clock import Clock
 from tests.conftest import TEST_POLICY
 from tests.signing import dumps, slack_headers
 from tests.slackapp import CHANNEL, SIGNING_SECRET, SlackApp
@@ -201,18 +202,6 @@ def test_messages_match_the_block_kit_schema() -> None:
 # Database helpers
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def rengine(engine: Engine) -> Engine:
-    # The reminders table comes from its Alembic migration, like every other table.
-    return engine
 
 
 def new_case(engine: Engine, policy: Policy, now: datetime, call_id: str = "call_r1", **fields: Any) -> int:
@@ -282,71 +271,71 @@ MONDAY = utc(2026, 11, 23, 15)
 # Scheduling
 
 
-def test_deadline_schedules_reschedules_and_never_duplicates(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
-    assert pending(rengine, case_id) == {"lead": LEAD, "due": DEADLINE, "overdue": OVERDUE}
-    assert case_row(rengine, case_id).next_reminder_at == LEAD  # shown on the card (ingest updates it)
-    change(rengine, case_id, policy, MONDAY + timedelta(minutes=5))  # a retried or merged webhook
-    assert len(reminders(rengine, case_id)) == 3
+def test_deadline_schedules_reschedules_and_never_duplicates(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
+    assert pending(engine, case_id) == {"lead": LEAD, "due": DEADLINE, "overdue": OVERDUE}
+    assert case_row(engine, case_id).next_reminder_at == LEAD  # shown on the card (ingest updates it)
+    change(engine, case_id, policy, MONDAY + timedelta(minutes=5))  # a retried or merged webhook
+    assert len(reminders(engine, case_id)) == 3
 
     later = DEADLINE + timedelta(days=1)
-    change(rengine, case_id, policy, MONDAY, follow_up_deadline=later)
-    assert pending(rengine, case_id) == {"lead": LEAD + timedelta(days=1), "due": later,
+    change(engine, case_id, policy, MONDAY, follow_up_deadline=later)
+    assert pending(engine, case_id) == {"lead": LEAD + timedelta(days=1), "due": later,
                                          "overdue": OVERDUE + timedelta(days=1)}
-    cancelled = [r for r in reminders(rengine, case_id) if r.status == "cancelled"]
+    cancelled = [r for r in reminders(engine, case_id) if r.status == "cancelled"]
     assert len(cancelled) == 3 and {r.cancel_reason for r in cancelled} == {"rescheduled"}
-    assert case_row(rengine, case_id).next_reminder_at == LEAD + timedelta(days=1)
+    assert case_row(engine, case_id).next_reminder_at == LEAD + timedelta(days=1)
 
-    change(rengine, case_id, policy, MONDAY, follow_up_deadline=DEADLINE)  # and back again
-    assert pending(rengine, case_id) == {"lead": LEAD, "due": DEADLINE, "overdue": OVERDUE}
-    assert len(reminders(rengine, case_id)) == 6  # the old rows came back; nothing was duplicated
+    change(engine, case_id, policy, MONDAY, follow_up_deadline=DEADLINE)  # and back again
+    assert pending(engine, case_id) == {"lead": LEAD, "due": DEADLINE, "overdue": OVERDUE}
+    assert len(reminders(engine, case_id)) == 6  # the old rows came back; nothing was duplicated
 
-    change(rengine, case_id, policy, MONDAY, follow_up_deadline=None, next_step=None)
-    assert pending(rengine, case_id) == {}
-    assert case_row(rengine, case_id).next_reminder_at is None
+    change(engine, case_id, policy, MONDAY, follow_up_deadline=None, next_step=None)
+    assert pending(engine, case_id) == {}
+    assert case_row(engine, case_id).next_reminder_at is None
 
     # Outside ingest (which enqueues the card itself), a sync asks for the card update on its own.
-    assert outbox(rengine, "card") == []
-    with session_scope(rengine) as session:
+    assert outbox(engine, "card") == []
+    with session_scope(engine) as session:
         case = session.get(Case, case_id, with_for_update=True)
         assert case is not None
         case.follow_up_deadline = DEADLINE
         store.sync_case(session, case, policy, MONDAY)
-    assert len(outbox(rengine, "card")) == 1 and case_row(rengine, case_id).next_reminder_at == LEAD
+    assert len(outbox(engine, "card")) == 1 and case_row(engine, case_id).next_reminder_at == LEAD
 
 
-def test_a_promised_next_step_alone_gets_reminders_and_non_billing_calls_none(rengine: Engine,
+def test_a_promised_next_step_alone_gets_reminders_and_non_billing_calls_none(engine: Engine,
                                                                               policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, next_step="Call the customer back")
+    case_id = new_case(engine, policy, MONDAY, next_step="Call the customer back")
     # Monday 10:00 New York → end of Tuesday (17:00 EST = 22:00 UTC)
-    assert pending(rengine, case_id)["due"] == utc(2026, 11, 24, 22)
-    other = new_case(rengine, policy, MONDAY, call_id="call_chat", is_billing=False, kind="not_billing",
+    assert pending(engine, case_id)["due"] == utc(2026, 11, 24, 22)
+    other = new_case(engine, policy, MONDAY, call_id="call_chat", is_billing=False, kind="not_billing",
                      follow_up_deadline=DEADLINE)
-    assert reminders(rengine, other) == []
+    assert reminders(engine, other) == []
 
 
-def test_deadline_already_past_sends_one_reminder_at_once(rengine: Engine, policy: Policy) -> None:
+def test_deadline_already_past_sends_one_reminder_at_once(engine: Engine, policy: Policy) -> None:
     # An hour after the deadline: "due" goes out at once (it is past), "overdue" at its time.
-    case_id = new_case(rengine, policy, DEADLINE + timedelta(hours=1), follow_up_deadline=DEADLINE)
-    assert pending(rengine, case_id) == {"due": DEADLINE, "overdue": OVERDUE}
+    case_id = new_case(engine, policy, DEADLINE + timedelta(hours=1), follow_up_deadline=DEADLINE)
+    assert pending(engine, case_id) == {"due": DEADLINE, "overdue": OVERDUE}
     # Past the overdue time too: only the overdue reminder, not both one after the other.
-    case_id = new_case(rengine, policy, OVERDUE + timedelta(hours=1), call_id="call_r2",
+    case_id = new_case(engine, policy, OVERDUE + timedelta(hours=1), call_id="call_r2",
                        follow_up_deadline=DEADLINE)
-    assert pending(rengine, case_id) == {"overdue": OVERDUE}  # fires on the next pass
+    assert pending(engine, case_id) == {"overdue": OVERDUE}  # fires on the next pass
 
 
 # ---------------------------------------------------------------------------------------------------
 # Firing
 
 
-def test_each_reminder_fires_once_in_the_thread_mentioning_the_owner(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
-    unowned = new_case(rengine, policy, MONDAY, call_id="call_r2", owner=None, follow_up_deadline=DEADLINE)
+def test_each_reminder_fires_once_in_the_thread_mentioning_the_owner(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
+    unowned = new_case(engine, policy, MONDAY, call_id="call_r2", owner=None, follow_up_deadline=DEADLINE)
     clock = Clock(LEAD + timedelta(seconds=5))
-    reminders_ = scheduler(rengine, policy, clock)
+    reminders_ = scheduler(engine, policy, clock)
     assert reminders_.run_once() == 2
     assert reminders_.run_once() == 0
-    posted = outbox(rengine)
+    posted = outbox(engine)
     assert [row.case_id for row in posted] == [case_id, unowned]
     assert "<@U0ALICE>" in (posted[0].text or "") and "Follow-up due" in (posted[0].text or "")
     assert "<@U0OWNER>" in (posted[1].text or "")  # the policy's default finance owner
@@ -354,37 +343,37 @@ def test_each_reminder_fires_once_in_the_thread_mentioning_the_owner(rengine: En
     assert_valid_message({"text": posted[0].text, "blocks": posted[0].blocks})
     actions = {e["action_id"] for b in posted[0].blocks or [] for e in b.get("elements", [])}
     assert actions == {REMINDER_DONE, REMINDER_SNOOZE, REMINDER_REASSIGN}
-    assert case_row(rengine, case_id).next_reminder_at == DEADLINE
+    assert case_row(engine, case_id).next_reminder_at == DEADLINE
 
     clock.now = DEADLINE + timedelta(seconds=1)
     assert reminders_.run_once() == 2
     clock.now = OVERDUE + timedelta(seconds=1)
     assert reminders_.run_once() == 2
-    texts = [row.text or "" for row in outbox(rengine) if row.case_id == case_id]
+    texts = [row.text or "" for row in outbox(engine) if row.case_id == case_id]
     assert len(texts) == 3 and "due now" in texts[1] and "overdue" in texts[2]
     assert "<!subteam^S0ONCALL>" in texts[2]
-    assert case_row(rengine, case_id).next_reminder_at is None
-    assert all(r.status == "sent" and not r.late for r in reminders(rengine))
+    assert case_row(engine, case_id).next_reminder_at is None
+    assert all(r.status == "sent" and not r.late for r in reminders(engine))
 
 
-def test_a_claim_is_exclusive_and_a_dead_workers_lease_is_taken_over(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
+def test_a_claim_is_exclusive_and_a_dead_workers_lease_is_taken_over(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
     now = LEAD + timedelta(seconds=1)
     settings_ = FireSettings(policy=policy)
-    assert store.claim_due(rengine, "A", now) == [reminders(rengine, case_id)[0].id]
-    assert store.claim_due(rengine, "B", now) == []  # A holds the lease
+    assert store.claim_due(engine, "A", now) == [reminders(engine, case_id)[0].id]
+    assert store.claim_due(engine, "B", now) == []  # A holds the lease
     later = now + store.LEASE + timedelta(seconds=1)  # A died: its lease ran out
-    [taken] = store.claim_due(rengine, "B", later)
-    assert store.fire(rengine, taken, "A", later, settings_) is None  # A woke up: no longer its claim
-    assert store.fire(rengine, taken, "B", later, settings_) == "sent"
-    assert store.fire(rengine, taken, "B", later, settings_) is None
-    assert len(outbox(rengine)) == 1
+    [taken] = store.claim_due(engine, "B", later)
+    assert store.fire(engine, taken, "A", later, settings_) is None  # A woke up: no longer its claim
+    assert store.fire(engine, taken, "B", later, settings_) == "sent"
+    assert store.fire(engine, taken, "B", later, settings_) is None
+    assert len(outbox(engine)) == 1
 
 
-def test_a_reminder_that_cannot_be_fired_does_not_hold_up_the_others(rengine: Engine, policy: Policy,
+def test_a_reminder_that_cannot_be_fired_does_not_hold_up_the_others(engine: Engine, policy: Policy,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    good = [new_case(rengine, policy, MONDAY, call_id=f"call_ok{n}", follow_up_deadline=DEADLINE) for n in range(2)]
-    bad = new_case(rengine, policy, MONDAY, call_id="call_bad", follow_up_deadline=DEADLINE)
+    good = [new_case(engine, policy, MONDAY, call_id=f"call_ok{n}", follow_up_deadline=DEADLINE) for n in range(2)]
+    bad = new_case(engine, policy, MONDAY, call_id="call_bad", follow_up_deadline=DEADLINE)
     real = store._fire_reminder
 
     def flaky(session: Any, case: Case, *args: Any) -> str:
@@ -394,169 +383,169 @@ def test_a_reminder_that_cannot_be_fired_does_not_hold_up_the_others(rengine: En
 
     monkeypatch.setattr(store, "_fire_reminder", flaky)
     clock = Clock(LEAD + timedelta(seconds=1))
-    reminders_ = scheduler(rengine, policy, clock)
+    reminders_ = scheduler(engine, policy, clock)
     reminders_.run_once()
-    assert sorted(row.case_id for row in outbox(rengine)) == good  # the batch fell back to one by one
+    assert sorted(row.case_id for row in outbox(engine)) == good  # the batch fell back to one by one
     for _ in range(store.MAX_ATTEMPTS):  # retried after each lease, then given up on
         clock.now += store.LEASE + timedelta(seconds=1)
         reminders_.run_once()
-    [lead] = [r for r in reminders(rengine, bad) if r.kind == "lead"]
+    [lead] = [r for r in reminders(engine, bad) if r.kind == "lead"]
     assert (lead.status, lead.cancel_reason, lead.attempts) == ("cancelled", "failed", store.MAX_ATTEMPTS)
 
 
-def test_resolving_or_dismissing_cancels_reminders(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
-    other = new_case(rengine, policy, MONDAY, call_id="call_r2", follow_up_deadline=DEADLINE)
-    with session_scope(rengine) as session:  # the hook bot.workflow calls when a case closes
+def test_resolving_or_dismissing_cancels_reminders(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
+    other = new_case(engine, policy, MONDAY, call_id="call_r2", follow_up_deadline=DEADLINE)
+    with session_scope(engine) as session:  # the hook bot.workflow calls when a case closes
         case = session.get(Case, case_id, with_for_update=True)
         assert case is not None
         on_case_closed(session, case, MONDAY, "dismissed")
-    assert pending(rengine, case_id) == {} and case_row(rengine, case_id).next_reminder_at is None
-    assert {r.cancel_reason for r in reminders(rengine, case_id)} == {"dismissed"}
+    assert pending(engine, case_id) == {} and case_row(engine, case_id).next_reminder_at is None
+    assert {r.cancel_reason for r in reminders(engine, case_id)} == {"dismissed"}
     # A case closed on a path that does not call the hook: its reminder is cancelled when it comes up.
-    with session_scope(rengine) as session:
+    with session_scope(engine) as session:
         case = session.get(Case, other)
         assert case is not None
         case.state = "done"
         session.add(case)
-    assert scheduler(rengine, policy, Clock(LEAD + timedelta(seconds=1))).run_once() == 1
-    assert outbox(rengine) == []
-    assert [r.cancel_reason for r in reminders(rengine, other) if r.kind == "lead"] == ["closed"]
+    assert scheduler(engine, policy, Clock(LEAD + timedelta(seconds=1))).run_once() == 1
+    assert outbox(engine) == []
+    assert [r.cancel_reason for r in reminders(engine, other) if r.kind == "lead"] == ["closed"]
     # ... and a later sync of the closed case cancels the rest.
-    change(rengine, other, policy, MONDAY)
-    assert pending(rengine, other) == {}
+    change(engine, other, policy, MONDAY)
+    assert pending(engine, other) == {}
     # Dismissing from the card (bot.workflow calls the hook once wired) never posts a reminder either.
-    third = new_case(rengine, policy, MONDAY, call_id="call_r3", follow_up_deadline=DEADLINE)
-    assert workflow.dismiss(rengine, third, "U0ALICE", MONDAY).ok
-    scheduler(rengine, policy, Clock(OVERDUE + timedelta(seconds=1))).run_once()
-    assert outbox(rengine) == [] and pending(rengine, third) == {}
+    third = new_case(engine, policy, MONDAY, call_id="call_r3", follow_up_deadline=DEADLINE)
+    assert workflow.dismiss(engine, third, "U0ALICE", MONDAY).ok
+    scheduler(engine, policy, Clock(OVERDUE + timedelta(seconds=1))).run_once()
+    assert outbox(engine) == [] and pending(engine, third) == {}
 
 
-def test_restart_after_downtime_fires_each_missed_reminder_once_marked_late(rengine: Engine,
+def test_restart_after_downtime_fires_each_missed_reminder_once_marked_late(engine: Engine,
                                                                              policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
-    friday = new_case(rengine, policy, MONDAY, call_id="call_r2", follow_up_deadline=utc(2026, 11, 27, 20))
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
+    friday = new_case(engine, policy, MONDAY, call_id="call_r2", follow_up_deadline=utc(2026, 11, 27, 20))
     clock = Clock(MONDAY)
-    first = scheduler(rengine, policy, clock, "before", interval_seconds=3600)
+    first = scheduler(engine, policy, clock, "before", interval_seconds=3600)
     first.start()
     assert first.wait_for_passes(1)
     first.stop()  # the process stops on Monday...
-    assert outbox(rengine) == []
+    assert outbox(engine) == []
 
     clock.now = DEADLINE + timedelta(hours=1)  # ... and comes back on Tuesday after the deadline
-    second = scheduler(rengine, policy, clock, "after", interval_seconds=3600)
+    second = scheduler(engine, policy, clock, "after", interval_seconds=3600)
     second.start()
     assert second.wait_for_passes(1)  # the catch-up pass at start
     second.stop()
-    sent = [r for r in reminders(rengine) if r.status == "sent"]
+    sent = [r for r in reminders(engine) if r.status == "sent"]
     assert sorted(r.kind for r in sent) == ["due", "lead"] and all(r.late for r in sent)
     assert all(r.case_id == case_id for r in sent)
-    texts = [row.text or "" for row in outbox(rengine)]
-    blocks = json.dumps([row.blocks for row in outbox(rengine)])
+    texts = [row.text or "" for row in outbox(engine)]
+    blocks = json.dumps([row.blocks for row in outbox(engine)])
     assert len(texts) == 2 and blocks.count("late: was due at") == 2
-    assert pending(rengine, case_id) == {"overdue": OVERDUE}
-    assert set(pending(rengine, friday)) == {"lead", "due", "overdue"}
+    assert pending(engine, case_id) == {"overdue": OVERDUE}
+    assert set(pending(engine, friday)) == {"lead", "due", "overdue"}
 
-    third = scheduler(rengine, policy, clock, "again", interval_seconds=3600)
+    third = scheduler(engine, policy, clock, "again", interval_seconds=3600)
     third.start()
     assert third.wait_for_passes(1)
     third.stop()
-    assert len(outbox(rengine)) == 2  # a second restart fires nothing twice
+    assert len(outbox(engine)) == 2  # a second restart fires nothing twice
     clock.now = OVERDUE + timedelta(seconds=2)
     assert third.run_once() == 1
-    assert [r.late for r in reminders(rengine, case_id) if r.kind == "overdue"] == [False]
+    assert [r.late for r in reminders(engine, case_id) if r.kind == "overdue"] == [False]
 
 
-def test_apscheduler_fires_on_the_next_due_time_and_on_wake(rengine: Engine, policy: Policy) -> None:
+def test_apscheduler_fires_on_the_next_due_time_and_on_wake(engine: Engine, policy: Policy) -> None:
     now = datetime.now(UTC)
-    case_id = new_case(rengine, policy, now)
-    running = scheduler(rengine, policy, Clock(now), interval_seconds=3600)
+    case_id = new_case(engine, policy, now)
+    running = scheduler(engine, policy, Clock(now), interval_seconds=3600)
     running.clock = lambda: datetime.now(UTC)
     running.start()
     try:
         assert running.wait_for_passes(1)
-        with session_scope(rengine) as session:
+        with session_scope(engine) as session:
             store.put(session, "once", Reminder(case_id=case_id, kind="snoozed", dedup_key="soon",
                                                 due_at=datetime.now(UTC) + timedelta(milliseconds=300)))
             store.put(session, "once", Reminder(case_id=case_id, kind="snoozed", dedup_key="now",
                                                 due_at=datetime.now(UTC) - timedelta(seconds=1)))
         running.wake()  # e.g. ingest just scheduled something: no waiting for the hourly poll
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(outbox(rengine)) < 2:
+        while time.monotonic() < deadline and len(outbox(engine)) < 2:
             time.sleep(0.02)
     finally:
         running.stop()
-    assert {r.dedup_key for r in reminders(rengine) if r.status == "sent"} >= {"soon", "now"}
-    assert len(outbox(rengine)) == 2
+    assert {r.dedup_key for r in reminders(engine) if r.status == "sent"} >= {"soon", "now"}
+    assert len(outbox(engine)) == 2
 
 
 # ---------------------------------------------------------------------------------------------------
 # Done, snooze, reassign (plain functions)
 
 
-def test_snooze_done_and_reassign(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
+def test_snooze_done_and_reassign(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
     clock = Clock(LEAD + timedelta(seconds=1))
-    scheduler(rengine, policy, clock).run_once()
-    lead_id = next(r.id for r in reminders(rengine, case_id) if r.kind == "lead")
+    scheduler(engine, policy, clock).run_once()
+    lead_id = next(r.id for r in reminders(engine, case_id) if r.kind == "lead")
     assert lead_id is not None
     now = clock.now
 
     # From the reminder: an hour, then (changing one's mind) tomorrow 9:00 - one snoozed reminder.
-    assert store.snooze(rengine, case_id, lead_id, now + timedelta(hours=1), "U0BOB", now, policy).ok
+    assert store.snooze(engine, case_id, lead_id, now + timedelta(hours=1), "U0BOB", now, policy).ok
     tomorrow = snooze_target(SnoozeChoice.TOMORROW, now, policy.business_hours.zone)
-    outcome = store.snooze(rengine, case_id, lead_id, tomorrow, "U0BOB", now, policy)
+    outcome = store.snooze(engine, case_id, lead_id, tomorrow, "U0BOB", now, policy)
     assert outcome.ok and "<!date^" in outcome.message
-    assert pending(rengine, case_id)["snoozed"] == tomorrow == utc(2026, 11, 25, 14)
-    assert not store.snooze(rengine, case_id, lead_id, now - timedelta(minutes=1), "U0BOB", now, policy).ok
-    assert not store.snooze(rengine, case_id + 99, lead_id, tomorrow, "U0BOB", now, policy).ok
+    assert pending(engine, case_id)["snoozed"] == tomorrow == utc(2026, 11, 25, 14)
+    assert not store.snooze(engine, case_id, lead_id, now - timedelta(minutes=1), "U0BOB", now, policy).ok
+    assert not store.snooze(engine, case_id + 99, lead_id, tomorrow, "U0BOB", now, policy).ok
 
     # The card's Snooze button: the next reminder (the due one) comes an hour later.
-    assert store.snooze_next(rengine, case_id, "U0BOB", now, policy).ok
-    assert pending(rengine, case_id)["due"] == DEADLINE + timedelta(hours=1)
-    assert case_row(rengine, case_id).next_reminder_at == DEADLINE + timedelta(hours=1)
+    assert store.snooze_next(engine, case_id, "U0BOB", now, policy).ok
+    assert pending(engine, case_id)["due"] == DEADLINE + timedelta(hours=1)
+    assert case_row(engine, case_id).next_reminder_at == DEADLINE + timedelta(hours=1)
 
-    assert store.reassign(rengine, case_id, "U0CAROL", "U0BOB", now).ok
-    assert case_row(rengine, case_id).owner == "U0CAROL"
-    assert not store.reassign(rengine, case_id, "not-a-user", "U0BOB", now).ok
+    assert store.reassign(engine, case_id, "U0CAROL", "U0BOB", now).ok
+    assert case_row(engine, case_id).owner == "U0CAROL"
+    assert not store.reassign(engine, case_id, "not-a-user", "U0BOB", now).ok
     clock.now = DEADLINE + timedelta(hours=1, seconds=1)
-    scheduler(rengine, policy, clock).run_once()
-    assert "<@U0CAROL>" in (outbox(rengine)[-1].text or "")  # reminders follow the new owner
+    scheduler(engine, policy, clock).run_once()
+    assert "<@U0CAROL>" in (outbox(engine)[-1].text or "")  # reminders follow the new owner
 
-    assert store.follow_up_done(rengine, case_id, "U0CAROL", clock.now).ok
-    assert pending(rengine, case_id) == {} and case_row(rengine, case_id).next_reminder_at is None
-    change(rengine, case_id, policy, clock.now)  # a later webhook does not bring them back
-    assert pending(rengine, case_id) == {}
-    with Session(rengine) as session:
+    assert store.follow_up_done(engine, case_id, "U0CAROL", clock.now).ok
+    assert pending(engine, case_id) == {} and case_row(engine, case_id).next_reminder_at is None
+    change(engine, case_id, policy, clock.now)  # a later webhook does not bring them back
+    assert pending(engine, case_id) == {}
+    with Session(engine) as session:
         actions = [e.action for e in session.exec(select(AuditEvent).where(AuditEvent.case_id == case_id)).all()]
     assert actions.count("reminder.snoozed") == 3 and "case.reassigned" in actions and "reminder.done" in actions
 
     # With nothing pending, the card's Snooze makes a snoozed reminder an hour out.
-    assert store.snooze_next(rengine, case_id, "U0BOB", clock.now, policy).ok
-    assert pending(rengine, case_id) == {"snoozed": clock.now + timedelta(hours=1)}
+    assert store.snooze_next(engine, case_id, "U0BOB", clock.now, policy).ok
+    assert pending(engine, case_id) == {"snoozed": clock.now + timedelta(hours=1)}
 
 
 @freeze_time("2026-11-24 16:00:30")
-def test_snooze_with_a_frozen_clock(rengine: Engine, policy: Policy) -> None:
-    case_id = new_case(rengine, policy, MONDAY, follow_up_deadline=DEADLINE)
-    reminders_ = scheduler(rengine, policy, Clock(MONDAY))
+def test_snooze_with_a_frozen_clock(engine: Engine, policy: Policy) -> None:
+    case_id = new_case(engine, policy, MONDAY, follow_up_deadline=DEADLINE)
+    reminders_ = scheduler(engine, policy, Clock(MONDAY))
     reminders_.clock = lambda: datetime.now(UTC)
     assert reminders_.run_once() == 1  # the lead reminder, due at 16:00
-    assert store.snooze_next(rengine, case_id, "U0BOB", datetime.now(UTC), policy).ok
-    assert pending(rengine, case_id)["due"] == DEADLINE + timedelta(hours=1)
+    assert store.snooze_next(engine, case_id, "U0BOB", datetime.now(UTC), policy).ok
+    assert pending(engine, case_id)["due"] == DEADLINE + timedelta(hours=1)
 
 
-def test_concurrent_claims_never_overlap(rengine: Engine, policy: Policy) -> None:
+def test_concurrent_claims_never_overlap(engine: Engine, policy: Policy) -> None:
     now = datetime.now(UTC)
-    case_id = new_case(rengine, policy, now, next_step=None)
-    with session_scope(rengine) as session:
+    case_id = new_case(engine, policy, now, next_step=None)
+    with session_scope(engine) as session:
         for n in range(200):
             session.add(Reminder(case_id=case_id, kind="snoozed", dedup_key=f"many:{n}", due_at=now))
     claims: dict[str, list[int]] = {}
 
     def claimer(name: str) -> None:
         mine = claims.setdefault(name, [])
-        while batch := store.claim_due(rengine, name, now, limit=7):
+        while batch := store.claim_due(engine, name, now, limit=7):
             mine.extend(batch)
 
     threads = [threading.Thread(target=claimer, args=(f"t{n}",)) for n in range(6)]
@@ -565,7 +554,7 @@ def test_concurrent_claims_never_overlap(rengine: Engine, policy: Policy) -> Non
     for thread in threads:
         thread.join(30)
     everything = [row_id for batch in claims.values() for row_id in batch]
-    assert sorted(everything) == sorted(r.id for r in reminders(rengine))  # all claimed, none twice
+    assert sorted(everything) == sorted(r.id for r in reminders(engine))  # all claimed, none twice
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -591,12 +580,12 @@ print(json.dumps(drain(outbox, reminders)))
 """
 
 
-def test_two_processes_fire_hundreds_of_due_reminders_once_each(rengine: Engine, db_url: str,
+def test_two_processes_fire_hundreds_of_due_reminders_once_each(engine: Engine, db_url: str,
                                                                 tmp_path: Path) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("the multi-process guarantee is for PostgreSQL; SQLite is single-host")
     now = datetime.now(UTC)
-    with session_scope(rengine) as session:
+    with session_scope(engine) as session:
         for n in range(100):
             case = Case(call_id=f"call_many_{n:03d}", kind="refund", is_billing=True, owner="U0ALICE",
                         slack_channel=CHANNEL, slack_ts=f"1700000000.{n:06d}", created_at=now, updated_at=now)
@@ -606,7 +595,7 @@ def test_two_processes_fire_hundreds_of_due_reminders_once_each(rengine: Engine,
             for kind in ("lead", "due", "overdue"):
                 session.add(Reminder(case_id=case.id, kind=kind, dedup_key=f"{case.id}:{kind}",
                                      due_at=now - timedelta(seconds=30), created_at=now))
-    expected = {r.id for r in reminders(rengine)}
+    expected = {r.id for r in reminders(engine)}
     assert len(expected) == 300
     with SlackStandIn() as slack:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "DATABASE_URL"))}
@@ -629,9 +618,9 @@ def test_two_processes_fire_hundreds_of_due_reminders_once_each(rengine: Engine,
     assert sorted(fired) == sorted(expected)  # every reminder posted, none twice
     assert sum(o["stats"].get("sent", 0) for o in outputs) == 300
     print("fired per process:", [o["stats"] for o in outputs])
-    assert all(r.status == "sent" for r in reminders(rengine))
-    assert len({r.claimed_by for r in reminders(rengine)}) == 1  # leases are cleared once fired
-    assert all(row.sent_at is not None for row in outbox(rengine)) and len(outbox(rengine)) == 300
+    assert all(r.status == "sent" for r in reminders(engine))
+    assert len({r.claimed_by for r in reminders(engine)}) == 1  # leases are cleared once fired
+    assert all(row.sent_at is not None for row in outbox(engine)) and len(outbox(engine)) == 300
 
 
 # ---------------------------------------------------------------------------------------------------

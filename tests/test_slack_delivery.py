@@ -26,6 +26,7 @@ from bot.slack.delivery import ChannelPacer, OutboxWorker
 from bot.slack.service import start_slack
 from bot.standins import SlackStandIn
 from storage.models import Case, OutboxMessage
+from tests.clock import Clock
 from tests.conftest import WEBHOOK_SECRET, LiveServer, make_settings
 from tests.signing import dialnexa_headers, dumps
 
@@ -34,15 +35,6 @@ CHANNEL = "C0FINANCE"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def sample(name: str) -> dict[str, Any]:

@@ -18,22 +18,28 @@ MAX_CRYPTO_DECIMALS = 18
 Values = dict[str, str | list[str] | None]
 
 
-def _amount(values: Values, currency: str | None, errors: dict[str, str]) -> Decimal | None:
-    raw = values.get("amount")
+def _decimal(values: Values, key: str, errors: dict[str, str], *, example: str, places: int | None,
+             places_error: str) -> Decimal | None:
+    """A positive, plausible decimal from field `key` with at most `places` decimals; else an error."""
+    raw = values.get(key)
     amount = parse_amount(raw) if isinstance(raw, str) else None
     if amount is None:
-        errors["amount"] = "Enter an amount such as 149.00"
-        return None
-    if amount <= 0:
-        errors["amount"] = "The amount must be above zero"
-        return None
-    if amount > MAX_AMOUNT:
-        errors["amount"] = "That amount is implausibly large; check it"
-        return None
-    if currency and -amount.as_tuple().exponent > exponent(currency):  # type: ignore[operator]
-        errors["amount"] = f"{currency} has at most {exponent(currency)} decimal places"
-        return None
-    return amount
+        errors[key] = f"Enter an amount such as {example}"
+    elif amount <= 0:
+        errors[key] = "The amount must be above zero"
+    elif amount > MAX_AMOUNT:
+        errors[key] = "That amount is implausibly large; check it"
+    elif places is not None and -amount.as_tuple().exponent > places:  # type: ignore[operator]
+        errors[key] = places_error
+    else:
+        return amount
+    return None
+
+
+def _amount(values: Values, currency: str | None, errors: dict[str, str]) -> Decimal | None:
+    places = exponent(currency) if currency else None
+    return _decimal(values, "amount", errors, example="149.00", places=places,
+                    places_error=f"{currency} has at most {places} decimal places")
 
 
 def _currency(values: Values, errors: dict[str, str]) -> str | None:
@@ -89,18 +95,5 @@ def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
 
 
 def _crypto_amount(values: Values, errors: dict[str, str]) -> Decimal | None:
-    raw = values.get("crypto_amount")
-    amount = parse_amount(raw) if isinstance(raw, str) else None
-    if amount is None:
-        errors["crypto_amount"] = "Enter the amount of cryptocurrency to send, such as 0.85"
-        return None
-    if amount <= 0:
-        errors["crypto_amount"] = "The amount must be above zero"
-        return None
-    if -amount.as_tuple().exponent > MAX_CRYPTO_DECIMALS:  # type: ignore[operator]
-        errors["crypto_amount"] = f"At most {MAX_CRYPTO_DECIMALS} decimal places"
-        return None
-    if amount > MAX_AMOUNT:
-        errors["crypto_amount"] = "That amount is implausibly large; check it"
-        return None
-    return amount
+    return _decimal(values, "crypto_amount", errors, example="0.85", places=MAX_CRYPTO_DECIMALS,
+                    places_error=f"At most {MAX_CRYPTO_DECIMALS} decimal places")
