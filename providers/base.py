@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -97,6 +97,47 @@ class Provider(Protocol):
     name: str
 
     def close(self) -> None: ...
+
+
+# What finance-desk's money actions need from a payment platform. The action runner is written
+# against these, not against Poof: another platform (the seeds pair these with Stripe) is one module
+# implementing them, wired in bot.slack.service.action_context.
+
+
+class ProviderTransaction(Protocol):
+    """A transaction as reconcile reads it: identifiers first, never the amount alone."""
+
+    @property
+    def reference(self) -> str | None: ...
+
+    @property
+    def amount(self) -> Decimal: ...
+
+    @property
+    def method(self) -> str | None: ...
+
+    @property
+    def destination(self) -> str | None: ...
+
+    @property
+    def call_id(self) -> str | None: ...
+
+
+class InvoiceProvider(Provider, Protocol):
+    def create_fiat_invoice(self, amount: Decimal, currency: str, payment: str, *,
+                            metadata: Mapping[str, Any] | None = None) -> ProviderResult:
+        """A payment link for `amount` in `currency`. Sent once: never retried by the caller."""
+        ...
+
+    def list_transactions(self) -> Sequence[ProviderTransaction]: ...
+
+
+class PayoutProvider(Provider, Protocol):
+    def send_payout(self, amount: Decimal, crypto: str, address: str) -> ProviderResult:
+        """Send `amount` of `crypto` to `address`, exactly once."""
+        ...
+
+    def list_transactions(self) -> Sequence[ProviderTransaction]: ...
 
 
 @dataclass(frozen=True)

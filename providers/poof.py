@@ -171,6 +171,33 @@ class Transaction(BaseModel):
         external = self.metadata.get("external")
         return dict(external) if isinstance(external, Mapping) else {}
 
+    # providers.base.ProviderTransaction, for reconcile:
+    @property
+    def reference(self) -> str | None:
+        return self.payment_id
+
+    @property
+    def method(self) -> str | None:
+        return self.payment_method.lower() if self.payment_method else None
+
+    @property
+    def destination(self) -> str | None:
+        """The wallet address (a payout's destination, a charge's deposit address): `metadata.address`."""
+        for holder in (self.metadata, self.model_extra or {}):
+            address = holder.get("address")
+            if isinstance(address, str) and address.strip():
+                return address.strip()
+        return None
+
+    @property
+    def call_id(self) -> str | None:
+        """The DialNexa call ID finance-desk sent in the invoice's metadata, if Poof echoes it."""
+        for holder in (self.external_metadata, self.metadata):
+            value = holder.get("dialnexa_call_id")
+            if isinstance(value, str) and value:
+                return value
+        return None
+
 
 def _refusal(body: Any) -> str | None:
     """An error Poof reported inside a 2xx answer (its error format is undocumented, §2.2)."""

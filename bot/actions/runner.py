@@ -26,10 +26,17 @@ from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
 from bot.reminders import on_case_closed
 from bot.slack.outbox import enqueue_card, enqueue_thread
-from providers.base import NotFound, OutcomeUnknown, ProviderError, ProviderResult
+from providers.base import (
+    InvoiceProvider,
+    NotFound,
+    OutcomeUnknown,
+    PayoutProvider,
+    ProviderError,
+    ProviderResult,
+    ProviderTransaction,
+)
 from providers.currency import format_amount
 from providers.moonclerk import MoonClerkClient
-from providers.poof import PoofClient, Transaction
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, ProviderAction
 
@@ -54,7 +61,9 @@ class ActionContext:
     engine: Engine
     directory: Directory
     moonclerk: MoonClerkClient | None
-    poof: PoofClient | None
+    # The platforms behind the money actions (Poof today): anything implementing these protocols.
+    invoices: InvoiceProvider | None
+    payouts: PayoutProvider | None
     clock: Callable[[], datetime]
     # Provider calls run here, not on Bolt's listener threads: a slow provider holding those threads
     # would stop later clicks from being acknowledged within Slack's 3 seconds.
@@ -86,6 +95,19 @@ _LABELS = {ActionId.NOTE_MOONCLERK: "MoonClerk note", ActionId.INVOICE_POOF: "Po
 
 
 # -- shared bookkeeping --------------------------------------------------------------------------
+
+def _provider_for(ctx: ActionContext, action: str) -> InvoiceProvider | PayoutProvider | None:
+    if action == ActionId.INVOICE_POOF:
+        return ctx.invoices
+    if action == ActionId.PAYOUT_POOF:
+        return ctx.payouts
+    return None
+
+
+def _not_configured(action: str) -> Outcome:
+    return Outcome(False, f"The {_LABELS.get(ActionId(action), action)} provider is not configured (for Poof: "
+                          "POOF_API_KEY); nothing was done.")
+
 
 def _load(session: Session, case_id: int) -> Case:
     case = session.get(Case, case_id, with_for_update=True)
@@ -369,12 +391,12 @@ def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: Invoice
                             request.override_recipient, "recipient")
     if stop is not None:
         return stop
-    if ctx.poof is None:
-        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    if ctx.invoices is None:
+        return _not_configured(ActionId.INVOICE_POOF)
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
         row, created = ledger.claim(
-            session, case_id=case_id, call_id=case.call_id, action=ActionId.INVOICE_POOF, provider="poof",
+            session, case_id=case_id, call_id=case.call_id, action=ActionId.INVOICE_POOF, provider=ctx.invoices.name,
             user=user, status="running", amount=request.amount, currency=request.currency,
             params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
         if created:
@@ -394,9 +416,9 @@ def _already(row: ProviderAction) -> str:
 
 
 def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
-    assert ctx.poof is not None and row.amount is not None and row.currency is not None
+    assert ctx.invoices is not None and row.amount is not None and row.currency is not None
     try:
-        result = ctx.poof.create_fiat_invoice(row.amount, row.currency, str(row.params.get("method", "paypal")),
+        result = ctx.invoices.create_fiat_invoice(row.amount, row.currency, str(row.params.get("method", "paypal")),
                                               metadata={"dialnexa_call_id": row.call_id})
     except ProviderError as exc:
         return _finish(ctx, row, None, exc, user)
@@ -420,7 +442,8 @@ def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRe
     with session_scope(ctx.engine) as session:
         case = _load(session, case_id)
         row, created = ledger.claim(
-            session, case_id=case_id, call_id=case.call_id, action=ActionId.PAYOUT_POOF, provider="poof",
+            session, case_id=case_id, call_id=case.call_id, action=ActionId.PAYOUT_POOF,
+            provider=ctx.payouts.name if ctx.payouts is not None else "poof",
             user=user, status="awaiting_approval", amount=request.amount, currency=request.currency,
             params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
         if not created:
@@ -487,10 +510,10 @@ def _ledger_row(ctx: ActionContext, case_id: int, action: str) -> ProviderAction
 
 
 def _send_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
-    assert ctx.poof is not None and row.amount is not None
+    assert ctx.payouts is not None and row.amount is not None
     try:
         # Never retried by finance-desk: Poof documents no idempotency key, so a repeat could pay twice.
-        result = ctx.poof.send_payout(Decimal(str(row.params["crypto_amount"])), str(row.params["crypto"]),
+        result = ctx.payouts.send_payout(Decimal(str(row.params["crypto_amount"])), str(row.params["crypto"]),
                                       str(row.params["address"]))
     except ProviderError as exc:
         return _finish(ctx, row, None, exc, user)
@@ -510,8 +533,8 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     reason = refusal(ctx.directory, user, row.amount, row.currency)
     if reason:
         return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, reason)
-    if ctx.poof is None:
-        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    if ctx.payouts is None:
+        return _not_configured(ActionId.PAYOUT_POOF)
     with session_scope(ctx.engine) as session:
         # Compare-and-set: of two approvers confirming at once, exactly one moves it to running.
         won = ledger.transition(session, row.id, {"awaiting_approval"}, "running", now, approved_by=user,
@@ -522,33 +545,23 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     return _send_payout(ctx, row, user)
 
 
-def reconcile_match(row: ProviderAction, transaction: Transaction) -> bool:
-    """Whether a Poof transaction is this ledger row, on identifiers rather than on amount alone.
+def reconcile_match(row: ProviderAction, transaction: ProviderTransaction) -> bool:
+    """Whether a provider's transaction is this ledger row, on identifiers rather than on amount alone.
 
-    An invoice carries its DialNexa call ID in the metadata finance-desk sent (or is the reference Poof
-    returned); a payout must have the same destination address, cryptocurrency and crypto amount.
+    An invoice carries its DialNexa call ID in the metadata finance-desk sent (or is the reference the
+    provider returned); a payout must have the same destination address, cryptocurrency and amount.
     """
-    if row.provider_reference and transaction.payment_id == row.provider_reference:
+    if row.provider_reference and transaction.reference == row.provider_reference:
         return True
     if row.action == ActionId.INVOICE_POOF:
-        return _metadata_call_id(transaction.metadata) == row.call_id
+        return transaction.call_id == row.call_id
     if row.action == ActionId.PAYOUT_POOF:
-        extra = transaction.model_extra or {}
-        # Poof's transaction records keep the wallet address under metadata (providers.md §2.5).
-        address = transaction.metadata.get("address") or extra.get("address")
-        crypto = str(transaction.payment_method or extra.get("crypto") or "").lower()
         expected = row.params.get("crypto_amount")
-        return (isinstance(address, str) and same_address(address, str(row.params.get("address")))
-                and address.strip() != "" and crypto == str(row.params.get("crypto", "")).lower()
+        return (transaction.destination is not None
+                and same_address(transaction.destination, str(row.params.get("address")))
+                and transaction.method == str(row.params.get("crypto", "")).lower()
                 and expected is not None and transaction.amount == Decimal(str(expected)))
     return False
-
-
-def _metadata_call_id(metadata: dict[str, Any]) -> str | None:
-    for holder in (metadata, metadata.get("external") if isinstance(metadata.get("external"), dict) else None):
-        if isinstance(holder, dict) and isinstance(holder.get("dialnexa_call_id"), str):
-            return str(holder["dialnexa_call_id"])
-    return None
 
 
 def recover_stale(ctx: ActionContext, stale_after: timedelta) -> int:
@@ -577,8 +590,8 @@ def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
     reason = refusal(ctx.directory, user, row.amount, row.currency)
     if reason:
         return refuse(ctx, case_id, user, action, reason)
-    if ctx.poof is None:
-        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    if _provider_for(ctx, action) is None:
+        return _not_configured(action)
     if row.action == ActionId.PAYOUT_POOF:
         return _retry_payout(ctx, row, user)
     with session_scope(ctx.engine) as session:
@@ -615,10 +628,11 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
         return Outcome(False, "There is no action with an unknown outcome on this case.")
     if not ctx.directory.is_approver(user):
         return refuse(ctx, case_id, user, action, "only finance approvers can reconcile actions")
-    if ctx.poof is None:
-        return Outcome(False, "Poof is not configured (POOF_API_KEY); nothing was done.")
+    provider = _provider_for(ctx, action)
+    if provider is None:
+        return _not_configured(action)
     try:
-        transactions = ctx.poof.list_transactions()
+        transactions = provider.list_transactions()
     except ProviderError as exc:
         return Outcome(False, f"Poof could not be reached ({exc}); the action stays unknown.")
     matches = [t for t in transactions if reconcile_match(row, t)]
@@ -627,7 +641,7 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
         with session_scope(ctx.engine) as session:
             case = _load(session, case_id)
             _audit(session, case, user, f"{action}.reconcile", now, outcome=outcome, record=_record(case),
-                   detail={"candidates": [t.payment_id for t in matches]})
+                   detail={"candidates": [t.reference for t in matches]})
         found = ("Poof lists no matching transaction yet" if not matches else
                  f"Poof lists {len(matches)} transactions that could be this one")
         return Outcome(False, f"{found}. It stays unknown: check the Poof dashboard before any new attempt.")
@@ -635,5 +649,5 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
     with session_scope(ctx.engine) as session:
         ledger.transition(session, row.id, {"unknown"}, "running", now)
     row.status = "running"
-    return _finish(ctx, row, ProviderResult(provider="poof", reference=match.payment_id, url=None,
+    return _finish(ctx, row, ProviderResult(provider=provider.name, reference=match.reference, url=None,
                                             raw={"reconciled": True}), None, user)

@@ -71,7 +71,7 @@ def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
         poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url,
                           timeout=settings.provider_timeout_seconds)
     return ActionContext(engine=runtime.engine, directory=Directory(runtime.policy, client), moonclerk=moonclerk,
-                         poof=poof, clock=utcnow)
+                         invoices=poof, payouts=poof, clock=utcnow)
 
 
 def recover_provider_calls(runtime: Runtime, actions: ActionContext) -> Callable[[], None]:
