@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.blockkit import shared_path
+from tests.blockkit import schema_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +23,7 @@ def manifest() -> dict[str, Any]:
 
 
 def schema() -> dict[str, Any]:
-    path = shared_path("reference/schemas/slack-app-manifest.schema.1.0.0.json")
-    if not path.exists():
-        pytest.skip(f"manifest schema not found at {path}")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads(schema_path("slack-app-manifest.schema.1.0.0.json").read_text())  # type: ignore[no-any-return]
 
 
 def test_manifest_is_valid_against_slack_schema() -> None:
