@@ -19,7 +19,17 @@ from sqlmodel import Session, col, select
 from blocks.format import is_user_id
 from blocks.reminders import card_reference, escalation_message
 from bot.reminders.schedule import Kind
-from bot.reminders.store import CANCELLED, PENDING, SENT, FireSettings, add, owner_of, reason_digest
+from bot.reminders.store import (
+    CANCELLED,
+    PENDING,
+    SENT,
+    FireSettings,
+    add,
+    add_many,
+    owner_of,
+    reason_digest,
+    row_params,
+)
 from bot.slack.outbox import enqueue_message
 from storage.models import AuditEvent, Case
 from storage.reminders import Reminder
@@ -47,11 +57,11 @@ def _no_channel(case: Case) -> None:
 def schedule(session: Session, case: Case, now: datetime) -> None:
     """One page per (case, reason), due now; idempotent (a reason already paged is not paged again)."""
     assert case.id is not None
-    for reason in case.escalation_reasons or []:
-        if not reason:
-            continue
-        add(session, "once", case_id=case.id, kind=Kind.ESCALATION.value, reason=str(reason)[:500],
+    add_many(session, "once", [
+        row_params(case_id=case.id, kind=Kind.ESCALATION.value, reason=str(reason)[:500],
             dedup_key=f"{case.id}:escalation:{reason_digest(str(reason))}", due_at=now, created_at=now)
+        for reason in case.escalation_reasons or [] if reason
+    ])
 
 
 def fire_page(session: Session, case: Case, row: Reminder, now: datetime, late: bool,

@@ -42,6 +42,7 @@ DEFAULT_BATCH = 100
 # Rows fired per transaction: one commit for many rows; small enough to keep case locks brief.
 DEFAULT_FIRE_BATCH = 20
 HOUSEKEEPING_SECONDS = 60.0
+WAKE_DELAY = timedelta(seconds=0.5)
 
 
 class ReminderScheduler:
@@ -97,9 +98,16 @@ class ReminderScheduler:
             self._scheduler = None
 
     def wake(self) -> None:
-        """Run a pass now (from any thread): e.g. ingest just scheduled an escalation page."""
-        if self._scheduler is not None:
-            self._scheduler.add_job(self._tick, id="reminders-wake", replace_existing=True)
+        """Run a pass soon (from any thread): e.g. ingest just scheduled an escalation page.
+
+        A burst of wakes makes one pass, WAKE_DELAY after the first: a page waits for its card
+        anyway, and a pass per delivery would cost the webhook more than the delivery itself.
+        """
+        scheduler = self._scheduler
+        if scheduler is None or scheduler.get_job("reminders-wake") is not None:
+            return
+        scheduler.add_job(self._tick, "date", run_date=datetime.now(UTC) + WAKE_DELAY, id="reminders-wake",
+                          replace_existing=True)
 
     def wait_for_passes(self, count: int, timeout: float = 10.0) -> bool:
         """Block until `count` passes have completed (for tests and start-up checks)."""

@@ -112,7 +112,7 @@ def _statements(dialect: str) -> dict[str, Any]:
     }
 
 
-def _run(session: Session, name: str, params: dict[str, Any]) -> Any:
+def _run(session: Session, name: str, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
     return session.execute(_statements(session.get_bind().dialect.name)[name], params)
 
 
@@ -124,11 +124,22 @@ def _defaults() -> dict[str, Any]:
         exclude={"id", "case_id", "kind", "dedup_key", "due_at", "created_at"})
 
 
-def add(session: Session, statement: str, *, case_id: int, kind: str, dedup_key: str, due_at: datetime,
-        created_at: datetime, **fields: Any) -> None:
+def row_params(*, case_id: int, kind: str, dedup_key: str, due_at: datetime, created_at: datetime,
+        **fields: Any) -> dict[str, Any]:
+    """The parameters of one reminders row, column defaults filled in."""
+    return {**_defaults(), "case_id": case_id, "kind": kind, "dedup_key": dedup_key, "due_at": due_at,
+            "created_at": created_at, **fields}
+
+
+def add(session: Session, statement: str, **fields: Any) -> None:
     """Insert one row with `statement`: "schedule", "snooze" (upserts, see above) or "once"."""
-    _run(session, statement, {**_defaults(), "case_id": case_id, "kind": kind, "dedup_key": dedup_key,
-                              "due_at": due_at, "created_at": created_at, **fields})
+    _run(session, statement, row_params(**fields))
+
+
+def add_many(session: Session, statement: str, rows: list[dict[str, Any]]) -> None:
+    """`add` for several rows in one round trip (an executemany)."""
+    if rows:
+        _run(session, statement, rows)
 
 
 def put(session: Session, statement: str, row: Reminder) -> None:
@@ -170,9 +181,11 @@ def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, up
     # Reminders already in the past when planned are not sent one after another: only the latest of
     # due/overdue goes out (at once); a lead reminder that has passed is pointless.
     past = [item for item in planned if item.due_at <= now and item.kind is not Kind.LEAD]
-    for item in [item for item in planned if item.due_at > now] + past[-1:]:
-        add(session, "schedule", case_id=case.id, kind=item.kind.value, due_at=item.due_at,
-            dedup_key=_key(case.id, item.kind, item.due_at), created_at=now)
+    add_many(session, "schedule", [
+        row_params(case_id=case.id, kind=item.kind.value, due_at=item.due_at,
+                   dedup_key=_key(case.id, item.kind, item.due_at), created_at=now)
+        for item in [item for item in planned if item.due_at > now] + past[-1:]
+    ])
     escalations.schedule(session, case, now)
     refresh_next(session, case, now, update_card=update_card)
 
