@@ -310,6 +310,8 @@ def _state(case: Case, next_reminder: datetime | None) -> dict[str, Any]:
         parts.append(f"by {who}")
     if case.state_at is not None:
         parts.append(slack_date(case.state_at))
+    elif case.state_by is None and case.created_at is not None:
+        parts.append(f"since {slack_date(case.created_at)}")  # a new case: when the call came in
     if next_reminder is not None and state not in CLOSED_STATES:
         parts.append(f"next reminder {slack_date(next_reminder)}")
     if case.action_label:

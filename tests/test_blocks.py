@@ -627,3 +627,10 @@ def test_block_kit_builder_url() -> None:
     assert url.startswith(prefix)
     assert json.loads(unquote(url[len(prefix):])) == {"blocks": message["blocks"]}
     assert " " not in url and "{" not in url
+
+
+def test_a_new_cases_state_line_says_since_when() -> None:
+    arrived = datetime(2026, 11, 30, 15, 4, tzinfo=UTC)
+    state = next(b for b in case_card(minimal(created_at=arrived))["blocks"] if b.get("block_id", "").endswith("state"))
+    text = state["elements"][0]["text"]
+    assert "New*" in text and f"since <!date^{int(arrived.timestamp())}^" in text
