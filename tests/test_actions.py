@@ -521,3 +521,28 @@ def test_a_note_after_a_failed_invoice_keeps_its_retry_button(app: SlackApp) -> 
     card = app.slack.wait_until(lambda: ((c := app.card(noted)) and "retry_action" in json.dumps(c) and c) or None,
                                 10)
     assert card
+
+
+def test_two_second_approvers_confirming_at_once_send_one_payout(app: SlackApp) -> None:
+    case = app.deliver(refund_with_payout())
+    app.click(case, "payout_poof", "U0APPROVER1")
+    app.submit(app.opened_view(), "U0APPROVER1", payout_values())
+    waiting = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
+    app.poof.delay("/api/v2/payouts", 0.5)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def confirm(user: str) -> None:
+        barrier.wait()
+        statuses.append(app.click(waiting, "confirm_payout", user, response_name=f"race-{user}").status_code)
+
+    threads = [threading.Thread(target=confirm, args=(u,)) for u in ("U0APPROVER2", "U0SENIOR")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200]
+    app.wait(case.call_id, lambda c: c.action_status == "succeeded")
+    assert len(app.poof.calls("/api/v2/payouts")) == 1 and app.poof.payout_count == 1
+    answers = [app.ephemeral_for(f"race-{u}") for u in ("U0APPROVER2", "U0SENIOR")]
+    assert sum("first" in a or "already" in a for a in answers) == 1, answers
