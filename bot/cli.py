@@ -122,7 +122,7 @@ def worker(drain: bool) -> None:
     from bot.reminders.scheduler import scheduler_for
     from bot.slack.service import action_context, outbox_worker, recover_provider_calls, web_client
 
-    settings = _settings(require_slack=True)
+    settings = _settings(require_slack=True, http=False)
     runtime = _runtime(settings)
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client)
@@ -253,13 +253,23 @@ def config() -> None:
 @config.command("check")
 def config_check() -> None:
     """Validate the environment and the policy file, printing one line per problem."""
+    import os
+
     from bot.policy import load_policy
 
-    settings = _settings()
+    problems: list[str] = []
     try:
-        load_policy(settings.finance_desk_policy)
+        policy_path: Path | None = load_settings().finance_desk_policy
+    except ConfigError as exc:
+        problems += exc.problems
+        raw = os.environ.get("FINANCE_DESK_POLICY")
+        policy_path = Path(raw) if raw else None
+    try:
+        load_policy(policy_path)  # checked even when the environment has problems: one run lists all
     except PolicyError as exc:
-        _fail(exc.problems)
+        problems += exc.problems
+    if problems:
+        _fail(problems)
     click.echo("configuration ok")
 
 

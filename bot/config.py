@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -125,20 +126,36 @@ def read_settings() -> Settings:
         ) from None
 
 
-def load_settings(*, require_slack: bool = False, socket_mode: bool = False) -> Settings:
-    """Settings for a running app: read_settings() plus what serving needs, every problem listed."""
-    settings = read_settings()
+def load_settings(*, require_slack: bool = False, socket_mode: bool = False, http: bool = True) -> Settings:
+    """Settings for a running app: read_settings() plus what it needs to run, every problem listed at
+    once (a bad value does not hide a missing one). `http=False` for processes that receive nothing
+    from Slack (`worker`), which need no signing secret."""
+    settings: Settings | None = None
     problems: list[str] = []
-    if not settings.dialnexa_webhook_secrets:
+    try:
+        settings = read_settings()
+    except ConfigError as exc:
+        problems = list(exc.problems)
+
+    def missing(name: str) -> bool:
+        if settings is not None:
+            return getattr(settings, name) in (None, [])
+        # Settings could not be built: judge by the environment, unless the value is there but bad.
+        reported = any(problem.startswith(f"{name.upper()}:") for problem in problems)
+        return not reported and not any(key.upper() == name.upper() and value for key, value in os.environ.items())
+
+    if missing("dialnexa_webhook_secrets"):
         problems.append("DIALNEXA_WEBHOOK_SECRETS: missing (comma-separated list: current secret first)")
-    if require_slack or settings.slack_enabled or socket_mode:
-        needed = ("slack_bot_token", "finance_channel") if socket_mode else (
-            "slack_bot_token", "slack_signing_secret", "finance_channel")
+    if require_slack or socket_mode or not missing("slack_bot_token"):
+        needed = ["slack_bot_token", "finance_channel"]
+        if http and not socket_mode:
+            needed.insert(1, "slack_signing_secret")
         for name in needed:
-            if getattr(settings, name) is None:
+            if missing(name):
                 problems.append(f"{name.upper()}: missing (needed to post cards to Slack)")
-    if socket_mode and settings.slack_app_token is None:
+    if socket_mode and missing("slack_app_token"):
         problems.append("SLACK_APP_TOKEN: missing (Socket Mode needs an xapp- token with connections:write)")
     if problems:
         raise ConfigError(problems)
+    assert settings is not None
     return settings

@@ -49,11 +49,15 @@ class Runtime:
             log.warning("could not record health problem %s in the database (%s)", key, exc.__class__.__name__)
 
     def clear_problem(self, key: str) -> None:
+        """Clear one problem, or every problem whose key starts with `prefix` for a key `prefix*`."""
+        prefix = key[:-1] if key.endswith("*") else None
         with self._lock:
-            self._problems.pop(key, None)
+            for known in [k for k in self._problems if k == key or (prefix is not None and k.startswith(prefix))]:
+                self._problems.pop(known)
+        match = col(HealthProblem.key).startswith(prefix) if prefix is not None else col(HealthProblem.key) == key
         try:
             with session_scope(self.engine) as session:
-                session.execute(delete(HealthProblem).where(col(HealthProblem.key) == key))
+                session.execute(delete(HealthProblem).where(match))
         except SQLAlchemyError as exc:
             log.warning("could not clear health problem %s in the database (%s)", key, exc.__class__.__name__)
 

@@ -72,6 +72,31 @@ def test_an_unsupported_database_is_refused_at_start_up() -> None:
     assert "mysql is not supported" in result.stderr
 
 
+def test_config_check_lists_bad_and_missing_values_and_the_policy_in_one_run(tmp_path: Path) -> None:
+    bad_policy = tmp_path / "policy.toml"
+    bad_policy.write_text('default_finance_owner = "not-a-user"\n')
+    result = run("config", "check", env={"DATABASE_URL": "nonsense", "SLACK_BOT_TOKEN": "xoxb-valid-shape",
+                                         "FINANCE_DESK_POLICY": str(bad_policy)})
+    assert result.returncode == 2
+    for name in ("DATABASE_URL", "DIALNEXA_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET", "FINANCE_CHANNEL",
+                 "default_finance_owner"):
+        assert name in result.stderr, (name, result.stderr)
+
+
+def test_worker_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import ConfigError, load_settings
+
+    for key in list(os.environ):
+        if key.startswith(("SLACK_", "DIALNEXA_", "FINANCE_", "DATABASE_URL")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DIALNEXA_WEBHOOK_SECRETS", "whsec_x")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-valid-shape")
+    monkeypatch.setenv("FINANCE_CHANNEL", "C0FINANCE")
+    assert load_settings(require_slack=True, http=False).slack_signing_secret is None
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        load_settings(require_slack=True)  # serve receives Slack's requests: it must verify them
+
+
 def test_missing_values_are_named() -> None:
     result = run("config", "check", env={"SLACK_BOT_TOKEN": "xoxb-valid-shape"})
     assert result.returncode == 2

@@ -96,6 +96,7 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reported: set[str] = set()
+        self._card_posted = False
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -227,6 +228,11 @@ class OutboxWorker:
             self.client.chat_update(channel=channel, ts=case.slack_ts, text=message["text"], blocks=message["blocks"])
             posted = "slack.card_updated"
         self._finish(row, audit=(posted, case, channel))
+        if not self._card_posted:
+            # A card reached the finance channel: whatever any process recorded before (and a restart
+            # was the fix for) no longer holds, even though this worker never saw it.
+            self._card_posted = True
+            self.on_recovered("slack:*")
         self._recovered()
 
     def _send_thread(self, row: OutboxMessage, case: Case) -> None:
