@@ -106,6 +106,20 @@ def test_assign_route_and_dismiss_update_the_card_and_its_thread(app: App) -> No
     assert app.case(case.call_id).owner == "U0APPROVER2"
 
 
+def test_only_finance_people_may_dismiss(app: App) -> None:
+    case = app.deliver("01_refund.json")
+    assert app.click(case, "dismiss", user="U0STRANGER").status_code == 200
+    responses = app.slack.wait_until(lambda: app.slack.responses_for("click-dismiss") or None, 5)
+    assert "only finance people" in responses[-1]["text"] and responses[-1]["response_type"] == "ephemeral"
+    assert app.case(case.call_id).state == "new"
+    with Session(app.runtime.engine) as session:
+        refused = session.exec(select(AuditEvent).where(AuditEvent.action == "action.refused")).one()
+    assert refused.actor == "U0STRANGER" and refused.detail == {"action": "dismiss"}
+    # Anyone in the channel may still take or route a case.
+    app.click(case, "assign_self", user="U0STRANGER")
+    app.slack.wait_until(lambda: app.case(case.call_id).owner == "U0STRANGER" or None, 5)
+
+
 def test_bad_signature_is_401_and_changes_nothing(app: App) -> None:
     case = app.deliver("01_refund.json")
     response = app.click(case, "dismiss", secret="not-the-signing-secret")

@@ -56,6 +56,10 @@ class Directory:
     def is_approver(self, user: str) -> bool:
         return self._in(self.policy.approvers, user) or self.is_senior(user)
 
+    def is_finance(self, user: str) -> bool:
+        """Finance people: approvers, senior approvers and the default finance owner."""
+        return user == self.policy.default_finance_owner or self.is_approver(user)
+
 
 def needs_senior(policy: Policy, amount: Decimal | None, currency: str | None) -> str | None:
     """Why this amount needs a senior approver, or None."""

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from blocks.actions import ActionId, ButtonValue
 from bot import workflow
+from bot.actions.authz import Directory
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,12 @@ _HANDLERS: dict[ActionId, Handler] = {
 }
 
 
-def _listener(runtime: Runtime, handler: Handler) -> Callable[..., None]:
+# Closing a case ends its follow-ups and pages: only finance people may (approvers, senior approvers,
+# the default finance owner). Assigning and routing to review stay open to the channel.
+FINANCE_ONLY = frozenset({ActionId.DISMISS})
+
+
+def _listener(runtime: Runtime, directory: Directory, action_id: ActionId, handler: Handler) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
         try:
@@ -33,13 +39,19 @@ def _listener(runtime: Runtime, handler: Handler) -> Callable[..., None]:
         except ValueError:
             respond(response_type="ephemeral", replace_original=False, text="That button is out of date.")
             return
-        outcome = handler(runtime.engine, value.case_id, body["user"]["id"], datetime.now(UTC))
+        user = body["user"]["id"]
+        if action_id in FINANCE_ONLY and not directory.is_finance(user):
+            outcome = workflow.refuse(runtime.engine, value.case_id, user, datetime.now(UTC), action_id.value,
+                                      "only finance people (approvers or the default finance owner) may do this")
+            respond(response_type="ephemeral", replace_original=False, text=outcome.message)
+            return
+        outcome = handler(runtime.engine, value.case_id, user, datetime.now(UTC))
         if not outcome.ok:
             respond(response_type="ephemeral", replace_original=False, text=outcome.message)
 
     return listener
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(app: App, runtime: Runtime, directory: Directory) -> None:
     for action_id, handler in _HANDLERS.items():
-        app.action(action_id.value)(_listener(runtime, handler))
+        app.action(action_id.value)(_listener(runtime, directory, action_id, handler))

@@ -113,13 +113,8 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
 
 
 def finance_context(runtime: Runtime, actions: ActionContext) -> FinanceContext:
-    owner = runtime.policy.default_finance_owner
-
-    def is_finance(user: str) -> bool:
-        return user == owner or actions.directory.is_approver(user)
-
     lookup = lookup_for(actions.moonclerk) if actions.moonclerk is not None else None
-    return FinanceContext(engine=runtime.engine, lookup=lookup, is_finance=is_finance)
+    return FinanceContext(engine=runtime.engine, lookup=lookup, is_finance=actions.directory.is_finance)
 
 
 def listener(ctx: FinanceContext, background: Executor | None = None) -> Callable[..., None]:

@@ -15,10 +15,7 @@ from bot.runtime import Runtime
 
 
 def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
-    owner = runtime.policy.default_finance_owner
-
-    def may_decide(user: str) -> bool:
-        return user == owner or actions.directory.is_approver(user)
+    may_decide = actions.directory.is_finance
 
     @app.action(PICK_ACTION)
     def review_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
