@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -66,6 +66,23 @@ def ledger(app: SlackApp) -> list[ProviderAction]:
 def audit_actions(app: SlackApp) -> list[str]:
     with Session(app.runtime.engine) as session:
         return list(session.exec(select(AuditEvent.action).where(col(AuditEvent.actor).not_in(SYSTEM_ACTORS))).all())
+
+
+def at_once(act: Callable[[str], int], users: list[str]) -> list[int]:
+    """Run `act` for each user in its own thread, all released at the same moment; their results."""
+    barrier = threading.Barrier(len(users))
+    results: list[int] = []
+
+    def run(user: str) -> None:
+        barrier.wait()
+        results.append(act(user))
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def invoice_values(**overrides: Any) -> dict[str, Any]:
@@ -136,18 +153,8 @@ def test_two_approvers_submitting_at_once_make_one_invoice(app: SlackApp) -> Non
     app.click(case, "invoice_poof", "U0APPROVER1")
     view = app.opened_view()
     app.poof.delay("/api/v1/create_fiat_invoice", 0.5)
-    barrier = threading.Barrier(2)
-    statuses: list[int] = []
-
-    def submit(user: str) -> None:
-        barrier.wait()
-        statuses.append(app.submit(view, user, invoice_values()).status_code)
-
-    threads = [threading.Thread(target=submit, args=(u,)) for u in ("U0APPROVER1", "U0APPROVER2")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = at_once(lambda user: app.submit(view, user, invoice_values()).status_code,
+                       ["U0APPROVER1", "U0APPROVER2"])
     assert statuses == [200, 200]
     app.wait(case.call_id, lambda c: c.action_status == "succeeded")
     app.slack.wait_until(lambda: len(app.slack.calls("chat.postEphemeral")) >= 2 or None, 10)
@@ -529,18 +536,8 @@ def test_two_second_approvers_confirming_at_once_send_one_payout(app: SlackApp) 
     app.submit(app.opened_view(), "U0APPROVER1", payout_values())
     waiting = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
     app.poof.delay("/api/v2/payouts", 0.5)
-    barrier = threading.Barrier(2)
-    statuses: list[int] = []
-
-    def confirm(user: str) -> None:
-        barrier.wait()
-        statuses.append(app.click(waiting, "confirm_payout", user, response_name=f"race-{user}").status_code)
-
-    threads = [threading.Thread(target=confirm, args=(u,)) for u in ("U0APPROVER2", "U0SENIOR")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = at_once(lambda user: app.click(waiting, "confirm_payout", user, response_name=f"race-{user}")
+                       .status_code, ["U0APPROVER2", "U0SENIOR"])
     assert statuses == [200, 200]
     app.wait(case.call_id, lambda c: c.action_status == "succeeded")
     assert len(app.poof.calls("/api/v2/payouts")) == 1 and app.poof.payout_count == 1
