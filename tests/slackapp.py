@@ -22,6 +22,7 @@ from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
 from storage.models import Case
 from tests.conftest import LiveServer, make_settings
 from tests.signing import dumps, slack_headers
+from tests.waiting import until
 
 SIGNING_SECRET = "slack-signing-secret-for-tests"
 POOF_WEBHOOK_SECRET = "poof-shared-secret-for-tests"
@@ -63,16 +64,11 @@ class SlackApp:
             return session.exec(select(Case).where(Case.call_id == call_id)).one()
 
     def wait(self, call_id: str, check: Any, timeout: float = 10) -> Case:
-        # Poll the database: the stand-in's condition variable only wakes on Slack traffic, and the
-        # case often changes after the last request.
-        deadline = time.monotonic() + timeout
-        while True:
+        def reached() -> Case | None:
             case = self.case(call_id)
-            if check(case):
-                return case
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"case {call_id} never reached the expected state")
-            time.sleep(0.02)
+            return case if check(case) else None
+
+        return until(reached, timeout, f"case {call_id} reaching the expected state")
 
     def card(self, case: Case) -> dict[str, Any]:
         return self.slack.message(CHANNEL, case.slack_ts or "")

@@ -75,7 +75,7 @@ def test_an_unsupported_database_is_refused_at_start_up() -> None:
 def test_config_check_lists_bad_and_missing_values_and_the_policy_in_one_run(tmp_path: Path) -> None:
     bad_policy = tmp_path / "policy.toml"
     bad_policy.write_text('default_finance_owner = "not-a-user"\n')
-    result = run("config", "check", env={"DATABASE_URL": "nonsense", "SLACK_BOT_TOKEN": "xoxb-valid-shape",
+    result = run("config", "check", env={"DATABASE_URL": "nonsense", "SLACK_BOT_TOKEN": "xoxb-fake",
                                          "FINANCE_DESK_POLICY": str(bad_policy)})
     assert result.returncode == 2
     for name in ("DATABASE_URL", "DIALNEXA_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET", "FINANCE_CHANNEL",
@@ -90,7 +90,7 @@ def test_worker_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None
         if key.startswith(("SLACK_", "DIALNEXA_", "FINANCE_", "DATABASE_URL")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("DIALNEXA_WEBHOOK_SECRETS", "whsec_x")
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-valid-shape")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-fake")
     monkeypatch.setenv("FINANCE_CHANNEL", "C0FINANCE")
     assert load_settings(require_slack=True, http=False).slack_signing_secret is None
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
@@ -98,7 +98,7 @@ def test_worker_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_missing_values_are_named() -> None:
-    result = run("config", "check", env={"SLACK_BOT_TOKEN": "xoxb-valid-shape"})
+    result = run("config", "check", env={"SLACK_BOT_TOKEN": "xoxb-fake"})
     assert result.returncode == 2
     for name in ("DIALNEXA_WEBHOOK_SECRETS", "SLACK_SIGNING_SECRET", "FINANCE_CHANNEL"):
         assert f"finance-desk: {name}: missing" in result.stderr

@@ -3,7 +3,6 @@ to PROVIDER_TIMEOUT_SECONDS, like every other provider call."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -35,25 +34,21 @@ def notice(server: LiveServer, payment_id: str) -> httpx.Response:
 
 
 def test_the_confirming_fetch_uses_provider_timeout_seconds(runtime: Runtime, db_url: str, poof: PoofStandIn) -> None:
-    # Poof answers in 3 s; with PROVIDER_TIMEOUT_SECONDS=0.5 every attempt gives up long before that.
+    # Poof answers after 0.3 s; with PROVIDER_TIMEOUT_SECONDS=0.1 every attempt gives up first.
     # (The client's own 10 s default would wait, and then answer 400 for the unknown transaction.)
-    poof.delay("/api/v1/transaction", 3.0)
-    server = serve(runtime, db_url, poof, timeout=0.5)
+    poof.delay("/api/v1/transaction", 0.3)
+    server = serve(runtime, db_url, poof, timeout=0.1)
     try:
-        started = time.monotonic()
         response = notice(server, "nosuch01")
-        elapsed = time.monotonic() - started
     finally:
         server.stop()
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "provider_unavailable"
-    attempts = len(poof.calls("/api/v1/transaction"))
-    assert attempts >= 2  # a read: retried, each attempt cut off at the timeout
-    assert elapsed < 3.0 * attempts
+    assert len(poof.calls("/api/v1/transaction")) >= 2  # a read: retried, each attempt cut off at the timeout
 
 
 def test_a_generous_timeout_waits_for_a_slow_poof(runtime: Runtime, db_url: str, poof: PoofStandIn) -> None:
-    poof.delay("/api/v1/transaction", 1.0)
+    poof.delay("/api/v1/transaction", 0.3)
     server = serve(runtime, db_url, poof, timeout=5)
     try:
         response = notice(server, "nosuch02")

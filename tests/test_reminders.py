@@ -64,6 +64,7 @@ from tests.clock import Clock
 from tests.conftest import TEST_POLICY
 from tests.signing import dumps, slack_headers
 from tests.slackapp import CHANNEL, SIGNING_SECRET, SlackApp
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[1]
 NY = ZoneInfo("America/New_York")
@@ -599,14 +600,14 @@ def test_two_processes_fire_hundreds_of_due_reminders_once_each(engine: Engine, 
     assert len(expected) == 300
     with SlackStandIn() as slack:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "DATABASE_URL"))}
-        env.update(DATABASE_URL=db_url, SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET="signing",
+        env.update(DATABASE_URL=db_url, SLACK_BOT_TOKEN="xoxb-fake", SLACK_SIGNING_SECRET="signing",
                    FINANCE_CHANNEL=CHANNEL, SLACK_API_URL=f"{slack.url}/api/", DIALNEXA_WEBHOOK_SECRETS="whsec_x",
                    SLACK_POST_INTERVAL_SECONDS="0", FINANCE_DESK_POLICY=str(TEST_POLICY))
         go = tmp_path / "go"
         processes = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path / f"ready{n}"), str(go), "5"],
                                       env=env, cwd=ROOT, stdout=subprocess.PIPE)
                      for n in range(2)]
-        poll(lambda: all((tmp_path / f"ready{n}").exists() for n in range(2)), timeout=60)
+        until(lambda: all((tmp_path / f"ready{n}").exists() for n in range(2)), timeout=60)
         go.touch()  # both start claiming at the same moment
         outputs = []
         for process in processes:
@@ -655,20 +656,11 @@ def submit_snooze(app: SlackApp, view: dict[str, Any], user: str, epoch: int) ->
                       timeout=10)
 
 
-def poll(check: Any, timeout: float = 10.0) -> Any:
-    """Poll the database (which the Slack stand-in cannot signal) until `check()` is truthy."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-    return result
-
-
 def deliver(app: SlackApp, sample: str) -> Case:
     payload = json.loads((ROOT / "bot" / "samples" / sample).read_text())
     result = ingest(app.runtime.engine, payload, dumps(payload), app.runtime.policy, datetime.now(UTC))
     app.service.worker.wake()
-    return poll(lambda: (case := app.case(result.call_id or "")).slack_ts and case)
+    return until(lambda: (case := app.case(result.call_id or "")).slack_ts and case)
 
 
 def test_reminder_controls_over_slack(app: SlackApp) -> None:

@@ -29,6 +29,7 @@ from storage.models import Case, OutboxMessage
 from tests.clock import Clock
 from tests.conftest import WEBHOOK_SECRET, LiveServer, make_settings
 from tests.signing import dialnexa_headers, dumps
+from tests.waiting import until
 
 SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
 CHANNEL = "C0FINANCE"
@@ -54,7 +55,7 @@ def slack() -> Iterator[SlackStandIn]:
 def worker(engine: Engine, slack: SlackStandIn, clock: Clock | None = None, **kwargs: Any) -> OutboxWorker:
     from slack_sdk import WebClient
 
-    client = WebClient(token="xoxb-test-token", base_url=f"{slack.url}/api/")
+    client = WebClient(token="xoxb-fake", base_url=f"{slack.url}/api/")
     return OutboxWorker(engine, client, CHANNEL, clock=clock or (lambda: datetime.now(UTC)),
                         pacer=ChannelPacer(interval=0), **kwargs)
 
@@ -80,7 +81,7 @@ def case_of(engine: Engine, call_id: str) -> Case:
 def test_one_card_per_case_under_duplicate_webhooks(runtime: Runtime, slack: SlackStandIn) -> None:
     runtime.settings = make_settings(
         str(runtime.engine.url.render_as_string(hide_password=False)),
-        slack_bot_token=SecretStr("xoxb-test-token"), slack_signing_secret=SecretStr("signing"),
+        slack_bot_token=SecretStr("xoxb-fake"), slack_signing_secret=SecretStr("signing"),
         finance_channel=CHANNEL, slack_api_url=f"{slack.url}/api/", slack_post_interval_seconds=0,
     )
     service = start_slack(runtime, poll_seconds=0.05)
@@ -98,7 +99,7 @@ def test_one_card_per_case_under_duplicate_webhooks(runtime: Runtime, slack: Sla
         httpx.post(f"{server.url}/webhooks/dialnexa", content=non_billing,
                    headers=dialnexa_headers(non_billing, WEBHOOK_SECRET))
         slack.wait_for_messages(CHANNEL, 1)
-        slack.wait_until(lambda: case_of(runtime.engine, "call_demo_refund_0001").slack_ts or None, 5)
+        until(lambda: case_of(runtime.engine, "call_demo_refund_0001").slack_ts, 5)
     finally:
         server.stop()
         service.stop()
@@ -234,7 +235,7 @@ def test_healthz_reports_degraded_from_any_process(runtime: Runtime, engine: Eng
 
 def _worker_env(db_url: str, slack: SlackStandIn) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLACK_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=db_url, SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET="signing",
+    env.update(DATABASE_URL=db_url, SLACK_BOT_TOKEN="xoxb-fake", SLACK_SIGNING_SECRET="signing",
                FINANCE_CHANNEL=CHANNEL, SLACK_API_URL=f"{slack.url}/api/", DIALNEXA_WEBHOOK_SECRETS="whsec_x",
                SLACK_POST_INTERVAL_SECONDS="0")
     return env

@@ -21,6 +21,7 @@ from bot.standins import SlackStandIn
 from storage.models import AuditEvent, Case
 from tests.conftest import LiveServer, make_settings
 from tests.signing import dumps, slack_headers
+from tests.waiting import until
 
 SIGNING_SECRET = "slack-signing-secret-for-tests"
 CHANNEL = "C0FINANCE"
@@ -35,7 +36,7 @@ class App:
         payload = json.loads((SAMPLES / name).read_text())
         result = ingest(self.runtime.engine, payload, dumps(payload), self.runtime.policy, datetime.now(UTC))
         self.service.worker.wake()
-        self.slack.wait_until(lambda: self.case(result.call_id or "").slack_ts or None, 10)
+        until(lambda: self.case(result.call_id or "").slack_ts, what="the card to be posted")
         return self.case(result.call_id or "")
 
     def case(self, call_id: str) -> Case:
@@ -81,11 +82,11 @@ def app(runtime: Runtime, db_url: str) -> Iterator[App]:
 def test_assign_route_and_dismiss_update_the_card_and_its_thread(app: App) -> None:
     case = app.deliver("01_refund.json")
     assert app.click(case, "assign_self", user="U0APPROVER2").status_code == 200
-    app.slack.wait_until(lambda: app.case(case.call_id).owner == "U0APPROVER2" or None, 5)
+    until(lambda: app.case(case.call_id).owner == "U0APPROVER2", 5)
     assert app.click(case, "route_review").status_code == 200
-    app.slack.wait_until(lambda: app.case(case.call_id).state == "in_review" or None, 5)
+    until(lambda: app.case(case.call_id).state == "in_review", 5)
     assert app.click(case, "dismiss").status_code == 200
-    app.slack.wait_until(lambda: app.case(case.call_id).state == "dismissed" or None, 5)
+    until(lambda: app.case(case.call_id).state == "dismissed", 5)
     app.slack.wait_until(lambda: len(app.slack.thread(CHANNEL, case.slack_ts or "")) >= 4 or None, 10)
     replies = [m["text"] for m in app.slack.thread(CHANNEL, case.slack_ts or "")[1:]]
     assert replies == ["<@U0APPROVER2> took ownership of this case.",
@@ -117,7 +118,7 @@ def test_only_finance_people_may_dismiss(app: App) -> None:
     assert refused.actor == "U0STRANGER" and refused.detail == {"action": "dismiss"}
     # Anyone in the channel may still take or route a case.
     app.click(case, "assign_self", user="U0STRANGER")
-    app.slack.wait_until(lambda: app.case(case.call_id).owner == "U0STRANGER" or None, 5)
+    until(lambda: app.case(case.call_id).owner == "U0STRANGER", 5)
 
 
 def test_bad_signature_is_401_and_changes_nothing(app: App) -> None:
