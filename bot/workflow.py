@@ -51,17 +51,6 @@ def _change(
     return Outcome(True, reply)
 
 
-def refuse(engine: Engine, case_id: int, user: str, now: datetime, action: str, reason: str) -> Outcome:
-    """Audit a refused click; nothing else changes."""
-    with session_scope(engine) as session:
-        case = session.get(Case, case_id)
-        if case is None:
-            return Outcome(False, "That case no longer exists.")
-        session.add(AuditEvent(at=now, actor=user, action="action.refused", case_id=case.id, call_id=case.call_id,
-                               target="slack:card", reason=reason, outcome="refused", detail={"action": action}))
-    return Outcome(False, f"Not done: {reason}.")
-
-
 def assign_self(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
     return _change(engine, case_id, user, now, action="case.assigned", state=None, owner=user,
                    reply=f"<@{user}> took ownership of this case.", reason="assigned from the card")

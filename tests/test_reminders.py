@@ -466,10 +466,10 @@ def test_apscheduler_fires_on_the_next_due_time_and_on_wake(engine: Engine, poli
     try:
         assert running.wait_for_passes(1)
         with session_scope(engine) as session:
-            store.put(session, "once", Reminder(case_id=case_id, kind="snoozed", dedup_key="soon",
-                                                due_at=datetime.now(UTC) + timedelta(milliseconds=300)))
-            store.put(session, "once", Reminder(case_id=case_id, kind="snoozed", dedup_key="now",
-                                                due_at=datetime.now(UTC) - timedelta(seconds=1)))
+            store.add(session, "once", case_id=case_id, kind="snoozed", dedup_key="soon",
+                      due_at=datetime.now(UTC) + timedelta(milliseconds=300), created_at=datetime.now(UTC))
+            store.add(session, "once", case_id=case_id, kind="snoozed", dedup_key="now",
+                      due_at=datetime.now(UTC) - timedelta(seconds=1), created_at=datetime.now(UTC))
         running.wake()  # e.g. ingest just scheduled something: no waiting for the hourly poll
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(outbox(engine)) < 2:
@@ -669,8 +669,8 @@ def test_reminder_controls_over_slack(app: SlackApp) -> None:
     assert case.id is not None
     now = datetime.now(UTC)
     with session_scope(engine) as session:
-        store.put(session, "once", Reminder(case_id=case.id, kind="due", dedup_key="e2e",
-                                            due_at=now - timedelta(seconds=1), created_at=now))
+        store.add(session, "once", case_id=case.id, kind="due", dedup_key="e2e",
+                  due_at=now - timedelta(seconds=1), created_at=now)
     [mine] = [r for r in reminders(engine, case.id) if r.dedup_key == "e2e"]
     assert mine.id is not None
     value = ReminderValue(case_id=case.id, reminder_id=mine.id)

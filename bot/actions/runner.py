@@ -26,6 +26,7 @@ from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
 from bot.reminders import on_case_closed
 from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.workflow import Outcome
 from providers.base import (
     InvoiceProvider,
     NotFound,
@@ -48,12 +49,6 @@ PENDING_HUMAN = frozenset({"failed", "unknown", "awaiting_approval", "running"})
 CONFIRM_PAYOUT = "confirm_payout"
 RETRY_ACTION = "retry_action"
 RECONCILE_ACTION = "reconcile_action"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    message: str  # for the clicker, ephemerally
 
 
 @dataclass
@@ -167,7 +162,7 @@ def to_review(ctx: ActionContext, case_id: int, user: str, action: str, reason: 
 def _target(row: ProviderAction) -> str:
     """Where the action went, for the audit trail."""
     if row.action == ActionId.PAYOUT_POOF:
-        return f"poof payout to {row.params.get('address')}"
+        return f"{row.provider} payout to {row.params.get('address')}"
     if row.action == ActionId.INVOICE_POOF and row.params.get("send_to"):
         return f"case thread (payment link for {row.params['send_to']})"
     return "case thread" if row.action == ActionId.INVOICE_POOF else row.provider

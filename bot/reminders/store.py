@@ -82,7 +82,7 @@ def _statements(dialect: str) -> dict[str, Any]:
     rearm = {"status": PENDING, "cancel_reason": None, "due_at": insert.excluded.due_at, "claimed_by": None,
              "claim_expires_at": None, "late": False}
     cancelled: dict[str, Any] = {"status": CANCELLED, "cancel_reason": bindparam("why"), "claimed_by": None,
-                 "claim_expires_at": None}
+                                 "claim_expires_at": None}
     return {
         # A deadline that changes back revives the rows it had; sent or done rows stay as they are.
         "schedule": insert.on_conflict_do_update(
@@ -125,7 +125,7 @@ def _defaults() -> dict[str, Any]:
 
 
 def row_params(*, case_id: int, kind: str, dedup_key: str, due_at: datetime, created_at: datetime,
-        **fields: Any) -> dict[str, Any]:
+               **fields: Any) -> dict[str, Any]:
     """The parameters of one reminders row, column defaults filled in."""
     return {**_defaults(), "case_id": case_id, "kind": kind, "dedup_key": dedup_key, "due_at": due_at,
             "created_at": created_at, **fields}
@@ -140,11 +140,6 @@ def add_many(session: Session, statement: str, rows: list[dict[str, Any]]) -> No
     """`add` for several rows in one round trip (an executemany)."""
     if rows:
         _run(session, statement, rows)
-
-
-def put(session: Session, statement: str, row: Reminder) -> None:
-    """`add` for a Reminder built by the caller."""
-    session.execute(_statements(session.get_bind().dialect.name)[statement], row.model_dump(exclude={"id"}))
 
 
 def is_open(case: Case) -> bool:

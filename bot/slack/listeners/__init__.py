@@ -11,7 +11,7 @@ from bot.runtime import Runtime
 def register_listeners(app: App, runtime: Runtime, actions: ActionContext) -> None:
     from bot.slack.listeners import case_actions, commands, home, money_actions, reminders, review
 
-    case_actions.register(app, runtime, actions.directory)
+    case_actions.register(app, runtime, actions)
     reminders.register(app, runtime)
     money_actions.register(app, actions)
     commands.register(app, runtime, actions)

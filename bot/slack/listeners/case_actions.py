@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from blocks.actions import ActionId, ButtonValue
 from bot import workflow
-from bot.actions.authz import Directory
+from bot.actions.runner import ActionContext, refuse
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _HANDLERS: dict[ActionId, Handler] = {
 FINANCE_ONLY = frozenset({ActionId.DISMISS})
 
 
-def _listener(runtime: Runtime, directory: Directory, action_id: ActionId, handler: Handler) -> Callable[..., None]:
+def _listener(runtime: Runtime, actions: ActionContext, action_id: ActionId, handler: Handler) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
         try:
@@ -40,9 +40,9 @@ def _listener(runtime: Runtime, directory: Directory, action_id: ActionId, handl
             respond(response_type="ephemeral", replace_original=False, text="That button is out of date.")
             return
         user = body["user"]["id"]
-        if action_id in FINANCE_ONLY and not directory.is_finance(user):
-            outcome = workflow.refuse(runtime.engine, value.case_id, user, datetime.now(UTC), action_id.value,
-                                      "only finance people (approvers or the default finance owner) may do this")
+        if action_id in FINANCE_ONLY and not actions.directory.is_finance(user):
+            outcome = refuse(actions, value.case_id, user, action_id.value,
+                             "only finance people (approvers or the default finance owner) may do this")
             respond(response_type="ephemeral", replace_original=False, text=outcome.message)
             return
         outcome = handler(runtime.engine, value.case_id, user, datetime.now(UTC))
@@ -52,6 +52,6 @@ def _listener(runtime: Runtime, directory: Directory, action_id: ActionId, handl
     return listener
 
 
-def register(app: App, runtime: Runtime, directory: Directory) -> None:
+def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
     for action_id, handler in _HANDLERS.items():
-        app.action(action_id.value)(_listener(runtime, directory, action_id, handler))
+        app.action(action_id.value)(_listener(runtime, actions, action_id, handler))

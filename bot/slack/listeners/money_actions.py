@@ -18,7 +18,8 @@ from blocks.actions import ActionId, ButtonValue
 from blocks.modals import INVOICE_CALLBACK, PAYOUT_CALLBACK, invoice_modal, payout_modal, submitted
 from bot.actions import runner
 from bot.actions.forms import parse_invoice, parse_payout
-from bot.actions.runner import ActionContext, Outcome
+from bot.actions.runner import ActionContext
+from bot.workflow import Outcome
 from storage.models import Case
 
 log = logging.getLogger(__name__)
