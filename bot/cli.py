@@ -223,11 +223,8 @@ def audit_export(since: datetime, fmt: str, output: TextIO) -> None:
     from bot.audit_export import ExportError, export
     from storage.db import make_engine, normalise_url
 
-    settings = _read_settings()
-    try:
-        url = make_url(normalise_url(settings.database_url))
-    except Exception as exc:
-        _fail([f"DATABASE_URL: not a database URL ({exc.__class__.__name__})"])
+    settings = _read_settings()  # DATABASE_URL is validated there
+    url = make_url(normalise_url(settings.database_url))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
             and not Path(url.database).exists():
         # Connecting would create an empty file; an export never writes to the database.
