@@ -56,7 +56,7 @@ def _call_id_of(sample: dict[str, Any]) -> str | None:
     return None
 
 
-def _pad_transcript(container: dict[str, Any], target: int) -> None:
+def pad_transcript(container: dict[str, Any], target: int) -> None:
     transcript = container.get("transcript")
     if isinstance(transcript, str):
         turns = _filler_turns(target - len(transcript))
@@ -78,7 +78,7 @@ def _template(path: Path) -> str:
     if original is None:
         raise ValueError(f"{path.name}: no call id found")
     call = sample["payload"]["call"] if "payload" in sample else sample
-    _pad_transcript(call, TRANSCRIPT_BYTES)
+    pad_transcript(call, TRANSCRIPT_BYTES)
     # Replace every mention (call id, recording URL) so each delivery looks like a distinct call.
     return json.dumps(sample, separators=(",", ":")).replace(original, _CALL_ID_TOKEN)
 

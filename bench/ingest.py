@@ -27,8 +27,15 @@ What is measured
   counted against the 2xx answers. Targets (from the issue) are printed as text, never asserted:
   p99 under 50 ms at 100 deliveries a second, and app throughput at least half the floor's.
 
+Hostile input (bench/adversarial.py, bodies from bench/hostile.py)
+  --sizes [LIST]   server CPU per delivery by body size, 3 KB to 900 KB, benign and adversarial
+  --adversarial    Slack-ack probe: Slack ack and ordinary-delivery latency while ~1 MiB adversarial
+                   deliveries keep arriving, against a quiet phase of the same run
+
 Run
   python -m bench.ingest                       # 10 s per phase, 100/s, concurrency 16 (~1 minute)
+  python -m bench.ingest --sizes               # ~1 minute once triage is linear
+  python -m bench.ingest --adversarial         # 10 s quiet + 10 s under attack
   python -m bench.ingest --seconds 60          # longer, steadier run
   python -m bench.ingest --rate 200 --concurrency 32
   python -m bench.ingest --database-url postgresql://user:pw@localhost/bench   # rows are left there
@@ -68,6 +75,12 @@ from storage.db import make_engine
 
 WEBHOOK_PATH = "/webhooks/dialnexa"
 SECRET_ENV = "BENCH_DIALNEXA_WEBHOOK_SECRET"
+SLACK_SECRET_ENV = "BENCH_SLACK_SIGNING_SECRET"
+SLACK_URL_ENV = "BENCH_SLACK_API_URL"
+BENCH_CHANNEL = "C0BENCH"
+# app: ingest only, as `serve` without a Slack token. app-slack: as `serve` with Slack (Bolt route, outbox
+# worker, reminders) against a Slack stand-in. slack: that stand-in. floor: bench.floor.
+SERVER_KINDS = ("app", "floor", "app-slack", "slack")
 TARGET_RATE = 100.0
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 0.5
@@ -90,7 +103,7 @@ def serve_forever(app: ASGIApp) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", backlog=2048)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", backlog=2048)
     server = uvicorn.Server(config)
     print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])
@@ -108,13 +121,24 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _serve_slack_standin() -> None:
+    from bot.standins import SlackStandIn
+
+    standin = SlackStandIn().start()
+    print(f"READY {standin.url}", flush=True)
+    threading.Event().wait()  # until SIGTERM
+
+
 def _serve(kind: str, database_url: str, log_level: str) -> None:
-    """Child-process entry point (`--serve app|floor`)."""
+    """Child-process entry point (`--serve KIND`)."""
     _exit_with_parent()
     if kind == "floor":
         from bench.floor import create_floor_app
 
         serve_forever(create_floor_app(make_engine(database_url)))
+        return
+    if kind == "slack":
+        _serve_slack_standin()
         return
     from pydantic import SecretStr
 
@@ -124,20 +148,61 @@ def _serve(kind: str, database_url: str, log_level: str) -> None:
     from bot.web.app import create_app
 
     setup_logging(getattr(logging, log_level))
+    slack: dict[str, Any] = {"slack_bot_token": None}
+    if kind == "app-slack":
+        slack = {"slack_bot_token": SecretStr("xoxb-bench-not-a-real-token"),
+                 "slack_signing_secret": SecretStr(os.environ[SLACK_SECRET_ENV]),
+                 "slack_api_url": os.environ[SLACK_URL_ENV], "finance_channel": BENCH_CHANNEL}
     settings = Settings(
         database_url=database_url,
         dialnexa_webhook_secrets=[SecretStr(os.environ[SECRET_ENV])],
         finance_desk_policy=EXAMPLE_POLICY,
-        slack_bot_token=None,
+        **slack,
     )
-    serve_forever(create_app(build_runtime(settings)))
+    runtime = build_runtime(settings)
+    if kind == "app-slack":
+        from bot.slack.service import start_slack
+
+        start_slack(runtime)  # as `finance-desk serve` does (its matcher needs MoonClerk: not here)
+    serve_forever(create_app(runtime))
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it, from /proc/<pid>/task/<tid>/children."""
+    found = [pid]
+    for parent in found:  # grows while it is walked
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                found.extend(int(child) for child in children.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of one process: its CPU-time clock (nanoseconds; Linux spells another process's
+    clock id ((~pid) << 3) | 2), else /proc/<pid>/stat, which counts 10 ms ticks."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)
+    except OSError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class ServerProcess:
     """One server subprocess; always stop() it (terminate, then kill)."""
 
-    def __init__(self, kind: str, database_url: str, workdir: Path, secret: str, log_level: str) -> None:
+    def __init__(
+        self, kind: str, database_url: str, workdir: Path, secret: str, log_level: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kind = kind
+        self.env = env or {}
         self.database_url = database_url
         self.log_path = workdir / f"{kind}.log"
         self.secret = secret
@@ -148,7 +213,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, SECRET_ENV: self.secret, "PYTHONPATH": pythonpath}
+        env = {**os.environ, **self.env, SECRET_ENV: self.secret, "PYTHONPATH": pythonpath}
         self._log = self.log_path.open("w", encoding="utf-8")
         command = [sys.executable, "-m", "bench.ingest", "--serve", self.kind,
                    "--database-url", self.database_url, "--log-level", self.log_level]
@@ -166,6 +231,8 @@ class ServerProcess:
                 line = self.proc.stdout.readline()
                 if line.startswith("READY "):
                     self.url = line.split()[1]
+        if self.kind == "slack":
+            return self  # the stand-in has no /healthz; READY means it is listening
         while True:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
@@ -196,14 +263,10 @@ class ServerProcess:
         return found
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads) so far."""
+        """User + system CPU so far of the server process and every process it started (the app
+        ingests large bodies in a worker process), all threads, live and exited."""
         assert self.proc is not None
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return sum(_process_cpu(pid) for pid in _descendants(self.proc.pid))
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -518,7 +581,23 @@ def main() -> None:
     parser.add_argument("--only", choices=["app", "floor"], help="run one server only (prints JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
-    parser.add_argument("--serve", choices=["app", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", nargs="?", const="3k,30k,100k,300k,900k", metavar="LIST",
+                        help="CPU per delivery by body size, benign and adversarial (default sizes "
+                             "3k,30k,100k,300k,900k); replaces the floor/app comparison")
+    parser.add_argument("--adversarial", action="store_true",
+                        help="Slack-ack probe: ack and ordinary latency while ~1 MiB adversarial deliveries "
+                             "arrive; replaces the floor/app comparison")
+    parser.add_argument("--probe-rate", type=float, default=20.0,
+                        help="--adversarial: ordinary deliveries a second (default 20)")
+    parser.add_argument("--slack-rate", type=float, default=5.0,
+                        help="--adversarial: signed Slack commands a second (default 5)")
+    parser.add_argument("--attackers", type=int, default=2,
+                        help="--adversarial: concurrent senders of 1 MiB adversarial deliveries (default 2)")
+    parser.add_argument("--attack-size", metavar="SIZE",
+                        help="--adversarial: size of each adversarial delivery, e.g. 60k (default just under 1 MiB)")
+    parser.add_argument("--cell-timeout", type=float, default=10.0,
+                        help="--sizes: give up on a kind when one delivery takes longer (default 10 s)")
+    parser.add_argument("--serve", choices=SERVER_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.serve:
@@ -527,6 +606,9 @@ def main() -> None:
 
     # SIGTERM must unwind through the finally blocks that stop the server subprocesses.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.sizes or args.adversarial:
+        _run_hostile(args)
+        return
     deliveries = Deliveries()
     servers: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="fd-bench-ingest-"))
@@ -569,6 +651,36 @@ def main() -> None:
         print_report(report)
     else:
         print(json.dumps(report, indent=2))
+
+
+def _run_hostile(args: argparse.Namespace) -> None:
+    from bench import adversarial
+
+    workdir = Path(tempfile.mkdtemp(prefix="fd-bench-hostile-"))
+    database = "PostgreSQL/other (--database-url)" if args.database_url else "SQLite (temp dir, WAL)"
+    report: dict[str, Any] = {"config": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                         "database": database, "app_log_level": args.log_level}}
+    try:
+        secret = secrets.token_hex(24)
+        if args.sizes:
+            report["sizes"] = adversarial.run_sizes(workdir, secret, args)
+        if args.adversarial:
+            report["probe"] = adversarial.run_probe(workdir, secret, args)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    cfg = report["config"]
+    print(f"finance-desk hostile-input benchmark: {cfg['database']}, {cfg['cpus']} CPUs, Python {cfg['python']}, "
+          f"app logging at {cfg['app_log_level']}")
+    if "sizes" in report:
+        adversarial.print_sizes(report["sizes"])
+    if "probe" in report:
+        adversarial.print_probe(report["probe"])
 
 
 if __name__ == "__main__":

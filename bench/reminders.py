@@ -89,7 +89,7 @@ def seed(engine: Any, client: WebClient, cases: int, reminders: int, due: int, w
     with Session(engine) as session:
         session.execute(insert(Case), case_rows)
         session.commit()
-        ids = list(session.exec(select(Case.id).order_by(col(Case.id))).all())
+        ids = [i for i in session.exec(select(Case.id).order_by(col(Case.id))).all() if i is not None]
     tomorrow = start + timedelta(days=1)
     rows = []
     for n in range(reminders):

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from blocks.actions import ActionId, ButtonValue
+from blocks.actions import ActionId, ButtonValue, ControlId
 from blocks.format import (
     calendar_date,
     code,
@@ -21,8 +21,9 @@ from blocks.format import (
     is_user_id,
     link,
     mention,
+    mrkdwn,
+    plain,
     prose,
-    safe_url,
     slack_date,
 )
 from blocks.limits import (
@@ -40,6 +41,7 @@ from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
 from storage.models import Case
+from storage.states import ActionStatus, CaseState, MatchStatus, is_closed
 
 URGENCY_EMOJI = {
     Urgency.CRITICAL: "🔴",
@@ -47,20 +49,19 @@ URGENCY_EMOJI = {
     Urgency.NORMAL: "🟡",
     Urgency.LOW: "⚪",
 }
-STATE_LABELS = {
-    "new": "🆕 New",
-    "in_review": "👀 In review",
-    "approved": "✅ Approved",
-    "done": "🏁 Done",
-    "rejected": "⛔ Rejected",
-    "failed": "❗ Failed",
-    "dismissed": "🗑️ Dismissed",
-    "snoozed": "💤 Snoozed",
+STATE_LABELS: dict[str, str] = {
+    CaseState.NEW: "🆕 New",
+    CaseState.IN_REVIEW: "👀 In review",
+    CaseState.APPROVED: "✅ Approved",
+    CaseState.DONE: "🏁 Done",
+    CaseState.REJECTED: "⛔ Rejected",
+    CaseState.FAILED: "❗ Failed",
+    CaseState.DISMISSED: "🗑️ Dismissed",
+    CaseState.SNOOZED: "💤 Snoozed",
 }
-# Once a case reaches one of these nobody should act on it from the card again.
-CLOSED_STATES = frozenset({"done", "rejected", "dismissed"})
-# Kinds whose main money movement is paying the customer back, so the payout is the primary button.
-_MONEY_BACK = frozenset({BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE})
+# Kinds whose main money movement is paying someone (the customer back, or a partner), so the payout is
+# the primary button and an invoice is never offered.
+_MONEY_BACK = frozenset({BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE, BillingKind.PAYOUT_REQUEST})
 
 # Budgets, in characters. Fields are shown side by side, so they are kept short; the totals leave
 # room under MAX_CUMULATIVE_TEXT even when every value is at its longest.
@@ -118,18 +119,9 @@ def _block_id(case: Case, name: str) -> str:
     return f"card-{case.id}-v{case.card_version}-{name}"
 
 
-def _mrkdwn(text: str) -> dict[str, Any]:
-    # verbatim: no auto-linking of bare URLs, channel names or @mentions inside caller text.
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
-
-
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
 def _field(label: str, value: str | None) -> dict[str, Any]:
     text = f"*{label}*\n{value or EMPTY}"
-    return _mrkdwn(truncate_mrkdwn(text, min(FIELD_BUDGET + len(label) + 4, MAX_FIELD_TEXT)))
+    return mrkdwn(truncate_mrkdwn(text, min(FIELD_BUDGET + len(label) + 4, MAX_FIELD_TEXT)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,10 +135,10 @@ def _confidence(case: Case) -> str:
     text = f"classified {percent}{rule}"
     # How sure the MoonClerk customer match is (bot.lookup.matching), once matching has run.
     score = case.match_score
-    if case.match_status in {"matched", "review"} and score is not None and not math.isnan(score):
-        label = "customer match" if case.match_status == "matched" else "customer match to confirm"
+    if case.match_status in {MatchStatus.MATCHED, MatchStatus.REVIEW} and score is not None and not math.isnan(score):
+        label = "customer match" if case.match_status == MatchStatus.MATCHED else "customer match to confirm"
         text += f" · {label} {round(max(0.0, min(1.0, score)) * 100)}%"
-    elif case.match_status == "unmatched":
+    elif case.match_status == MatchStatus.UNMATCHED:
         text += " · no MoonClerk customer matched"
     return text
 
@@ -250,14 +242,14 @@ def _detail(case: Case) -> dict[str, Any] | None:
     if not lines:
         return None
     text = truncate_mrkdwn("\n".join(lines), min(DETAIL_BUDGET, MAX_SECTION_TEXT))
-    return {"type": "section", "block_id": _block_id(case, "detail"), "text": _mrkdwn(text)}
+    return {"type": "section", "block_id": _block_id(case, "detail"), "text": mrkdwn(text)}
 
 
 def _summary(case: Case) -> dict[str, Any] | None:
     if not case.summary or not case.summary.strip():
         return None
     text = f"*Call summary*\n{prose(case.summary, SUMMARY_BUDGET)}"
-    return {"type": "section", "block_id": _block_id(case, "summary"), "text": _mrkdwn(text)}
+    return {"type": "section", "block_id": _block_id(case, "summary"), "text": mrkdwn(text)}
 
 
 def _suppression(case: Case) -> dict[str, Any] | None:
@@ -266,7 +258,7 @@ def _suppression(case: Case) -> dict[str, Any] | None:
         return None
     which = inline(", ".join(kinds), 200) if kinds else "unspecified kinds"
     text = f"🔒 Sensitive details were suppressed from this call ({which}); their values are not kept."
-    return {"type": "context", "block_id": _block_id(case, "suppressed"), "elements": [_mrkdwn(text)]}
+    return {"type": "context", "block_id": _block_id(case, "suppressed"), "elements": [mrkdwn(text)]}
 
 
 def transcript_link(case: Case) -> str | None:
@@ -287,24 +279,26 @@ def _evidence(case: Case) -> dict[str, Any]:
                        ("Payment platform", case.payment_platform_url)):
         if not url:
             continue
-        safe = safe_url(url)
-        if safe is None:
+        made = link(url, label)
+        if made is None:
             links.append(f"{label} (not a web link)")
-        elif len(safe) > min(LINK_URL_BUDGET, budget):
+        elif len(made) > min(LINK_URL_BUDGET, budget):
             # A cut URL is a broken URL; better to say so than to link somewhere wrong.
             links.append(f"{label} (link too long to show)")
         else:
-            budget -= len(safe)
-            links.append(link(safe, label))
-    elements = [_mrkdwn(f"DialNexa call {code(case.call_id, 210)}")]
+            budget -= len(made)
+            links.append(made)
+    elements = [mrkdwn(f"DialNexa call {code(case.call_id, 210)}")]
     if links:
-        elements.insert(0, _mrkdwn("Evidence: " + " · ".join(links)))
+        elements.insert(0, mrkdwn("Evidence: " + " · ".join(links)))
     return {"type": "context", "block_id": _block_id(case, "evidence"), "elements": elements}
 
 
 def _state(case: Case, next_reminder: datetime | None) -> dict[str, Any]:
     state = case.state or "new"
-    parts = [f"*{STATE_LABELS.get(state) or inline(_readable(state), 40)}*"]
+    known = STATE_LABELS.get(state)
+    # Only our own labels are bold: an unknown state is stored text, shown as plain words.
+    parts = [f"*{known}*" if known else inline(_readable(state), 40)]
     who = mention(case.state_by)
     if who:
         parts.append(f"by {who}")
@@ -312,12 +306,12 @@ def _state(case: Case, next_reminder: datetime | None) -> dict[str, Any]:
         parts.append(slack_date(case.state_at))
     elif case.state_by is None and case.created_at is not None:
         parts.append(f"since {slack_date(case.created_at)}")  # a new case: when the call came in
-    if next_reminder is not None and state not in CLOSED_STATES:
+    if next_reminder is not None and not is_closed(state):
         parts.append(f"next reminder {slack_date(next_reminder)}")
     if case.action_label:
         parts.append(_last_action(case))
     text = truncate_mrkdwn("State: " + " · ".join(parts), MAX_SECTION_TEXT)
-    return {"type": "context", "block_id": _block_id(case, "state"), "elements": [_mrkdwn(text)]}
+    return {"type": "context", "block_id": _block_id(case, "state"), "elements": [mrkdwn(text)]}
 
 
 ACTION_LABELS = {
@@ -325,9 +319,10 @@ ACTION_LABELS = {
     ActionId.INVOICE_POOF.value: "Poof invoice",
     ActionId.PAYOUT_POOF.value: "Poof payout",
 }
-ACTION_STATUS = {
-    "succeeded": "✅ done", "failed": "❌ failed", "unknown": "⚠️ outcome unknown: check Poof",
-    "running": "⏳ running", "awaiting_approval": "⏳ waiting for a second approver",
+ACTION_STATUS: dict[str, str] = {
+    ActionStatus.SUCCEEDED: "✅ done", ActionStatus.FAILED: "❌ failed",
+    ActionStatus.UNKNOWN: "⚠️ outcome unknown: check Poof", ActionStatus.RUNNING: "⏳ running",
+    ActionStatus.AWAITING_APPROVAL: "⏳ waiting for a second approver",
 }
 
 
@@ -336,10 +331,10 @@ def _last_action(case: Case) -> str:
     text = f"{label}: {ACTION_STATUS.get(case.action_status or '', inline(case.action_status, 40))}"
     if case.action_reference:
         text += f" {code(case.action_reference, ID_BUDGET)}"
-    url = safe_url(case.action_url) if case.action_url else None
-    if url:
-        text += f" {link(url, 'open')}"
-    if case.action_error and case.action_status in {"failed", "unknown"}:
+    opened = link(case.action_url, "open")
+    if opened and len(opened) <= LINK_URL_BUDGET:
+        text += f" {opened}"
+    if case.action_error and case.action_status in {ActionStatus.FAILED, ActionStatus.UNKNOWN}:
         text += f" ({prose(case.action_error, 300)})"
     return text
 
@@ -349,15 +344,15 @@ def _ledger_buttons(case: Case) -> dict[str, Any] | None:
     if case.action_label not in {ActionId.INVOICE_POOF.value, ActionId.PAYOUT_POOF.value}:
         return None
     assert case.id is not None
-    if case.action_status == "failed":
-        action_id, text = "retry_action", "Retry"
-    elif case.action_status == "unknown":
-        action_id, text = "reconcile_action", "Reconcile with Poof"
+    if case.action_status == ActionStatus.FAILED:
+        action_id, text = ControlId.RETRY_ACTION, "Retry"
+    elif case.action_status == ActionStatus.UNKNOWN:
+        action_id, text = ControlId.RECONCILE_ACTION, "Reconcile with Poof"
     else:
         return None
     value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
     return {"type": "actions", "block_id": f"{_block_id(case, 'ledger')}:{case.action_label}", "elements": [
-        {"type": "button", "action_id": action_id, "value": value, "text": _plain(text)}]}
+        {"type": "button", "action_id": action_id, "value": value, "text": plain(text)}]}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -381,7 +376,7 @@ def has_moonclerk_reference(case: Case) -> bool:
 
 
 # Once an action has happened (or is under way) its button goes; the ledger refuses a second run anyway.
-_SETTLED = frozenset({"succeeded", "paid", "running", "awaiting_approval", "unknown", "failed"})
+_SETTLED = frozenset(ActionStatus)
 
 
 def _done(case: Case, action: ActionId) -> bool:
@@ -390,7 +385,7 @@ def _done(case: Case, action: ActionId) -> bool:
 
 def offered_actions(case: Case) -> list[ActionId]:
     """The buttons this case allows, in display order. Handlers must re-check: cards go stale."""
-    if (case.state or "new") in CLOSED_STATES:
+    if is_closed(case.state):
         return []
     actions: list[ActionId] = []
     for action, offered in ((ActionId.NOTE_MOONCLERK, has_moonclerk_reference),
@@ -422,10 +417,10 @@ _BUTTON_TEXT = {
 
 def _confirm(title: str, text: str, yes: str, no: str, style: str) -> dict[str, Any]:
     return {
-        "title": _plain(truncate(title, MAX_CONFIRM_TITLE)),
-        "text": _plain(truncate(text, MAX_CONFIRM_TEXT)),
-        "confirm": _plain(yes),
-        "deny": _plain(no),
+        "title": plain(truncate(title, MAX_CONFIRM_TITLE)),
+        "text": plain(truncate(text, MAX_CONFIRM_TEXT)),
+        "confirm": plain(yes),
+        "deny": plain(no),
         "style": style,
     }
 
@@ -434,7 +429,7 @@ def _button(case: Case, action: ActionId, value: str, primary: ActionId | None) 
     button: dict[str, Any] = {
         "type": "button",
         "action_id": action.value,
-        "text": _plain(_BUTTON_TEXT[action]),
+        "text": plain(_BUTTON_TEXT[action]),
         "value": value,
     }
     if action is primary:
@@ -481,7 +476,7 @@ def _header(case: Case) -> dict[str, Any]:
     emoji, urgency = _urgency(case)
     vip = " · ⭐ VIP" if case.is_vip else ""
     text = truncate(f"{emoji} {label} · {urgency}{vip}", MAX_HEADER)
-    return {"type": "header", "block_id": _block_id(case, "header"), "text": _plain(text)}
+    return {"type": "header", "block_id": _block_id(case, "header"), "text": plain(text)}
 
 
 def _fallback(case: Case) -> str:

@@ -8,16 +8,14 @@ Slack still sends a block_actions event for a URL button, so their action IDs (a
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-from blocks.format import slack_date
+from blocks.actions import HOME_OPEN_PREFIX, ControlId
+from blocks.format import plain, slack_date
 from blocks.limits import MAX_VIEW_BLOCKS
-from blocks.lookup import card_permalink, case_line, channel_link, context, divider, header, plain, section
+from blocks.lookup import card_permalink, case_line, channel_link, context, divider, header, section
 from bot.lookup.queries import CaseList, HomeData
 from storage.models import Case
-
-OPEN_ACTION_PREFIX: Final = "home_open"
-REVIEW_ACTION: Final = "home_open_review"
 
 
 def _row(case: Case, group: str, *, overdue: bool = False) -> dict[str, Any]:
@@ -26,7 +24,7 @@ def _row(case: Case, group: str, *, overdue: bool = False) -> dict[str, Any]:
     block = section(line, block_id=f"home-{group}-{case.id}")
     url = card_permalink(case.slack_channel, case.slack_ts)
     if url:
-        block["accessory"] = {"type": "button", "action_id": f"{OPEN_ACTION_PREFIX}_{group}_{case.id}",
+        block["accessory"] = {"type": "button", "action_id": f"{HOME_OPEN_PREFIX}_{group}_{case.id}",
                               "text": plain("Open card"), "url": url}
     return block
 
@@ -63,7 +61,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
                      block_id="home-review")
     url = channel_link(data.review_channel)
     if url:
-        review["accessory"] = {"type": "button", "action_id": REVIEW_ACTION, "text": plain("Open review channel"),
-                               "url": url}
+        review["accessory"] = {"type": "button", "action_id": ControlId.HOME_OPEN_REVIEW,
+                               "text": plain("Open review channel"), "url": url}
     blocks.append(review)
     return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}

@@ -34,9 +34,6 @@ MAX_MESSAGE_TEXT = 40_000
 
 ELLIPSIS = "…"
 
-_MRKDWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
 def slack_len(text: str) -> int:
     """Length as Slack's JavaScript-side limits see it (UTF-16 code units)."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
@@ -62,14 +59,6 @@ def truncate(text: str, limit: int) -> str:
         used += size
         end = index + 1
     return text[:end].rstrip() + ELLIPSIS
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack treats as control characters in mrkdwn: &, < and >.
-
-    Without this a caller could say "<!channel>" and the card would ping the whole channel.
-    """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fit(text: str, limit: int, transform: Callable[[str], str]) -> str:
@@ -100,16 +89,13 @@ def fit_pieces(pieces: Sequence[str], limit: int) -> str:
     return "".join(kept).rstrip() + ELLIPSIS
 
 
-def escape_truncate(text: str, limit: int) -> str:
-    """`escape_mrkdwn` then cut to `limit`, never leaving half an entity behind."""
-    return fit(text, limit, lambda char: _MRKDWN_ESCAPES.get(char, char))
-
-
 def truncate_mrkdwn(text: str, limit: int) -> str:
-    """Cut mrkdwn that already contains markup (<@U1>, <url|label>, &amp;) without breaking a token.
+    """Cut mrkdwn that already contains markup (<@U1>, <url|label>, &amp;, `code`) without breaking a token.
 
     A cut inside "<https://…|Transcript>" would leave an unterminated link that Slack renders as raw
-    text, so the cut backs off to before any token it would split.
+    text, and a cut inside a code span would leave a backtick that pairs with the next span's, turning
+    code into prose and prose into code; so the cut backs off to before any token it would split.
+    Untrusted text holds no backticks (blocks.format replaces them), so every backtick is one of ours.
     """
     if slack_len(text) <= limit:
         return text
@@ -123,6 +109,8 @@ def truncate_mrkdwn(text: str, limit: int) -> str:
     ampersand = body.rfind("&")
     if ampersand != -1 and ";" not in body[ampersand:]:
         body = body[:ampersand]
+    if body.count("`") % 2:
+        body = body[: body.rfind("`")]
     return body.rstrip() + ELLIPSIS
 
 

@@ -10,17 +10,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from blocks.card import STATE_LABELS
-from blocks.format import code, inline, link, mention, slack_date
+from blocks.format import code, inline, link, mention, money, mrkdwn, plain, slack_date
 from blocks.limits import MAX_SECTION_TEXT, truncate, truncate_mrkdwn
 from bot.triage.model import KIND_LABELS, BillingKind
 from providers.base import Money
-from providers.currency import ISO_4217, format_amount
 from providers.moonclerk import Customer, Payment, PaymentMethod
 from storage.models import AuditEvent, Case, ProviderAction
+from storage.states import MatchStatus
 
 EMPTY: Final = "—"
 SECTION_BUDGET: Final = 2900
@@ -51,14 +50,6 @@ def kind_label(case: Case) -> str:
 
 def state_label(state: str | None) -> str:
     return STATE_LABELS.get(state or "new") or inline(state or "new", 40)
-
-
-def mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
-
-
-def plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text, "emoji": True}
 
 
 def section(text: str, block_id: str | None = None) -> dict[str, Any]:
@@ -101,7 +92,7 @@ def case_line(case: Case, *, when: datetime | None = None, extra: str | None = N
     """`• <card|Refund request> · `call_1` · 🆕 New · <@U1> · since …`"""
     label = inline(kind_label(case), 60)
     url = card_permalink(case.slack_channel, case.slack_ts)
-    title = link(url, label) if url else label
+    title = link(url, label) or label
     parts = [f"• {title}", code(case.call_id, 70), state_label(case.state)]
     owner = mention(case.owner)
     if owner:
@@ -238,18 +229,8 @@ def _audit_line(event: AuditEvent) -> str:
     return " · ".join(parts)
 
 
-def money_text(amount: Decimal, currency: str | None) -> str:
-    """`1,249.00 USD`; a Decimal that will not format (NaN) or a missing currency is shown as it is."""
-    if currency and currency in ISO_4217 and amount.is_finite():
-        try:
-            return format_amount(amount, currency)
-        except InvalidOperation:
-            pass
-    return f"{amount} {currency or '(currency not stated)'}"
-
-
 def match_text(case: Case) -> str:
-    status = case.match_status or "pending"
+    status = case.match_status or MatchStatus.PENDING
     score = f" ({round(max(0.0, min(1.0, case.match_score)) * 100)}%)" if case.match_score is not None else ""
     text = f"{inline(status, 20)}{score}"
     if case.moonclerk_customer_id is not None:
@@ -273,14 +254,14 @@ def case_message(
         f"*Customer match:* {match_text(case)}",
     ]
     if case.amount is not None:
-        facts.append(f"*Amount:* {inline(money_text(case.amount, case.currency), 60)}")
+        facts.append(f"*Amount:* {money(case.amount, case.currency, 60)}")
     if case.approval_required:
         facts.append(f"*Approval:* needed ({inline(case.approval_reason or 'no reason recorded', 200)})")
     if case.follow_up_deadline is not None:
         facts.append(f"*Follow up by:* {slack_date(case.follow_up_deadline)}")
-    url = card_permalink(case.slack_channel, case.slack_ts)
-    if url:
-        facts.append(link(url, "Open the card"))
+    opened = link(card_permalink(case.slack_channel, case.slack_ts), "Open the card")
+    if opened:
+        facts.append(opened)
     blocks = [header(title), section("\n".join(facts))]
     blocks += line_sections("Actions", [_action_line(a) for a in actions], empty="No provider actions.")
     shown = f"Audit trail (latest {len(audit)} of {audit_total})" if audit_total > len(audit) else "Audit trail"
@@ -341,5 +322,10 @@ def help_message() -> dict[str, Any]:
 
 
 def usage_message(problem: str, usage: str) -> dict[str, Any]:
-    text = f"{problem}\n{usage}"
+    return notice(f"{problem}\n{usage}")
+
+
+def notice(text: str) -> dict[str, Any]:
+    """A short ephemeral answer. `text` is mrkdwn we made (untrusted parts through blocks.format); the
+    section is verbatim, so a bare URL or @name in it stays text, which a plain `text` answer would not."""
     return {"text": text, "blocks": [section(text)]}

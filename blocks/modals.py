@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.actions import ButtonValue
-from blocks.limits import escape_mrkdwn, truncate
-from providers.currency import format_amount
+from blocks.actions import ButtonValue, CallbackId
+from blocks.format import code, inline, money, mrkdwn, prose
+from blocks.limits import truncate, truncate_mrkdwn
 from storage.models import Case
 
-INVOICE_CALLBACK = "invoice_poof_modal"
-PAYOUT_CALLBACK = "payout_poof_modal"
 FIAT_METHODS = ("paypal", "cashapp", "venmo", "skrill", "credit card")
 CRYPTOS = ("bitcoin", "ethereum", "solana", "litecoin", "dogecoin", "polygon")
 
@@ -36,19 +34,19 @@ def _select(block_id: str, label: str, options: tuple[str, ...], initial: str | 
 
 
 def _context(case: Case) -> dict[str, Any]:
-    parts = [f"Case `{escape_mrkdwn(case.call_id)}`", escape_mrkdwn(case.kind.replace("_", " "))]
+    parts = [f"Case {code(case.call_id, 210)}", inline(case.kind.replace("_", " "), 60)]
     if case.amount is not None and case.currency:
-        parts.append(f"call amount {format_amount(case.amount, case.currency)}")
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(parts), 2000)}]}
+        parts.append(f"call amount {money(case.amount, case.currency)}")
+    return {"type": "context", "elements": [mrkdwn(truncate_mrkdwn(" · ".join(parts), 2000))]}
 
 
 def _note(case: Case) -> dict[str, Any]:
     # The note is built from stored case fields, which were redacted before they were stored.
     reason = case.refund_reason or case.dispute_reason or case.caller_claim or "—"
-    text = f"*Note that will be recorded*\n{escape_mrkdwn(truncate(reason, 500))}"
+    text = f"*Note that will be recorded*\n{prose(reason, 500)}"
     if case.next_step:
-        text += f"\nNext step: {escape_mrkdwn(truncate(case.next_step, 300))}"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+        text += f"\nNext step: {inline(case.next_step, 300)}"
+    return {"type": "section", "text": mrkdwn(text)}
 
 
 def _view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -64,7 +62,7 @@ def _view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[
 
 def invoice_modal(case: Case) -> dict[str, Any]:
     send_to = case.recipient_email or case.email
-    return _view(INVOICE_CALLBACK, "Poof invoice", "Create invoice", case, [
+    return _view(CallbackId.INVOICE_POOF, "Poof invoice", "Create invoice", case, [
         _text_input("amount", "Amount", str(case.amount) if case.amount is not None else None,
                     hint="A decimal amount above zero, e.g. 149.00"),
         _text_input("currency", "Currency", case.currency, hint="ISO 4217 code, e.g. USD"),
@@ -85,7 +83,7 @@ def _override(label: str) -> dict[str, Any]:
 
 
 def payout_modal(case: Case) -> dict[str, Any]:
-    return _view(PAYOUT_CALLBACK, "Poof payout", "Approve payout", case, [
+    return _view(CallbackId.PAYOUT_POOF, "Poof payout", "Approve payout", case, [
         _text_input("amount", "Value of the payout", str(case.amount) if case.amount is not None else None,
                     hint="What the payout is worth; the approval thresholds apply to this"),
         _text_input("currency", "Currency of the value", case.currency, hint="ISO 4217 code, e.g. USD"),

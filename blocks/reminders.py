@@ -11,21 +11,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from blocks.format import code, inline, is_user_id
-from blocks.limits import MAX_BUTTON_VALUE, MAX_SECTION_TEXT, truncate, truncate_mrkdwn
+from blocks.actions import CallbackId, ControlId, ReminderValue
+from blocks.format import channel, code, inline, is_user_id, link, mention, mrkdwn, plain, user_group
+from blocks.limits import MAX_SECTION_TEXT, truncate, truncate_mrkdwn
+from blocks.lookup import card_permalink
 from bot.triage.model import KIND_LABELS, BillingKind
 from providers.currency import format_amount
 from storage.models import Case
 
-REMINDER_DONE = "reminder_done"
-REMINDER_SNOOZE = "reminder_snooze"
-REMINDER_REASSIGN = "reminder_reassign"
-SNOOZE_CALLBACK = "reminder_snooze_modal"
 SNOOZE_BLOCK = "when"
 SNOOZE_INPUT = "value"
-_BLOCK_PREFIX = "reminder"
 
 # What each routing reason (bot.triage.route) puts at stake, for the escalation page.
 IMPACTS = {
@@ -39,45 +34,6 @@ IMPACTS = {
 _CALL_FLAG = "caller or agent: "
 
 
-class ReminderValue(BaseModel):
-    """What a reminder's controls carry back: the case and the reminder, never customer data."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    case_id: int = Field(ge=1)
-    reminder_id: int = Field(ge=1)
-
-    def dump(self) -> str:
-        value = self.model_dump_json()
-        if len(value) > MAX_BUTTON_VALUE:
-            raise ValueError(f"reminder value is {len(value)} characters, limit {MAX_BUTTON_VALUE}")
-        return value
-
-    @classmethod
-    def parse(cls, value: str) -> ReminderValue:
-        return cls.model_validate_json(value)
-
-    def block_id(self) -> str:
-        # Selects carry no value of their own: the actions block's ID says which reminder they act on.
-        return f"{_BLOCK_PREFIX}:{self.case_id}:{self.reminder_id}"
-
-    @classmethod
-    def from_block_id(cls, block_id: str) -> ReminderValue:
-        prefix, _, rest = block_id.partition(":")
-        case_id, _, reminder_id = rest.partition(":")
-        if prefix != _BLOCK_PREFIX or not case_id.isdigit() or not reminder_id.isdigit():
-            raise ValueError("not a reminder block")
-        return cls(case_id=int(case_id), reminder_id=int(reminder_id))
-
-
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
-def _mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
-
-
 def policy_date(moment: datetime, zone: ZoneInfo) -> str:
     """A `<!date>` stamp each reader sees in their own zone; the fallback is in the policy's zone."""
     moment = moment.astimezone(UTC)
@@ -87,24 +43,21 @@ def policy_date(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def who(owner: str | None) -> str:
-    return f"<@{owner}>" if owner and is_user_id(owner) else "nobody owns this case yet"
+    person = mention(owner) if is_user_id(owner) else None
+    return person or "nobody owns this case yet"
 
 
 def group(group_id: str | None) -> str:
-    return f"<!subteam^{group_id}>" if group_id else ""
-
-
-def card_link(channel: str, ts: str) -> str:
-    """The card's permalink without an API call: Slack's archive URL form."""
-    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    return user_group(group_id) or ""
 
 
 def card_reference(case: Case, finance_channel: str | None) -> str:
-    if case.slack_channel and case.slack_ts:
-        return f"<{card_link(case.slack_channel, case.slack_ts)}|Open the card>"
-    channel = case.slack_channel or finance_channel
-    where = f" in <#{channel}>" if channel else ""
-    return f"the card for DialNexa call {code(case.call_id, 210)}{where}"
+    """A link to the card (its permalink needs no API call), else where to find it."""
+    opened = link(card_permalink(case.slack_channel, case.slack_ts), "Open the card")
+    if opened:
+        return opened
+    where = channel(case.slack_channel) or channel(finance_channel)
+    return f"the card for DialNexa call {code(case.call_id, 210)}" + (f" in {where}" if where else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,7 +80,7 @@ def reminder_message(
     elif kind == "overdue":
         headline = f"🚨 *Follow-up overdue* since {when} · {person} {group(oncall_group)}".rstrip()
     else:
-        by = f" by <@{snoozed_by}>" if snoozed_by and is_user_id(snoozed_by) else ""
+        by = f" by {mention(snoozed_by)}" if is_user_id(snoozed_by) else ""
         due = f": follow-up due {when}" if when else ""
         headline = f"💤 *Reminder snoozed{by}*{due} · {person}"
     lines = [headline]
@@ -143,30 +96,30 @@ def reminder_message(
         "type": "actions",
         "block_id": value.block_id(),
         "elements": [
-            {"type": "button", "action_id": REMINDER_DONE, "text": _plain("✅ Done"), "style": "primary",
+            {"type": "button", "action_id": ControlId.REMINDER_DONE, "text": plain("✅ Done"), "style": "primary",
              "value": value.dump()},
-            {"type": "static_select", "action_id": REMINDER_SNOOZE, "placeholder": _plain("💤 Snooze…"),
+            {"type": "static_select", "action_id": ControlId.REMINDER_SNOOZE, "placeholder": plain("💤 Snooze…"),
              "options": [
-                 {"text": _plain("1 hour"), "value": "1h"},
-                 {"text": _plain(truncate(f"Tomorrow 9:00 ({zone.key})", 75)), "value": "tomorrow"},
-                 {"text": _plain("Pick a time…"), "value": "pick"},
+                 {"text": plain("1 hour"), "value": "1h"},
+                 {"text": plain(truncate(f"Tomorrow 9:00 ({zone.key})", 75)), "value": "tomorrow"},
+                 {"text": plain("Pick a time…"), "value": "pick"},
              ]},
-            {"type": "users_select", "action_id": REMINDER_REASSIGN, "placeholder": _plain("Reassign to…")},
+            {"type": "users_select", "action_id": ControlId.REMINDER_REASSIGN, "placeholder": plain("Reassign to…")},
         ],
     }
-    return {"text": headline, "blocks": [{"type": "section", "text": _mrkdwn(text)}, actions]}
+    return {"text": headline, "blocks": [{"type": "section", "text": mrkdwn(text)}, actions]}
 
 
 def snooze_modal(value: ReminderValue, initial: datetime) -> dict[str, Any]:
     """"Pick a time…": a date-time picker, in the clicker's own Slack time zone."""
     return {
-        "type": "modal", "callback_id": SNOOZE_CALLBACK, "private_metadata": value.dump(),
-        "title": _plain("Snooze reminder"), "submit": _plain("Snooze"), "close": _plain("Cancel"),
+        "type": "modal", "callback_id": CallbackId.REMINDER_SNOOZE, "private_metadata": value.dump(),
+        "title": plain("Snooze reminder"), "submit": plain("Snooze"), "close": plain("Cancel"),
         "blocks": [
-            {"type": "input", "block_id": SNOOZE_BLOCK, "label": _plain("Remind me at"),
+            {"type": "input", "block_id": SNOOZE_BLOCK, "label": plain("Remind me at"),
              "element": {"type": "datetimepicker", "action_id": SNOOZE_INPUT,
                          "initial_date_time": int(initial.timestamp())}},
-            {"type": "context", "elements": [_mrkdwn("The reminder comes back in the card's thread then.")]},
+            {"type": "context", "elements": [mrkdwn("The reminder comes back in the card's thread then.")]},
         ],
     }
 
@@ -242,19 +195,19 @@ def escalation_message(
     headline = truncate_mrkdwn(f"{headline} {mentions}".rstrip(), MAX_SECTION_TEXT)
     impacts = "\n".join(f"• {impact(reason)}" for reason in reasons) or "—"
     fields = [
-        _mrkdwn(truncate_mrkdwn(f"*Impact*\n{impacts}", 2000)),
-        _mrkdwn(f"*Urgency*\n{inline(case.urgency.capitalize(), 40)}"),
-        _mrkdwn(truncate_mrkdwn(f"*Customer*\n{_customer(case)}", 2000)),
-        _mrkdwn(f"*Amount*\n{_amount(case.amount, case.currency)}"),
-        _mrkdwn(f"*Owner*\n{who(owner)}"),
+        mrkdwn(truncate_mrkdwn(f"*Impact*\n{impacts}", 2000)),
+        mrkdwn(f"*Urgency*\n{inline(case.urgency.capitalize(), 40)}"),
+        mrkdwn(truncate_mrkdwn(f"*Customer*\n{_customer(case)}", 2000)),
+        mrkdwn(f"*Amount*\n{_amount(case.amount, case.currency)}"),
+        mrkdwn(f"*Owner*\n{who(owner)}"),
     ]
-    context = [_mrkdwn(truncate_mrkdwn(f"Card: {card}", 3000))]
+    context = [mrkdwn(truncate_mrkdwn(f"Card: {card}", 3000))]
     if late_due_at is not None and zone is not None:
-        context.append(_mrkdwn(f"_(late: was due at {policy_date(late_due_at, zone)})_"))
+        context.append(mrkdwn(f"_(late: was due at {policy_date(late_due_at, zone)})_"))
     return {
         "text": headline,
         "blocks": [
-            {"type": "section", "text": _mrkdwn(headline)},
+            {"type": "section", "text": mrkdwn(headline)},
             {"type": "section", "fields": fields},
             {"type": "context", "elements": context},
         ],

@@ -1,20 +1,20 @@
 """The review-channel message that asks a person which MoonClerk customer called. Pure.
 
-The select menu's option values are `"<case id>:<customer id>"` or `"<case id>:none"`: IDs only,
-never names or emails. The handler re-checks the choice against the case's stored candidates.
+The select menu's option values are `"<case id>:<customer id>"` or `"<case id>:none"` (PickValue's
+colon form): IDs only, never names or emails. The handler re-checks the choice against the case's stored candidates.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from blocks.format import code, inline, link, mention
+from blocks.actions import ControlId, PickValue
+from blocks.format import code, inline, link, mention, mrkdwn, plain
 from blocks.limits import truncate, truncate_mrkdwn
-from blocks.lookup import card_permalink, context, header, kind_label, mrkdwn, plain, section
+from blocks.lookup import card_permalink, context, header, kind_label, section
 from storage.models import Case
+from storage.states import MatchStatus
 
-PICK_ACTION: Final = "review_pick"
-NONE_VALUE: Final = "none"
 MAX_OPTIONS: Final = 10
 
 
@@ -47,9 +47,9 @@ def _caller(case: Case) -> str:
     if case.payment_id:
         heard.append(f"payment {code(case.payment_id, 60)}")
     parts.append("Heard on the call: " + (" · ".join(heard) if heard else "nothing that identifies the caller"))
-    url = card_permalink(case.slack_channel, case.slack_ts)
-    if url:
-        parts.append(link(url, "Open the card"))
+    opened = link(card_permalink(case.slack_channel, case.slack_ts), "Open the card")
+    if opened:
+        parts.append(opened)
     return "\n".join(parts)
 
 
@@ -70,7 +70,8 @@ def _option(case_id: int, candidate: dict[str, Any]) -> dict[str, Any]:
     label = " · ".join(str(part) for part in (candidate.get("name") or "no name", candidate.get("email") or "",
                                                 f"#{candidate['customer_id']}", _percent(candidate.get("score")))
                        if part)
-    return {"text": plain(truncate(" ".join(label.split()), 75)), "value": f"{case_id}:{candidate['customer_id']}"}
+    value = PickValue(case_id=case_id, customer_id=candidate["customer_id"]).key()
+    return {"text": plain(truncate(" ".join(label.split()), 75)), "value": value}
 
 
 def review_message(case: Case) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def review_message(case: Case) -> dict[str, Any]:
     lines = [_candidate_line(i, c) for i, c in enumerate(candidates, start=1)]
     why = "; ".join(inline(str(e), 100) for e in (case.match_evidence or [])[:2])
     options = [_option(case.id, c) for c in candidates]
-    options.append({"text": plain("None of these"), "value": f"{case.id}:{NONE_VALUE}"})
+    options.append({"text": plain("None of these"), "value": PickValue(case_id=case.id, customer_id=None).key()})
     prefix = f"review-{case.id}"
     blocks = [
         header("Which MoonClerk customer called?"),
@@ -88,7 +89,8 @@ def review_message(case: Case) -> dict[str, Any]:
         section(truncate_mrkdwn("*Candidates*\n" + ("\n".join(lines) or "none"), 2900),
                 block_id=f"{prefix}-candidates"),
         {"type": "actions", "block_id": f"{prefix}-pick", "elements": [{
-            "type": "static_select", "action_id": PICK_ACTION, "placeholder": plain("Pick the caller's customer"),
+            "type": "static_select", "action_id": ControlId.REVIEW_PICK,
+            "placeholder": plain("Pick the caller's customer"),
             "options": options,
             "confirm": {"title": plain("Set the customer?"), "text": mrkdwn("The case card will show this customer."),
                         "confirm": plain("Set it"), "deny": plain("Cancel")},
@@ -103,7 +105,7 @@ def review_message(case: Case) -> dict[str, Any]:
 def review_settled(case: Case, user: str) -> dict[str, Any]:
     """What the review message becomes once someone has picked (no menu left to click)."""
     who = mention(user) or "someone"
-    if case.match_status == "matched" and case.moonclerk_customer_id is not None:
+    if case.match_status == MatchStatus.MATCHED and case.moonclerk_customer_id is not None:
         outcome = f"✅ {who} matched this caller to MoonClerk customer {code(case.moonclerk_customer_id, 24)}."
     else:
         outcome = f"🚫 {who} said none of the candidates is this caller."

@@ -34,11 +34,14 @@ from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
 from bot.web.background import BackgroundServer
 from bot.web.signature import sign
 from storage.models import AuditEvent, Case, OutboxMessage, Reminder
+from storage.states import ActionStatus
 
 FINANCE_CHANNEL = "C0FINANCE"
 ESCALATION_CHANNEL = "C0ESCALATE"
 APPROVER = "U0FINANCE2"
 SENIOR = "U0CONTROLLER"
+# However the demo's invoice ends, the walk-through goes on once it has.
+_ENDED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.UNKNOWN})
 
 
 def sample_calls() -> list[tuple[str, bytes]]:
@@ -202,7 +205,8 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     _show_channel(echo, slack, FINANCE_CHANNEL, "#finance")
 
     echo("")
-    echo("Step 2b · Escalation pages: one per case and reason, with owner, on-call group and a link to the card")
+    echo("Step 2b · Escalation pages: one per case naming every reason, with owner, on-call group and a link "
+         "to the card")
     _wait(lambda: _pages_settled(runtime), 60, "the escalation pages")
     _show_channel(echo, slack, ESCALATION_CHANNEL, "#escalations")
 
@@ -242,7 +246,7 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     status = _submit(server.url, signing_secret, view, SENIOR, values)
     echo(f"  submit → HTTP {status}. The payment link goes to the address the caller gave, which differs "
          "from the MoonClerk record, so the senior approver ticked the audited override.")
-    _wait(lambda: _case_status(runtime, vip.call_id) in {"succeeded", "failed", "unknown"} and _outbox_idle(runtime),
+    _wait(lambda: _case_status(runtime, vip.call_id) in _ENDED and _outbox_idle(runtime),
           30, "the invoice")
     echo(f"  Poof invoices created: {poof.invoice_count} (idempotency key {vip.call_id}:invoice_poof)")
     _show(echo, slack.message(FINANCE_CHANNEL, vip.slack_ts), prefix="  │ ")

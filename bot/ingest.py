@@ -13,11 +13,13 @@ from sqlmodel import Session, select
 from bot.policy import Policy
 from bot.triage.model import BillingKind, Classification, Extracted
 from bot.triage.pipeline import Triage, triage
+from bot.triage.redact import redact
 from bot.triage.route import route
 from providers.dialnexa import CallEvent, EventKind, Ignored, NotACallEvent, parse_event
+from storage.audit import Event, write_audit
 from storage.cases import lock_or_create
 from storage.db import session_scope
-from storage.models import AuditEvent, Case, WebhookDelivery
+from storage.models import Case, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,10 @@ _STAGE_RANK = {
     EventKind.CALL_ANALYZED: 3,
 }
 _SOURCE_RANK = {"none": 0, "rules": 1, "analysis": 2}
+# Column sizes (storage.models.Case): outside text longer than its column would fail the whole write.
+_CALL_TEXT_LIMITS = {"direction": 20, "agent_id": 200, "hangup_reason": 100}
+_STATUS_LIMIT = 40
+_EVENT_NAME_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,15 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
     digest = hashlib.sha256(raw).hexdigest()
     if isinstance(parsed, Ignored):
         with session_scope(engine) as session:
-            session.add(WebhookDelivery(event_name=parsed.event_name, body_sha256=digest, outcome="ignored"))
+            session.add(WebhookDelivery(event_name=_ignored_name(parsed), body_sha256=digest, outcome="ignored"))
         return IngestResult(outcome="ignored")
     # Triage is pure CPU work: do it before taking the database write lock.
     result = triage(parsed, now)
     with session_scope(engine) as session:
         case, created = lock_or_create(session, parsed.call_id)
-        seen = session.exec(
+        # A call's deliveries are stored with its case and cases are never deleted, so a case this
+        # transaction created has no earlier delivery to compare with: one query fewer.
+        seen = None if created else session.exec(
             select(WebhookDelivery.id).where(
                 WebhookDelivery.call_id == parsed.call_id, WebhookDelivery.body_sha256 == digest
             )
@@ -67,18 +75,16 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
             _merge(case, parsed, result)
             apply_routing(case, policy, now)
             # Matching runs later, off this hot path (MatchWorker); this only queues the case for it.
-            mark_for_matching(session, case, before)
+            # Its look-up reads only audit rows, so the merged case need not be flushed for it: the
+            # case is then written once, with the card's changes, instead of twice.
+            with session.no_autoflush:
+                mark_for_matching(session, case, before)
             case.updated_at = now
             session.add(case)
-            session.add(
-                AuditEvent(
-                    at=now, actor="dialnexa", action="case.created" if created else "case.updated",
-                    case_id=case.id, call_id=case.call_id, record=_record_of(case),
-                    reason=f"{parsed.event_name} ({parsed.event.value})", outcome=case.kind,
-                    detail={"rule": case.rule, "confidence": case.confidence,
-                            "suppressed_kinds": sorted(case.suppressed_kinds)},
-                )
-            )
+            write_audit(session, case, "dialnexa", now, Event(
+                "case.created" if created else "case.updated", outcome=case.kind, record=_record_of(case),
+                reason=f"{parsed.event_name} ({parsed.event.value})", detail=_audit_detail(case, result),
+            ))
             on_case_changed(session, case, policy, now)
         session.add(
             WebhookDelivery(
@@ -89,6 +95,13 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
     log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind)
     return IngestResult(outcome=outcome, call_id=parsed.call_id, case_id=case.id, created=created,
                         is_billing=case.is_billing)
+
+
+def _ignored_name(parsed: Ignored) -> str | None:
+    """An unused event's name is outside text like any other: redacted and cut to its column."""
+    if parsed.event_name is None:
+        return None
+    return redact(parsed.event_name).text[:_EVENT_NAME_LIMIT]
 
 
 def preview_case(body: object, policy: Policy, now: datetime) -> Case:
@@ -112,6 +125,15 @@ def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime)
     reminders.on_case_changed(session, case, policy, now)
 
 
+def _audit_detail(case: Case, result: Triage) -> dict[str, object]:
+    detail: dict[str, object] = {"rule": case.rule, "confidence": case.confidence,
+                                 "suppressed_kinds": sorted(case.suppressed_kinds)}
+    if result.dropped:
+        # Unknown fields are ignored, but one that could not even be read is named, with why.
+        detail["dropped"] = dict(sorted(result.dropped.items()))
+    return detail
+
+
 def _record_of(case: Case) -> str | None:
     for label, value in (("invoice", case.invoice_number), ("payment", case.payment_id),
                          ("subscription", case.subscription_id)):
@@ -122,13 +144,16 @@ def _record_of(case: Case) -> str | None:
 
 def _merge(case: Case, event: CallEvent, result: Triage) -> None:
     """Fold a delivery into the case; an empty value never erases what an earlier event filled."""
+    # The call's own text fields are outside text too: stored as triage redacted them.
     if _STAGE_RANK[event.event] >= _STAGE_RANK.get(EventKind(case.stage), 0):
         case.stage = event.event.value
-        case.call_status = event.status or case.call_status
-    for name in ("direction", "agent_id", "hangup_reason", "duration_seconds"):
-        value = getattr(event, name)
-        if value is not None:
-            setattr(case, name, value)
+        case.call_status = (result.call_text.get("status") or "")[:_STATUS_LIMIT] or case.call_status
+    for name, limit in _CALL_TEXT_LIMITS.items():
+        text = result.call_text.get(name)
+        if text is not None:
+            setattr(case, name, text[:limit])
+    if event.duration_seconds is not None:
+        case.duration_seconds = event.duration_seconds
     case.caller_phone = event.caller_number or case.caller_phone
     case.started_at = event.initiated_at or case.started_at
     case.ended_at = event.ended_at or case.ended_at
@@ -168,7 +193,7 @@ def _merge_classification(case: Case, new: Classification) -> None:
 def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
     """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
     fields = Extracted.model_validate(case, from_attributes=True)
-    routing = route(BillingKind(case.kind), fields, policy, now)
+    routing = route(BillingKind(case.kind), fields, policy, now, summary=case.summary)
     case.urgency = routing.urgency.value
     case.is_vip = routing.is_vip
     case.approval_required = routing.approval_required

@@ -17,12 +17,14 @@ from bot.ingest import apply_routing, on_case_changed
 from bot.policy import Policy
 from bot.slack.outbox import enqueue_thread
 from providers.moonclerk import Customer, MoonClerkClient
+from storage.audit import Event, write_audit
 from storage.cases import lock_or_create
 from storage.db import session_scope
-from storage.models import AuditEvent, Case
+from storage.models import Case
+from storage.states import OPEN_STATES, MatchStatus
 
 FAILED_EVENTS = frozenset({"plan_payment_failed", "payment_failed"})
-OPEN_STATES = ("new", "in_review", "approved", "failed")
+_REASON = "plan payment failed (MoonClerk webhook, re-fetched)"
 
 
 class MalformedEvent(ValueError):
@@ -90,14 +92,14 @@ def _record_failure(engine: Engine, policy: Policy, customer: Customer, now: dat
     with session_scope(engine) as session:
         existing = session.exec(
             select(Case).where(Case.moonclerk_customer_id == customer.id, Case.kind == "failed_renewal",
-                               col(Case.state).in_(OPEN_STATES)).order_by(col(Case.id).desc())
+                               col(Case.state).in_(sorted(OPEN_STATES))).order_by(col(Case.id).desc())
         ).first()
         if existing is not None:
             enqueue_thread(session, existing, f"moonclerk-failed:{now.date().isoformat()}",
                            "MoonClerk reports another failed plan payment for this customer.", now)
-            session.add(AuditEvent(at=now, actor="moonclerk", action="case.updated", case_id=existing.id,
-                                   call_id=existing.call_id, record=f"MoonClerk customer {customer.id}",
-                                   reason="plan payment failed (MoonClerk webhook, re-fetched)", outcome="updated"))
+            write_audit(session, existing, "moonclerk", now,
+                        Event("case.updated", outcome="updated", record=f"MoonClerk customer {customer.id}",
+                              reason=_REASON))
             return f"updated open case {existing.call_id}"
         # No DialNexa call started this case, so its key names the source and the billing period.
         period = customer.subscription.current_period_start if customer.subscription else None
@@ -115,12 +117,12 @@ def _record_failure(engine: Engine, policy: Policy, customer: Customer, now: dat
         case.payment_status = "failed"
         case.payment_platform_url = customer.management_url
         case.caller_claim = "MoonClerk reported a failed plan payment"
-        case.match_status, case.match_score = "matched", 1.0
+        case.match_status, case.match_score = MatchStatus.MATCHED, 1.0
         apply_routing(case, policy, now)
         case.updated_at = now
         session.add(case)
-        session.add(AuditEvent(at=now, actor="moonclerk", action="case.created", case_id=case.id, call_id=key,
-                               record=f"MoonClerk customer {customer.id}", outcome="failed_renewal",
-                               reason="plan payment failed (MoonClerk webhook, re-fetched)"))
+        write_audit(session, case, "moonclerk", now,
+                    Event("case.created", outcome="failed_renewal", record=f"MoonClerk customer {customer.id}",
+                          reason=_REASON))
         on_case_changed(session, case, policy, now)  # the card, and the failed-renewal escalation page
         return f"created case {key}"

@@ -1,66 +1,67 @@
-"""Case state changes made by people in Slack: plain functions, testable without Slack.
+"""Case changes made by people from the card in Slack: plain functions, testable without Slack.
 
 Each change is one transaction: the case, its audit event, the card update and the thread reply
-commit together, so a crash leaves either all of them or none.
+commit together (see bot.lifecycle), so a crash leaves either all of them or none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from blocks.card import CLOSED_STATES
-from bot.reminders import on_case_closed
+from bot import lifecycle
+from bot.lifecycle import Reply, TransitionRefused
+from bot.outcome import Outcome
 from bot.slack.outbox import enqueue_card, enqueue_thread
+from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import AuditEvent, Case
+from storage.models import Case
+from storage.states import CaseState, is_closed
+
+__all__ = ["Outcome", "assign_self", "dismiss", "route_to_review"]
+
+_FROM_CARD = "slack:card"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    message: str  # shown to the person who clicked, ephemerally
-
-
-def _change(
-    engine: Engine, case_id: int, user: str, now: datetime, *, action: str, state: str | None,
-    owner: str | None, reply: str, reason: str,
-) -> Outcome:
+def _move(engine: Engine, case_id: int, user: str, now: datetime, to: CaseState, action: str, reason: str,
+          reply: str) -> Outcome:
     with session_scope(engine) as session:
         case = session.get(Case, case_id, with_for_update=True)
         if case is None:
             return Outcome(False, "That case no longer exists.")
-        if case.state in CLOSED_STATES:
-            return Outcome(False, f"This case is already {case.state}; nothing was changed.")
-        if state is not None:
-            case.state, case.state_by, case.state_at = state, user, now
-        if owner is not None:
-            case.owner = owner
-        case.updated_at = now
-        session.add(case)
-        session.add(
-            AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
-                       target="slack:card", reason=reason, outcome="ok")
-        )
-        if case.state in CLOSED_STATES:
-            on_case_closed(session, case, now, reason=case.state)
-        enqueue_card(session, case, now)
-        enqueue_thread(session, case, f"{action}:{now.timestamp()}", reply, now)
+        try:
+            lifecycle.transition(session, case, to, by=user, now=now,
+                                 event=Event(action, reason=reason, target=_FROM_CARD),
+                                 reply=Reply(f"{action}:{now.timestamp()}", reply))
+        except TransitionRefused as refused:
+            return Outcome(False, f"{refused.reason.capitalize()}; nothing was changed.")
     return Outcome(True, reply)
 
 
 def assign_self(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
-    return _change(engine, case_id, user, now, action="case.assigned", state=None, owner=user,
-                   reply=f"<@{user}> took ownership of this case.", reason="assigned from the card")
+    """Take ownership: the state stays as it is (so no transition), but the change is audited alike."""
+    reply = f"<@{user}> took ownership of this case."
+    with session_scope(engine) as session:
+        case = session.get(Case, case_id, with_for_update=True)
+        if case is None:
+            return Outcome(False, "That case no longer exists.")
+        if is_closed(case.state):
+            return Outcome(False, f"This case is already {case.state}; nothing was changed.")
+        case.owner, case.updated_at = user, now
+        session.add(case)
+        write_audit(session, case, user, now,
+                    Event("case.assigned", reason="assigned from the card", target=_FROM_CARD))
+        enqueue_card(session, case, now)
+        enqueue_thread(session, case, f"case.assigned:{now.timestamp()}", reply, now)
+    return Outcome(True, reply)
 
 
 def route_to_review(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
-    return _change(engine, case_id, user, now, action="case.routed_to_review", state="in_review", owner=None,
-                   reply=f"<@{user}> sent this case to finance review.", reason="routed to review from the card")
+    return _move(engine, case_id, user, now, CaseState.IN_REVIEW, "case.routed_to_review",
+                 "routed to review from the card", f"<@{user}> sent this case to finance review.")
 
 
 def dismiss(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
-    return _change(engine, case_id, user, now, action="case.dismissed", state="dismissed", owner=None,
-                   reply=f"<@{user}> dismissed this case: no finance action needed.", reason="dismissed from the card")
+    return _move(engine, case_id, user, now, CaseState.DISMISSED, "case.dismissed", "dismissed from the card",
+                 f"<@{user}> dismissed this case: no finance action needed.")

@@ -6,14 +6,15 @@ this module accepts all of them, plus the peers' `{event, call}` and `{message: 
 
 from __future__ import annotations
 
-import re
 import urllib.parse
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import phonenumbers
+import re2
 from pydantic import BaseModel, Field
 
 
@@ -44,13 +45,25 @@ _EVENT_NAMES: dict[str, EventKind] = {
     "transfer_completed": EventKind.TRANSFER_COMPLETED,
 }
 _HANGUP_EVENTS = {"call.failed", "call.no_answer"}
+# A phone number is read from the start of its field only: no real number needs more characters.
+_PHONE_SCAN = 64
+MAX_DURATION_SECONDS = 7 * 24 * 3600
 VERIFICATION_NAMES = frozenset({"verification", "ping", "test", "webhook.test"})
 
 _ANALYSIS_KEYS = ("post_call_analysis", "analysis", "extracted_data", "custom_analysis_data", "structuredData")
 _MISSING = {"", "unknown", "n/a", "na", "none", "null", "-"}
+# No field DialNexa documents nests more than a few levels; anything deeper than this under the
+# analysis or metadata cannot be read by triage and is dropped (and the drop recorded), so no walk
+# over a delivery can ever exhaust the stack.
+MAX_NESTING = 32
+TOO_DEEP = f"nested deeper than {MAX_NESTING} levels"
+_EPOCH = re2.compile(r"\d{9,14}(?:\.\d+)?")
 
 
-class Turn(BaseModel):
+@dataclass(slots=True)
+class Turn:
+    # A plain dataclass, not a model: a long transcript has tens of thousands of turns, and each
+    # model instance would cost several times as much to build.
     role: str
     text: str
 
@@ -78,6 +91,8 @@ class CallEvent(BaseModel):
     analysis: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     transfer_destination: str | None = None
+    # What could not be read and was left out, e.g. {"analysis.debug_tree": "nested deeper than 32 levels"}.
+    dropped: dict[str, str] = Field(default_factory=dict)
 
     @property
     def caller_number(self) -> str | None:
@@ -114,7 +129,7 @@ def _text(value: object) -> str | None:
     if is_missing(value):
         return None
     if isinstance(value, str):
-        return value.strip()
+        return _encodable(value).strip()
     if isinstance(value, int | Decimal | float):
         return str(value)
     return None
@@ -125,7 +140,7 @@ def normalise_phone(value: object) -> str | None:
     raw = _text(value)
     if raw is None:
         return None
-    digits = re.sub(r"\D", "", raw)
+    digits = "".join(char for char in raw[:_PHONE_SCAN] if char.isdecimal())
     if not 7 <= len(digits) <= 15:
         return None
     try:
@@ -141,10 +156,14 @@ def parse_timestamp(value: object) -> datetime | None:
     """ISO 8601 strings or epoch seconds/milliseconds, always returned timezone-aware in UTC."""
     if is_missing(value) or isinstance(value, bool):
         return None
-    if isinstance(value, str) and re.fullmatch(r"\d{9,14}(\.\d+)?", value.strip()):
+    if isinstance(value, str):
+        value = _encodable(value)
+    if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
         value = Decimal(value.strip())
     if isinstance(value, int | float | Decimal):
         seconds = Decimal(str(value))
+        if not seconds.is_finite():  # JSON's NaN and Infinity parse; they are no moment
+            return None
         if seconds > Decimal(10) ** 11:  # epoch milliseconds, as Retell and some DialNexa routes send
             seconds /= 1000
         try:
@@ -167,31 +186,44 @@ def _duration(call: dict[str, Any]) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return max(0, int(Decimal(str(value))))
+        seconds = Decimal(str(value))
     except ArithmeticError:
         return None
+    # NaN, Infinity and absurd lengths are no duration, and would not fit the column either.
+    if not seconds.is_finite() or seconds > MAX_DURATION_SECONDS:
+        return None
+    return max(0, int(seconds))
 
 
-_SPEAKER_LINE = re.compile(r"^\s*([A-Za-z][\w .-]{0,30}?)\s*:\s*(.*)$")
+# A speaker label: a letter, then up to 30 word characters, spaces, dots or hyphens (`Role: text`).
+_ROLE_LIMIT = 31
+MAX_TURNS = 10_000
+_ROLE_PUNCTUATION = str.maketrans("", "", "_ .-")
+
+
+def _speaker(line: str) -> tuple[str, str] | None:
+    """`Agent: hello` as (role, text), by hand with the meaning of
+    `^\\s*([A-Za-z][\\w .-]{0,30}?)\\s*:\\s*(.*)$`; None for a continuation line."""
+    colon = line.find(":")
+    if colon == -1:
+        return None
+    role = line[:colon].strip()
+    if not 1 <= len(role) <= _ROLE_LIMIT or not (role[0].isascii() and role[0].isalpha()):
+        return None
+    rest = role[1:].translate(_ROLE_PUNCTUATION)
+    if rest and not rest.isalnum():
+        return None
+    return role, line[colon + 1 :].strip()
 
 
 def parse_transcript(value: object) -> list[Turn]:
     """A string of `Role: text` lines, a list of turns, or a `{role: text}` object."""
     if is_missing(value):
         return []
-    turns: list[Turn] = []
     if isinstance(value, str):
-        for line in value.splitlines():
-            if not line.strip():
-                continue
-            match = _SPEAKER_LINE.match(line)
-            if match:
-                turns.append(Turn(role=match.group(1).strip(), text=match.group(2).strip()))
-            elif turns:
-                turns[-1] = Turn(role=turns[-1].role, text=f"{turns[-1].text} {line.strip()}")
-            else:
-                turns.append(Turn(role="unknown", text=line.strip()))
-    elif isinstance(value, list):
+        return _transcript_lines(_encodable(value))
+    turns: list[Turn] = []
+    if isinstance(value, list):
         for item in value:
             if isinstance(item, dict):
                 role = _text(_first(item, "role", "speaker", "name")) or "unknown"
@@ -199,14 +231,93 @@ def parse_transcript(value: object) -> list[Turn]:
                 if text:
                     turns.append(Turn(role=role, text=text))
             elif isinstance(item, str) and item.strip():
-                turns.append(Turn(role="unknown", text=item.strip()))
+                turns.append(Turn(role="unknown", text=_encodable(item).strip()))
     elif isinstance(value, dict):
         for role, text in value.items():
             if isinstance(text, str) and text.strip():
-                turns.append(Turn(role=str(role), text=text.strip()))
+                turns.append(Turn(role=_encodable(str(role)), text=_encodable(text).strip()))
             elif isinstance(text, list):
-                turns.extend(Turn(role=str(role), text=t.strip()) for t in text if isinstance(t, str) and t.strip())
+                turns.extend(
+                    Turn(role=_encodable(str(role)), text=_encodable(t).strip())
+                    for t in text
+                    if isinstance(t, str) and t.strip()
+                )
     return turns
+
+
+def _transcript_lines(value: str) -> list[Turn]:
+    # Each turn's lines are collected and joined once: appending to the turn's text line by line would
+    # copy the whole turn again for every continuation line.
+    turns: list[tuple[str, list[str]]] = []
+    lines = value.splitlines()
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        speaker = _speaker(line)
+        if speaker is not None and len(turns) >= MAX_TURNS:
+            # No call has this many turns; the rest is kept as text of the last one, so it is still read
+            # (and redacted) without building an object per line.
+            turns[-1][1].extend(rest.strip() for rest in lines[index:])
+            break
+        if speaker is not None:
+            turns.append((speaker[0], [speaker[1]]))
+        elif turns:
+            turns[-1][1].append(line.strip())
+        else:
+            turns.append(("unknown", [line.strip()]))
+    return [Turn(role, parts[0] if len(parts) == 1 else " ".join(filter(None, parts))) for role, parts in turns]
+
+
+def _encodable(text: str) -> str:
+    """JSON may carry a lone surrogate ("\\ud800"), which no database, Slack or UTF-8 regex engine takes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _too_deep(value: object) -> bool:
+    """Whether a JSON value nests deeper than MAX_NESTING; iterative, so depth itself cannot hurt."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children: Any
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= MAX_NESTING:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _readable(value: object) -> object:
+    """A copy with every string encodable; only called on values _too_deep has cleared."""
+    if isinstance(value, str):
+        return _encodable(value)
+    if isinstance(value, dict):
+        return {_encodable(str(key)): _readable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return value
+
+
+def _readable_fields(fields: dict[str, Any], where: str, dropped: dict[str, str]) -> dict[str, Any]:
+    """The fields triage can read; anything nested too deep is left out and named in `dropped`."""
+    kept: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = _encodable(str(key))
+        if _too_deep(value):
+            dropped[f"{where}.{name}"] = TOO_DEEP
+        else:
+            kept[name] = _readable(value)
+    return kept
 
 
 def _analysis(call: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
@@ -286,7 +397,8 @@ def parse_event(body: object) -> CallEvent | Ignored:
     if len(call_id) > 200:
         raise NotACallEvent("the call id is longer than 200 characters")
     status = _text(_first(call, "status", "call_status"))
-    analysis = _analysis(call, {**body, **envelope})
+    dropped: dict[str, str] = {}
+    analysis = _readable_fields(_analysis(call, {**body, **envelope}), "analysis", dropped)
     if lowered is None:
         kind = EventKind.CALL_ENDED if status or call.get("transcript") else EventKind.CALL_INITIATED
     else:
@@ -320,6 +432,7 @@ def parse_event(body: object) -> CallEvent | Ignored:
         recording_url=_text(_first(call, "recording_url", "recordingUrl")),
         sentiment=_text(_first(call, "sentiment", "user_sentiment")),
         analysis=analysis,
-        metadata=metadata if isinstance(metadata, dict) else {},
+        metadata=_readable_fields(metadata, "metadata", dropped) if isinstance(metadata, dict) else {},
         transfer_destination=_text(transfer.get("destination")) if isinstance(transfer, dict) else None,
+        dropped=dropped,
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from storage.fields import CaseFields
 from storage.types import DecimalString, UTCDateTime
 
 
@@ -20,7 +21,7 @@ def _ts(**kwargs: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kwargs)
 
 
-class Case(SQLModel, table=True):
+class Case(CaseFields, table=True):
     __tablename__ = "cases"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -49,42 +50,10 @@ class Case(SQLModel, table=True):
     classification_source: str = Field(default="none", max_length=20)
     evidence: str | None = Field(default=None, max_length=500)
 
-    # Extracted fields (see bot.triage.model.Extracted)
-    customer_name: str | None = Field(default=None, max_length=500, index=True)
-    account_id: str | None = Field(default=None, max_length=500)
-    email: str | None = Field(default=None, max_length=500, index=True)
-    phone: str | None = Field(default=None, max_length=20)
-    moonclerk_customer_id: int | None = Field(default=None, index=True)
-    invoice_number: str | None = Field(default=None, max_length=500, index=True)
-    payment_id: str | None = Field(default=None, max_length=500, index=True)
-    subscription_id: str | None = Field(default=None, max_length=500)
-    tax_region: str | None = Field(default=None, max_length=500)
-    amount: Decimal | None = Field(default=None, sa_type=DecimalString)
-    currency: str | None = Field(default=None, max_length=3)
-    due_date: date | None = None
-    payment_status: str | None = Field(default=None, max_length=500)
-    caller_claim: str | None = Field(default=None, max_length=500)
-    refund_reason: str | None = Field(default=None, max_length=500)
-    dispute_reason: str | None = Field(default=None, max_length=500)
-    credit_request: str | None = Field(default=None, max_length=500)
-    approval_requested: bool | None = None
-    finance_owner: str | None = Field(default=None, max_length=500)
-    escalation_reason: str | None = Field(default=None, max_length=500)
-    next_step: str | None = Field(default=None, max_length=500)
-    follow_up_deadline: datetime | None = _ts(default=None, index=True)
-    callback_expected: bool | None = None
-    recipient_email: str | None = Field(default=None, max_length=500)
-    payout_recipient: str | None = Field(default=None, max_length=500)
-    payout_consent: bool | None = None
-    crypto: str | None = Field(default=None, max_length=40)
-    crypto_address: str | None = Field(default=None, max_length=200)
-    transcript_url: str | None = Field(default=None, max_length=3000)
-    recording_url: str | None = Field(default=None, max_length=3000)
-    crm_url: str | None = Field(default=None, max_length=3000)
-    support_ticket_url: str | None = Field(default=None, max_length=3000)
-    payment_platform_url: str | None = Field(default=None, max_length=3000)
+    # The captured call fields (customer, invoice, amount, deadline, links …) are CaseFields', shared
+    # with the triage result so the two can never disagree.
 
-    # Routing (recomputed from the fields above and the policy after every merge)
+    # Routing (recomputed from the captured fields and the policy after every merge)
     urgency: str = Field(default="normal", max_length=20)
     is_vip: bool = False
     approval_required: bool = False
@@ -180,6 +149,9 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     due_at: datetime = _ts(default_factory=utcnow, index=True)
     attempts: int = 0
+    # When the first attempt to send began, recorded before it: a retry looks for what that attempt
+    # may have posted among the messages since then, not among a fixed number of the latest.
+    first_attempt_at: datetime | None = _ts(default=None)
     claimed_by: str | None = Field(default=None, max_length=100)
     claim_expires_at: datetime | None = _ts(default=None)
     sent_at: datetime | None = _ts(default=None, index=True)

@@ -543,3 +543,86 @@ def test_two_second_approvers_confirming_at_once_send_one_payout(app: SlackApp) 
     assert len(app.poof.calls("/api/v2/payouts")) == 1 and app.poof.payout_count == 1
     answers = [app.ephemeral_for(f"race-{u}") for u in ("U0APPROVER2", "U0SENIOR")]
     assert sum("first" in a or "already" in a for a in answers) == 1, answers
+
+
+# -- a case closed while an action is on its way ---------------------------------------------------
+
+def ephemeral_texts(app: SlackApp) -> list[str]:
+    return [str((call.json or call.form or {}).get("text", "")) for call in app.slack.calls("chat.postEphemeral")]
+
+
+def test_a_case_dismissed_while_the_invoice_modal_is_open_refuses_the_submit(app: SlackApp) -> None:
+    case = app.deliver(renewal())
+    app.click(case, "invoice_poof", "U0APPROVER1")
+    view = app.opened_view()
+    app.click(case, "dismiss", "U0OWNER")
+    app.wait(case.call_id, lambda c: c.state == "dismissed")
+    assert app.submit(view, "U0APPROVER1", invoice_values()).status_code == 200
+    answer = app.slack.wait_until(lambda: [t for t in ephemeral_texts(app) if "already dismissed" in t] or None, 10)
+    assert "Nothing was sent to any provider" in answer[0]
+    assert app.poof.invoice_count == 0 and not app.poof.calls("/api/v1/create_fiat_invoice") and not ledger(app)
+    assert app.case(case.call_id).state == "dismissed"
+    with Session(app.runtime.engine) as session:
+        refused = session.exec(select(AuditEvent).where(AuditEvent.action == "action.refused")).one()
+    assert refused.actor == "U0APPROVER1" and refused.detail == {"action": "invoice_poof"}
+    assert refused.reason == "this case is already dismissed"
+    # Clicking the button again (an old card) opens no modal at all.
+    app.click(case, "invoice_poof", "U0APPROVER2")
+    assert "already dismissed" in app.ephemeral_for("invoice_poof-U0APPROVER2")
+    assert len(app.slack.calls("views.open")) == 1
+
+
+def test_a_payout_waiting_for_its_second_approver_is_not_sent_once_the_case_is_dismissed(app: SlackApp) -> None:
+    case = app.deliver(refund_with_payout())
+    app.click(case, "payout_poof", "U0APPROVER1")
+    app.submit(app.opened_view(), "U0APPROVER1", payout_values())
+    waiting = app.wait(case.call_id, lambda c: c.action_status == "awaiting_approval")
+    app.click(waiting, "dismiss", "U0OWNER")
+    app.wait(case.call_id, lambda c: c.state == "dismissed")
+    app.click(waiting, "confirm_payout", "U0APPROVER2")
+    assert "already dismissed" in app.ephemeral_for("confirm_payout-U0APPROVER2")
+    assert not app.poof.calls("/api/v2/payouts") and app.poof.payout_count == 0
+    assert [row.status for row in ledger(app)] == ["awaiting_approval"]
+    assert app.case(case.call_id).state == "dismissed"
+
+
+def test_a_dismiss_while_the_invoice_is_in_flight_is_not_undone_when_it_lands(app: SlackApp) -> None:
+    case = app.deliver(renewal())
+    app.click(case, "invoice_poof", "U0APPROVER1")
+    view = app.opened_view()
+    app.poof.delay("/api/v1/create_fiat_invoice", 1.0)
+    app.submit(view, "U0APPROVER1", invoice_values())
+    app.poof.wait_for("/api/v1/create_fiat_invoice", timeout=10)  # claimed and on its way to Poof
+    app.click(case, "dismiss", "U0OWNER")
+    app.wait(case.call_id, lambda c: c.state == "dismissed")
+    landed = app.wait(case.call_id, lambda c: c.action_status == "succeeded")
+    # The ending is recorded (the invoice exists at Poof), but the case stays dismissed.
+    assert landed.state == "dismissed" and landed.state_by == "U0OWNER" and app.poof.invoice_count == 1
+    assert [row.status for row in ledger(app)] == ["succeeded"]
+    app.slack.wait_until(lambda: any("stays dismissed" in t for t in app.thread_texts(landed)) or None, 10)
+    card = app.slack.wait_until(
+        lambda: ((c := app.card(landed)) and landed.action_reference
+                 and landed.action_reference in json.dumps(c) and c) or None, 10)
+    assert "invoice_poof" not in json.dumps(card)  # a closed card offers no money action
+
+
+def test_retry_and_note_on_a_dismissed_case_are_refused(app: SlackApp) -> None:
+    case = app.deliver(renewal())
+    app.click(case, "invoice_poof", "U0APPROVER1")
+    app.poof.fail_next("/api/v1/create_fiat_invoice", 400, body={"error": "invalid payment method"})
+    app.submit(app.opened_view(), "U0APPROVER1", invoice_values())
+    failed = app.wait(case.call_id, lambda c: c.action_status == "failed")
+    card = app.slack.wait_until(
+        lambda: ((c := app.card(failed)) and "retry_action" in json.dumps(c) and c) or None, 10)
+    retry_block = next(b for b in card["blocks"] if "retry_action" in json.dumps(b))
+    lookups = len(app.moonclerk.calls("/customers/523425"))  # the invoice verified its recipient
+    app.click(failed, "dismiss", "U0OWNER")
+    app.wait(case.call_id, lambda c: c.state == "dismissed")
+    app.click(failed, "retry_action", "U0APPROVER2", block_id=retry_block["block_id"])
+    assert "already dismissed" in app.ephemeral_for("retry_action-U0APPROVER2")
+    app.click(failed, "note_moonclerk", "U0APPROVER2")
+    assert "already dismissed" in app.ephemeral_for("note_moonclerk-U0APPROVER2")
+    assert len(app.poof.calls("/api/v1/create_fiat_invoice")) == 1
+    assert len(app.moonclerk.calls("/customers/523425")) == lookups
+    assert [row.status for row in ledger(app)] == ["failed"]
+    assert audit_actions(app).count("action.refused") == 2

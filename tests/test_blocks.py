@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from blocks.actions import ActionId, ButtonValue
 from blocks.builder import block_kit_builder_url
 from blocks.card import case_card
+from blocks.format import inline
 from blocks.limits import (
     MAX_BUTTON_VALUE,
     MAX_CUMULATIVE_TEXT,
@@ -26,8 +27,6 @@ from blocks.limits import (
     MAX_SECTION_TEXT,
     check_message,
     check_view,
-    escape_mrkdwn,
-    escape_truncate,
     slack_len,
     truncate,
     truncate_mrkdwn,
@@ -485,26 +484,27 @@ def test_truncate_never_exceeds_the_limit(text: str, limit: int) -> None:
 @PROPERTY
 @given(st.text(alphabet=st.sampled_from(list("ab <>&|*_`😀é\n"))), st.integers(min_value=0, max_value=60))
 def test_escaped_truncation_never_splits_an_entity(text: str, limit: int) -> None:
-    cut = escape_truncate(text, limit)
+    cut = inline(text, limit)
     assert slack_len(cut) <= limit
-    assert "<" not in cut and ">" not in cut
+    assert "<" not in cut and ">" not in cut and "`" not in cut
     assert re.sub(r"&(amp|lt|gt);", "", cut).count("&") == 0
-    if slack_len(escape_mrkdwn(text)) <= limit:
-        assert cut == escape_mrkdwn(text)
+    if slack_len(inline(text, 10_000)) <= limit:
+        assert cut == inline(text, 10_000)
 
 
 @PROPERTY
-@given(st.lists(st.sampled_from(["word ", "<@U123ABC>", "&amp;", "<https://x.test/a|Link>", " "])),
+@given(st.lists(st.sampled_from(["word ", "<@U123ABC>", "&amp;", "<https://x.test/a|Link>", " ", "`pay_1 2`"])),
        st.integers(min_value=0, max_value=80))
 def test_markup_aware_truncation_never_leaves_half_a_token(parts: list[str], limit: int) -> None:
     cut = truncate_mrkdwn("".join(parts), limit)
     assert slack_len(cut) <= limit
     assert cut.count("<") == cut.count(">")
+    assert cut.count("`") % 2 == 0  # a half code span would pair with the next one
     assert re.sub(r"&(amp|lt|gt);", "", cut).count("&") == 0
 
 
-def test_escape_mrkdwn() -> None:
-    assert escape_mrkdwn("a & <b> <!channel>") == "a &amp; &lt;b&gt; &lt;!channel&gt;"
+def test_inline_escapes_slacks_control_characters() -> None:
+    assert inline("a & <b> <!channel>", 100) == "a &amp; &lt;b&gt; &lt;!channel&gt;"
 
 
 _TEXT_FIELDS = ("summary", "customer_name", "email", "invoice_number", "payment_status", "caller_claim",

@@ -38,6 +38,8 @@ ANALYSIS_CASES: list[tuple[dict[str, Any], BillingKind, str]] = [
         "analysis.billing_intent=cancel_subscription",
     ),
     ({"intent": "upgrade"}, K.SUBSCRIPTION_CHANGE, "analysis.intent=upgrade"),
+    ({"billing_intent": "payout_request"}, K.PAYOUT_REQUEST, "analysis.billing_intent=payout_request"),
+    ({"intent": "commission_payout"}, K.PAYOUT_REQUEST, "analysis.intent=commission_payout"),
     ({"intent": "downgrade"}, K.SUBSCRIPTION_CHANGE, "analysis.intent=downgrade"),
     ({"category": "duplicate_charge"}, K.DUPLICATE_CHARGE, "analysis.category=duplicate_charge"),
     ({"category": "double_charge"}, K.DUPLICATE_CHARGE, "analysis.category=double_charge"),
@@ -155,6 +157,14 @@ def test_a_generic_rule_does_not_override_the_inference() -> None:
 # --- rules --------------------------------------------------------------------------------------------
 
 RULE_CASES: list[tuple[str, str, BillingKind, str]] = [
+    (
+        "Partner asked for the March commission to be paid out in USDC on Polygon.",
+        "paid out",
+        K.PAYOUT_REQUEST,
+        "rules.payout_request",
+    ),
+    ("Affiliate wants their affiliate earnings sent.", "affiliate earnings", K.PAYOUT_REQUEST, "rules.payout_request"),
+    ("Caller asked to withdraw the balance to a wallet.", "withdraw", K.PAYOUT_REQUEST, "rules.payout_request"),
     (
         "Caller was charged twice for the March invoice.",
         "charged twice",
@@ -396,3 +406,56 @@ def test_a_known_value_in_any_key_beats_free_text_in_an_earlier_key() -> None:
     analysis = {"reason": "caller wants a refund eventually", "request_type": "payment_status"}
     result = classify(analysis, None, "")
     assert (result.kind, result.rule) == (K.PAYMENT_STATUS, "analysis.request_type=payment_status")
+
+
+# --- linear time on hostile text ----------------------------------------------------------------------
+
+ADVERSARIAL_UNITS = [
+    "no refund ", "not about a refund, ", "charged 1.1.1.1.1.1.1.1 ", "[a]", "[" * 40 + "] ", "bank statement ",
+    "in charge ", "vat 1 ", "a@a.a@", "$1,1,1 ", "do not need a refund\n", "upgrade " * 3 + ". ",
+]
+
+
+def _cost(text: str) -> float:
+    import statistics
+    import time
+
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        classify({}, text, text)
+        samples.append(time.process_time() - started)
+    return statistics.median(samples)
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
+def test_doubling_a_hostile_text_at_most_about_doubles_the_cost(unit: str) -> None:
+    # A ratio, not a time: the bound is loose enough for a busy machine and far below the 4x a
+    # quadratic scan shows. The input grows until it costs enough to stand above timer noise.
+    small = unit * (200_000 // len(unit))
+    small_cost = _cost(small)
+    while small_cost < 0.02 and len(small) < 16 * 200_000:
+        small *= 2
+        small_cost = _cost(small)
+    ratio = _cost(small * 2) / max(small_cost, 1e-6)
+    assert ratio < 3.5, f"{unit!r}: doubling the input multiplied the cost by {ratio:.1f}"
+
+
+def test_negation_and_lookbehind_emulation_keep_their_meaning() -> None:
+    assert classify({}, "Caller does not need a refund, the bank statement is fine.", "").kind is K.NOT_BILLING
+    assert classify({}, "Not about billing; she wants a refund.", "").kind is K.REFUND
+    assert classify({}, "The manager in charge called.", "").kind is K.NOT_BILLING
+    # A negation on the line before does not reach across the line break.
+    assert classify({}, None, "User: no\nUser: refund my payment").kind is K.REFUND
+
+
+def test_paying_out_of_pocket_is_no_payout_request() -> None:
+    result = classify({}, "Caller paid out of pocket for the renewal and wants a refund.", "")
+    assert result.kind is K.REFUND
+    assert classify({}, "I had to pay out of pocket.", "").kind is not K.PAYOUT_REQUEST
+
+
+def test_kinds_in_names_every_specific_signal() -> None:
+    from bot.triage.classify import kinds_in
+
+    assert kinds_in("Charged twice, so she wants a refund; no dispute.") == [K.DUPLICATE_CHARGE, K.REFUND]

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.triage.extract import TEXT_LIMIT, extract
+from bot.triage.extract import KEYS, TEXT_LIMIT, extract
 from bot.triage.model import Extracted
+from storage.models import Case
 
 # A Wednesday morning, so weekday phrases have a fixed meaning.
 NOW = datetime(2026, 3, 11, 10, 0, tzinfo=UTC)
@@ -750,3 +751,68 @@ def test_extract_never_fails_and_never_floats(
 def test_symbol_amounts_round_trip(number: Decimal, symbol: str) -> None:
     fields = run(summary=f"Caller was charged {symbol}{number:,} today.")
     assert fields.amount == number
+
+
+# --- linear time on hostile text ----------------------------------------------------------------------
+
+ADVERSARIAL_UNITS = [
+    "$1234567,9,9.1x ", "-$1 ", "1 XYZ ", "a@a.a@", "_a@b.co", "%a", "'a", "invoice number ", "invoice #12 34 5x ",
+    "[a]", "[" * 40 + "] ", "xxxx1 ", "sent to x ", "send it to ", "2026-11-22 ", "2026-02-30-", "due x! ",
+    "due to ", "payment id abcd ", "March 3 ", "follow up. ", "1.1.1.1,1,1 ",
+]
+
+
+def _cost(text: str) -> float:
+    import statistics
+    import time
+
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        run({}, text, text)
+        samples.append(time.process_time() - started)
+    return statistics.median(samples)
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
+def test_doubling_a_hostile_text_at_most_about_doubles_the_cost(unit: str) -> None:
+    # A ratio, not a time: the bound is loose enough for a busy machine and far below the 4x a
+    # quadratic scan shows. The input grows until it costs enough to stand above timer noise.
+    small = unit * (100_000 // len(unit))
+    small_cost = _cost(small)
+    while small_cost < 0.02 and len(small) < 16 * 100_000:
+        small *= 2
+        small_cost = _cost(small)
+    ratio = _cost(small * 2) / max(small_cost, 1e-6)
+    assert ratio < 3.5, f"{unit!r}: doubling the input multiplied the cost by {ratio:.1f}"
+
+
+def test_a_card_number_given_as_the_amount_is_not_money() -> None:
+    fields = run({"amount": "4242 4242 4242 4242.00", "currency": "USD"})
+    assert fields.amount is None
+    assert run({"amount": 4111111111111111}).amount is None
+
+
+def test_an_absurd_amount_is_dropped_not_stored() -> None:
+    assert run({"amount": "1" * 40, "currency": "USD"}).amount is None
+    assert run(summary="Caller was charged $" + "9" * 30 + " by mistake.").amount is None
+
+
+def test_values_that_would_not_fit_their_column_are_dropped() -> None:
+    assert run({"amount": "0." + "1" * 1000, "currency": "USD"}).amount is None
+    assert run({"crypto": "a coin whose name is far longer than any real coin's name"}).crypto is None
+    assert run({"crypto": "usdc"}).crypto == "usd coin"
+
+
+def test_every_captured_field_is_a_column_and_is_read_from_its_own_name() -> None:
+    columns = Case.__table__.c  # type: ignore[attr-defined]
+    for name in Extracted.model_fields:
+        assert name in columns, name
+        assert name in KEYS[name], name
+    assert set(KEYS) == set(Extracted.model_fields)
+
+
+def test_a_captured_value_is_not_refused_for_its_length() -> None:
+    # Column lengths are the table's; the triage result holds whatever extraction let through.
+    long_email = "a" * 600 + "@example.com"
+    assert Extracted(recipient_email=long_email).recipient_email == long_email

@@ -19,8 +19,7 @@ from sqlalchemy import Engine, inspect
 from bot.lookup.customers import BadTerm, parse_term
 from bot.lookup.queries import CaseQuery, Help, Lookup, Queue, Usage, parse_command
 from bot.runtime import Runtime
-from bot.slack.listeners import commands, home, review
-from bot.slack.service import action_context
+from bot.slack.listeners import commands
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, ProviderAction
 from tests.blockkit import assert_valid_message
@@ -33,17 +32,8 @@ APPROVER = "U0APPROVER1"
 # -- shared helpers (also used by test_review_and_home) ------------------------------------------
 
 def start_app(runtime: Runtime, db_url: str) -> SlackApp:
-    """SlackApp with the /finance, review and Home listeners registered on its Bolt app.
-
-    Once bot.slack.listeners registers them itself these are duplicates, and Bolt runs the first: the
-    same code either way, so nothing here depends on which one answers.
-    """
-    app = SlackApp(runtime, db_url)
-    actions = action_context(runtime, app.service.client)
-    commands.register(app.service.bolt, runtime, actions)
-    review.register(app.service.bolt, runtime, actions)
-    home.register(app.service.bolt, runtime, actions)
-    return app
+    """SlackApp, whose Bolt app registers the /finance, review and Home listeners itself."""
+    return SlackApp(runtime, db_url)
 
 
 def slash(app: SlackApp, text: str, *, user: str = APPROVER, name: str = "finance",

@@ -38,10 +38,11 @@ def test_schema_rejects_a_broken_manifest() -> None:
 
 
 # Every Web API method the code calls, with the bot scopes it needs (api.slack.com/methods).
-# conversations.history needs channels:history in a public channel and groups:history in a private one.
+# conversations.history and .replies need channels:history in a public channel and groups:history in a private one.
 METHOD_SCOPES: dict[str, set[str]] = {
     "chat_postMessage": {"chat:write"}, "chat_update": {"chat:write"}, "chat_postEphemeral": {"chat:write"},
-    "conversations_history": {"channels:history", "groups:history"}, "usergroups_users_list": {"usergroups:read"},
+    "conversations_history": {"channels:history", "groups:history"},
+    "conversations_replies": {"channels:history", "groups:history"}, "usergroups_users_list": {"usergroups:read"},
     "views_open": set(), "views_publish": set(),
 }
 

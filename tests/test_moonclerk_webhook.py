@@ -155,3 +155,12 @@ def test_a_database_failure_is_a_503(server: LiveServer, moonclerk: MoonClerkSta
     assert post(server, failed({"id": 523425})).status_code == 200
     with Session(server.runtime.engine) as session:
         assert session.exec(select(AuditEvent).where(AuditEvent.action == "case.created")).one()
+
+
+def test_nesting_too_deep_to_parse_is_a_400(server: LiveServer, moonclerk: MoonClerkStandIn) -> None:
+    deep = b'{"event": "plan_payment_failed", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    response = post(server, raw=deep)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"ok": False, "error": "malformed_json",
+                               "detail": "body is not valid JSON: RecursionError"}
+    assert not moonclerk.requests and cases(server) == 0

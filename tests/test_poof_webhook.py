@@ -56,3 +56,33 @@ def test_a_generous_timeout_waits_for_a_slow_poof(runtime: Runtime, db_url: str,
         server.stop()
     assert response.status_code == 400 and response.json()["error"] == "unknown_transaction"
     assert len(poof.calls("/api/v1/transaction")) == 1
+
+
+def test_nesting_too_deep_to_parse_is_a_400_before_the_secret_is_checked(
+    runtime: Runtime, db_url: str, poof: PoofStandIn
+) -> None:
+    # Unsigned on purpose: anyone can send this, and it must not reach the 500 handler.
+    deep = b'{"payment_id": "abc", "note": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    server = serve(runtime, db_url, poof, timeout=5)
+    try:
+        response = httpx.post(f"{server.url}/webhooks/poof", content=deep,
+                              headers={"Content-Type": "application/json"}, timeout=30)
+    finally:
+        server.stop()
+    assert response.status_code == 400, response.text
+    assert response.json() == {"ok": False, "error": "malformed_json",
+                               "detail": "body is not valid JSON: RecursionError"}
+    assert not poof.calls("/api/v1/transaction")
+
+
+def test_a_body_far_larger_than_any_payment_notice_is_refused_unread(
+    runtime: Runtime, db_url: str, poof: PoofStandIn
+) -> None:
+    server = serve(runtime, db_url, poof, timeout=5)
+    try:
+        response = httpx.post(f"{server.url}/webhooks/poof", timeout=30,
+                              json={"payment_id": "abc", "x-poof-signature": SECRET, "note": "x" * 70_000})
+    finally:
+        server.stop()
+    assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+    assert not poof.calls("/api/v1/transaction")

@@ -330,6 +330,54 @@ def test_ordinary_text_unchanged(text: str) -> None:
     assert result.kinds == frozenset()
 
 
+@pytest.mark.parametrize(
+    ("text", "expected", "kinds"),
+    [
+        # Issue 10: separators people and speech-to-text really write.
+        ("card 4242. 4242. 4242. 4242 thanks", "card [card ending 4242] thanks", {K.CARD_NUMBER}),
+        ("4242, 4242, 4242, 4242", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("4242  4242  4242  4242", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("card_number: 4242.4242.4242.4242", "card_number: [card ending 4242]", {K.CARD_NUMBER}),
+        ("4242\u202f4242\u202f4242\u202f4242", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("4242\u200b4242\u2060 4242\ufeff4242", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("４２４２ ４２４２ ４２４２ ４２４２", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("٤٢٤٢ ٤٢٤٢ ٤٢٤٢ ٤٢٤٢", "[card ending 4242]", {K.CARD_NUMBER}),
+        ("Visa-4111 1111 1111 1111", "Visa-[card ending 1111]", {K.CARD_NUMBER}),
+        ("SSN 123.45.6789", "SSN [redacted tax_id]", {K.TAX_ID}),
+        ("routing 021.000.021", "routing [redacted bank_account]", {K.BANK_ACCOUNT}),
+        ("IBAN DE89.3704.0044.0532.0130.00", "IBAN [redacted iban]", {K.IBAN}),
+        ("amount $4242424242424242.00", "amount $[card ending 4242].00", {K.CARD_NUMBER}),
+        ("card 4242. 4242. 4242. 4242, cvv 123", "card [card ending 4242], cvv [redacted card_security_code]",
+         {K.CARD_NUMBER, K.CARD_SECURITY_CODE}),
+    ],
+)
+def test_issue_10_separators_redacted(text: str, expected: str, kinds: set[SuppressedKind]) -> None:
+    result = redact(text)
+    assert result.text == expected
+    assert result.kinds == frozenset(kinds)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Issue 10: a CVV or expiry needs its keyword close by; a reference next to its own label is kept.
+        "the security code was wrong so invoice 1042 was not paid",
+        "the card on file expires soon, please pay invoice 1042",
+        "cvv check failed on order #5512",
+        "the security code was wrong so I paid 123 dollars",
+        "invoices 1042, 1043, 1044, 1045 and 1046 are overdue",
+        "amounts 49.99, 59.00, 45.50, 42.42",
+        "on 22.11.2026 at 10:30",
+    ],
+)
+def test_issue_10_ordinary_text_kept(text: str) -> None:
+    assert redact(text) == Redacted(text, frozenset())
+
+
+def test_output_is_the_normalised_text() -> None:
+    assert redact("caf\u00e9\u00a0ok\u200b").text == "café ok"
+
+
 def test_keyword_answers_only_the_first_number_after_it() -> None:
     result = redact("cvv is 123 and order 4567 is late")
     assert result.text == "cvv is [redacted card_security_code] and order 4567 is late"

@@ -29,15 +29,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 import storage.reminders  # noqa: F401  (registers the reminders table on SQLModel.metadata)
-from blocks.reminders import (
-    REMINDER_DONE,
-    REMINDER_REASSIGN,
-    REMINDER_SNOOZE,
-    ReminderValue,
-    escalation_message,
-    reminder_message,
-    snooze_modal,
-)
+from blocks.actions import ControlId, ReminderValue
+from blocks.reminders import escalation_message, reminder_message, snooze_modal
 from bot import workflow
 from bot.ingest import ingest
 from bot.policy import Policy
@@ -69,6 +62,8 @@ from tests.waiting import until
 ROOT = Path(__file__).resolve().parents[1]
 NY = ZoneInfo("America/New_York")
 ESCALATION_CHANNEL = "C0ESCALATE"
+REMINDER_DONE, REMINDER_SNOOZE, REMINDER_REASSIGN = (ControlId.REMINDER_DONE, ControlId.REMINDER_SNOOZE,
+                                                   ControlId.REMINDER_REASSIGN)
 
 
 def utc(*args: int) -> datetime:

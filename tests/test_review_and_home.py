@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from blocks.actions import ControlId
 from blocks.home import home_view
-from blocks.review import PICK_ACTION
 from bot.lookup.queries import home_data
 from bot.lookup.review import match_case
 from bot.runtime import Runtime
@@ -27,6 +27,8 @@ from tests.blockkit import assert_valid_message, assert_valid_view
 from tests.signing import slack_headers
 from tests.slackapp import CHANNEL, SIGNING_SECRET, SlackApp
 from tests.test_finance_command import APPROVER, make_case, start_app
+
+PICK_ACTION = ControlId.REVIEW_PICK
 
 REVIEW_CHANNEL = "C0REVIEW"
 T = TypeVar("T")

@@ -22,9 +22,11 @@ from bot import workflow
 from bot.ingest import ingest
 from bot.policy import Policy
 from bot.runtime import Runtime
-from bot.slack.delivery import ChannelPacer, OutboxWorker
+from bot.slack.delivery import METADATA_EVENT, ChannelPacer, OutboxWorker
+from bot.slack.outbox import enqueue_message, enqueue_thread
 from bot.slack.service import start_slack
 from bot.standins import SlackStandIn
+from storage.db import session_scope
 from storage.models import Case, OutboxMessage
 from tests.clock import Clock
 from tests.conftest import WEBHOOK_SECRET, LiveServer, make_settings
@@ -259,3 +261,74 @@ def test_two_processes_on_one_postgresql_post_each_card_once(engine: Engine, pol
     assert sorted(posted) == sorted(call_ids)
     workers = {r.headers.get("user-agent") for r in slack.calls("chat.postMessage")}
     assert workers  # both processes talked to Slack through the real client
+
+
+OTHER_CHANNELS = {"card": CHANNEL, "thread reply": CHANNEL, "page": "C0ESCALATE", "review post": "C0REVIEW"}
+
+
+def ours(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT]
+
+
+@pytest.mark.parametrize("kind", list(OTHER_CHANNELS))
+def test_a_message_slack_took_but_whose_answer_was_lost_is_posted_once(
+    kind: str, engine: Engine, policy: Policy, slack: SlackStandIn,
+) -> None:
+    # The worker's clock is the real one here: Slack stamps messages with real time, and the retry looks
+    # at the messages posted since its first attempt.
+    clock = Clock(datetime.now(UTC))
+    store(engine, policy, sample("01_refund.json"), clock.now)
+    outbox = worker(engine, slack, clock)
+    channel = OTHER_CHANNELS[kind]
+    if kind != "card":
+        drain(outbox)
+        with session_scope(engine) as session:
+            case = session.get(Case, case_of(engine, "call_demo_refund_0001").id)
+            assert case is not None
+            if kind == "thread reply":
+                enqueue_thread(session, case, "note:1", "📝 MoonClerk note", clock.now)
+            else:
+                enqueue_message(session, case, kind, channel, f"🚨 {kind}", clock.now)
+    card_ts = case_of(engine, "call_demo_refund_0001").slack_ts
+
+    def posted() -> list[dict[str, Any]]:
+        if kind == "thread reply":
+            assert card_ts is not None
+            return ours(slack.thread(CHANNEL, card_ts)[1:])
+        return ours(slack.messages(channel))
+
+    slack.lose_answers("chat.postMessage")
+    outbox.run_once()  # Slack posts it, then the connection drops before the answer
+    [lost] = posted()
+    # A busy channel (or thread): 500 messages from people after the lost one, far past one page.
+    for n in range(500):
+        slack.add_message(channel, f"chatter {n}", thread_ts=card_ts if kind == "thread reply" else None)
+    clock.advance(5)
+    drain(outbox, clock, rounds=3)
+    assert [m["ts"] for m in posted()] == [lost["ts"]]  # found, not posted again (a card is updated in place)
+    with Session(engine) as session:
+        row = session.exec(select(OutboxMessage).where(OutboxMessage.kind == ("card" if kind == "card" else
+                                                                               "thread" if kind == "thread reply"
+                                                                               else "message"))).one()
+    assert row.sent_at is not None and row.attempts == 2 and row.first_attempt_at is not None
+    assert lost["metadata"]["event_payload"] == {"outbox_key": row.dedup_key, "call_id": "call_demo_refund_0001"}
+    if kind == "card":
+        assert case_of(engine, "call_demo_refund_0001").slack_ts == lost["ts"]
+    method = "conversations.replies" if kind == "thread reply" else "conversations.history"
+    looks = [{**call.query, **(call.form or {})} for call in slack.calls(method)]
+    # The look-up read only what was posted since the first attempt: a thread oldest first, so the
+    # lost reply is on its first page; a channel newest first, page by page back to the lost message.
+    assert looks and all(float(look["oldest"]) < float(lost["ts"]) for look in looks)
+    assert all(look["include_all_metadata"] == "1" for look in looks)
+    if kind != "thread reply":
+        assert len(looks) == 3 and looks[-1]["cursor"]
+
+
+def test_a_retry_never_re_sends_on_a_dropped_connection_by_itself(engine: Engine, policy: Policy,
+                                                                   slack: SlackStandIn) -> None:
+    # slack_sdk retries a dropped connection once by default; for a post that would mean a second card.
+    store(engine, policy, sample("02_dispute.json"))
+    slack.lose_answers("chat.postMessage")
+    outbox = worker(engine, slack)
+    outbox.run_once()
+    assert len(slack.calls("chat.postMessage")) == 1

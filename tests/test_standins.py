@@ -187,6 +187,47 @@ def test_slack_post_update_history_and_threads(slack: SlackStandIn) -> None:
     assert len(slack.thread(CHANNEL, first["ts"])) == 2
 
 
+def test_slack_history_and_replies_page_by_cursor_and_return_metadata_only_when_asked(slack: SlackStandIn) -> None:
+    client = web_client(slack)
+    metadata = {"event_type": "finance_desk_outbox", "event_payload": {"outbox_key": "card:1"}}
+    card = client.chat_postMessage(channel=CHANNEL, text="card", metadata=metadata)["ts"]
+    for n in range(5):
+        slack.add_message(CHANNEL, f"chatter {n}")
+        client.chat_postMessage(channel=CHANNEL, text=f"reply {n}", thread_ts=card, metadata=metadata)
+    assert "metadata" not in client.conversations_history(channel=CHANNEL, limit=999)["messages"][-1]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = client.conversations_history(channel=CHANNEL, limit=2, include_all_metadata=True, cursor=cursor)
+        seen += [m["text"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        # A message posted between two pages never shifts what the next page holds.
+        slack.add_message(CHANNEL, "late")
+        if not page["has_more"]:
+            break
+        assert cursor and not cursor.isdigit()  # opaque, as Slack's are
+    assert seen == [f"chatter {n}" for n in reversed(range(5))] + ["card"]
+    assert page["messages"][-1]["metadata"] == metadata
+    # oldest bounds both methods; the thread's parent always comes first.
+    fourth = slack.thread(CHANNEL, card)[3]["ts"]
+    thread = client.conversations_replies(channel=CHANNEL, ts=card, oldest=fourth, include_all_metadata=True)
+    assert [m["text"] for m in thread["messages"]] == ["card", "reply 3", "reply 4"]
+    assert thread["messages"][1]["metadata"] == metadata
+    assert "metadata" not in client.conversations_replies(channel=CHANNEL, ts=card)["messages"][1]
+    with pytest.raises(SlackApiError) as err:
+        client.conversations_history(channel=CHANNEL, cursor="not-a-cursor")
+    assert err.value.response["error"] == "invalid_cursor"
+
+
+def test_slack_can_lose_an_answer_after_doing_the_work(slack: SlackStandIn) -> None:
+    client = web_client(slack, retry_handlers=[])
+    slack.lose_answers("chat.postMessage")
+    with pytest.raises(Exception, match="without response"):
+        client.chat_postMessage(channel=CHANNEL, text="page")
+    assert [m["text"] for m in slack.messages(CHANNEL)] == ["page"]  # it was posted all the same
+    assert client.chat_postMessage(channel=CHANNEL, text="next")["ok"]  # only the next call lost its answer
+
+
 def test_slack_accepts_form_bodies_with_json_encoded_values(slack: SlackStandIn) -> None:
     blocks = [{"type": "divider"}]
     response = httpx.post(

@@ -397,3 +397,161 @@ def test_card_read_aloud_is_suppressed_everywhere(live_server: LiveServer, caplo
         audit = " ".join(json.dumps(a.model_dump(mode="json")) for a in session.exec(select(AuditEvent)).all())
     assert "4242424242424242" not in audit and "4242 4242" not in audit
     assert "4242 4242 4242 4242" not in caplog.text
+
+
+# -- nesting too deep to parse ------------------------------------------------------------------
+
+@pytest.mark.parametrize("large", [False, True], ids=["ordinary", "large"])
+def test_nesting_too_deep_to_parse_is_a_400(live_server: LiveServer, large: bool) -> None:
+    from bot.web.dialnexa import LARGE_BODY_BYTES
+
+    # Large bodies are ingested by a worker process: both paths must answer alike.
+    padding = LARGE_BODY_BYTES if large else 0
+    deep = (b'{"event": "call_analyzed", "pad": "' + b"x" * padding + b'", "call": '
+            + b"[" * 5_000 + b"]" * 5_000 + b"}")
+    assert (len(deep) > LARGE_BODY_BYTES) is large
+    response = post(live_server, None, raw=deep)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"ok": False, "error": "malformed_json",
+                               "detail": "body is not valid JSON: RecursionError"}
+    assert count(live_server, WebhookDelivery) == 0
+
+
+# -- hostile and careless input -----------------------------------------------------------------
+
+def _nested_list(depth: int) -> list[Any]:
+    root: list[Any] = []
+    inner = root
+    for _ in range(depth - 1):
+        child: list[Any] = []
+        inner.append(child)
+        inner = child
+    return root
+
+
+def test_a_600_deep_unknown_field_is_dropped_and_the_refund_is_stored(live_server: LiveServer) -> None:
+    payload = sample("01_refund.json")
+    payload["payload"]["call"]["post_call_analysis"]["debug_tree"] = _nested_list(600)
+    payload["payload"]["call"]["metadata"] = {"trace": _nested_list(600), "source": "crm"}
+    response = post(live_server, payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "stored"
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.is_billing and case.kind == "refund" and case.amount == Decimal("149.00")
+    with Session(live_server.runtime.engine) as session:
+        audit = session.exec(select(AuditEvent).where(AuditEvent.call_id == "call_demo_refund_0001")).one()
+    assert audit.detail["dropped"] == {"analysis.debug_tree": "nested deeper than 32 levels",
+                                       "metadata.trace": "nested deeper than 32 levels"}
+
+
+def test_a_lone_surrogate_in_the_text_does_not_stall_the_delivery(live_server: LiveServer) -> None:
+    payload = sample("01_refund.json")
+    payload["payload"]["call"]["summary"] += " \ud800"
+    payload["payload"]["call"]["post_call_analysis"]["refund_reason"] = "charged after cancellation \udfff"
+    body = json.dumps(payload).encode()  # json.dumps escapes the surrogates, as a sender's encoder would
+    response = post(live_server, None, raw=body)
+    assert response.status_code == 200, response.text
+    assert case_of(live_server, "call_demo_refund_0001").kind == "refund"
+
+
+def test_links_and_amounts_carrying_a_card_number_are_never_stored(live_server: LiveServer) -> None:
+    payload = sample("01_refund.json")
+    call = payload["payload"]["call"]
+    call["recording_url"] = "https://recordings.dialnexa.com/4111111111111111/call.mp3"
+    call["post_call_analysis"]["crm_link"] = "https://crm.example.com/contacts?card=4242-4242-4242-4242"
+    call["post_call_analysis"]["amount"] = "4242424242424242.00"
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_demo_refund_0001")
+    stored = json.dumps(case.model_dump(mode="json"))
+    assert "4111111111111111" not in stored and "4242-4242-4242-4242" not in stored
+    assert "4242424242424242" not in stored
+    assert case.recording_url is None and case.crm_url is None and case.amount is None
+    assert case.support_ticket_url == "https://support.example.com/tickets/55120"
+    assert "card_number" in case.suppressed_kinds
+
+
+def test_a_partner_payout_in_crypto_gets_a_card(live_server: LiveServer) -> None:
+    payload = {"event_type": "call_analyzed", "payload": {"call": {
+        "id": "call_payout_1", "status": "completed", "from_number": "14155550142",
+        "summary": "Partner Lena Ortiz asked for her March affiliate commission of 1,200 USD to be paid out in "
+                   "USDC on Polygon. The agent read the wallet address back and Lena gave explicit consent.",
+        "transcript": "User: I'd like my March commission paid out in USDC on Polygon, please.",
+        "post_call_analysis": {
+            "billing_intent": "payout_request", "payout_recipient": "Lena Ortiz", "payout_consent": "yes",
+            "crypto": "USDC", "crypto_address": "0x52908400098527886E0F7030069857D2E4169EE7",
+            "amount": "1200.00", "currency": "USD", "promised_next_step": "Finance sends the payout"}}}}
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_payout_1")
+    assert case.is_billing and case.kind == "payout_request" and case.classification_source == "analysis"
+    assert case.crypto == "usd coin" and case.payout_consent is True
+    with Session(live_server.runtime.engine) as session:
+        from storage.models import OutboxMessage
+
+        assert session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case.id)).first() is not None
+    from blocks.card import case_card
+
+    card = json.dumps(case_card(case))
+    assert "Payout request" in card and "payout_poof" in card and "invoice_poof" not in card
+
+
+def test_a_duplicate_charge_filed_as_a_refund_request_is_escalated_as_one(live_server: LiveServer) -> None:
+    payload = sample("01_refund.json")
+    call = payload["payload"]["call"]
+    call["summary"] = "Dana was charged twice for invoice INV-1042 and wants the duplicate refunded."
+    call["post_call_analysis"]["refund_reason"] = "duplicate charge"
+    assert post(live_server, payload).status_code == 200
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.kind == "refund"
+    assert "duplicate charge" in case.escalation_reasons
+
+
+# -- large bodies: ingested by a worker process, so they cannot starve ordinary ones ------------
+
+def test_a_large_call_is_stored_like_an_ordinary_one(live_server: LiveServer) -> None:
+    from bot.web.dialnexa import LARGE_BODY_BYTES
+
+    payload = sample("01_refund.json")
+    call = payload["payload"]["call"]
+    turns = "\n".join(f"User: still on hold, minute {n}, about invoice INV-1042" for n in range(2_000))
+    call["transcript"] = f"{call['transcript']}\n{turns}\nUser: my card is 4242. 4242. 4242. 4242."
+    body = dumps(payload)
+    assert len(body) > LARGE_BODY_BYTES
+    response = post(live_server, None, raw=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "outcome": "stored", "call_id": "call_demo_refund_0001", "created": True}
+    case = case_of(live_server, "call_demo_refund_0001")
+    assert case.kind == "refund" and case.amount == Decimal("149.00") and case.invoice_number == "INV-1042"
+    assert "card_number" in case.suppressed_kinds
+    # The same body again is recognised as a duplicate, and an ordinary call is served alongside.
+    assert post(live_server, None, raw=body).json()["outcome"] == "duplicate"
+    assert post(live_server, sample("02_dispute.json")).status_code == 200
+    assert count(live_server, WebhookDelivery) == 3
+
+
+def test_a_large_body_worker_that_dies_is_replaced(live_server: LiveServer) -> None:
+    import os
+    import signal
+
+    def large(call_id: str) -> bytes:
+        payload = sample("01_refund.json")
+        payload["payload"]["call"]["id"] = call_id
+        payload["payload"]["call"]["transcript"] += "\nUser: still here." * 2_000
+        return dumps(payload)
+
+    def workers() -> list[int]:  # this process's children running multiprocessing's spawn_main
+        found = []
+        for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+            for pid in path.read_text().split():
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+        return found
+
+    assert post(live_server, None, raw=large("call_large_before")).status_code == 200
+    [worker] = workers()
+    os.kill(worker, signal.SIGKILL)
+    # The delivery that finds the worker dead is refused with a 503, which DialNexa retries; then a
+    # fresh worker takes over.
+    statuses = [post(live_server, None, raw=large(f"call_large_after_{n}")).status_code for n in range(2)]
+    assert statuses in ([200, 200], [503, 200]), statuses
+    assert post(live_server, None, raw=large("call_large_after_2")).status_code == 200
+    assert workers() and worker not in workers()

@@ -7,15 +7,23 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Final
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from blocks.actions import ActionId, ControlId, SlashCommand
 from bot.policy import People, Policy
 
 log = logging.getLogger(__name__)
 
 GROUP_CACHE_SECONDS = 300.0
+
+# The interactions only finance people may use, whoever renders or answers them. Anything else on a card
+# or a reminder is open to the channel (its membership is the boundary, and every use is audited); the
+# money actions are approvers' and are checked against their amount by `refusal` below.
+FINANCE_ONLY: Final = frozenset({ActionId.DISMISS, ControlId.REVIEW_PICK, SlashCommand.FINANCE})
+FINANCE_ONLY_REASON: Final = "only finance people (approvers or the default finance owner) may do this"
 
 
 class Directory:
@@ -81,3 +89,8 @@ def refusal(directory: Directory, user: str, amount: Decimal | None, currency: s
     if reason and not directory.is_senior(user):
         return f"{reason}; a senior approver must do it"
     return None
+
+
+def permits(directory: Directory, user: str, interaction: str) -> bool:
+    """Whether `user` may use `interaction` (an action ID, control ID or slash command) at all."""
+    return interaction not in FINANCE_ONLY or directory.is_finance(user)

@@ -6,12 +6,13 @@ Each gate returns the reason the case must go to review instead, or None when it
 from __future__ import annotations
 
 from storage.models import Case
+from storage.states import MatchStatus
 
 
 def caller_matched(case: Case) -> bool:
     """The caller is a known customer: named by MoonClerk ID on the call, or matched (or picked in
     review) to a MoonClerk customer. A name or email the caller merely said is not a match."""
-    return case.moonclerk_customer_id is not None or case.match_status == "matched"
+    return case.moonclerk_customer_id is not None or case.match_status == MatchStatus.MATCHED
 
 
 def invoice_gate(case: Case) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,8 +12,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage.models import ProviderAction
-
-FINAL = frozenset({"succeeded", "unknown"})
 
 
 def idempotency_key(call_id: str, action: str) -> str:
@@ -45,7 +44,7 @@ def claim(
     return existing, inserted is not None
 
 
-def transition(session: Session, action_id: int, from_status: set[str], to_status: str, now: datetime,
+def transition(session: Session, action_id: int, from_status: Collection[str], to_status: str, now: datetime,
                **values: Any) -> bool:
     """Move a row between states only if it is still in one of `from_status` (an atomic compare-and-set)."""
     changed = session.execute(

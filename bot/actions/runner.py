@@ -18,15 +18,17 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from blocks.actions import ActionId, ButtonValue
+from blocks.actions import ActionId, ButtonValue, ControlId
 from blocks.card import transcript_link
-from blocks.limits import escape_mrkdwn, truncate
+from blocks.format import code, inline, link, mention, money, mrkdwn
+from blocks.limits import truncate
+from bot import lifecycle
 from bot.actions import ledger
 from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
-from bot.reminders import on_case_closed
+from bot.lifecycle import Reply
+from bot.outcome import Outcome
 from bot.slack.outbox import enqueue_card, enqueue_thread
-from bot.workflow import Outcome
 from providers.base import (
     InvoiceProvider,
     NotFound,
@@ -36,19 +38,17 @@ from providers.base import (
     ProviderResult,
     ProviderTransaction,
 )
-from providers.currency import format_amount
 from providers.moonclerk import MoonClerkClient
+from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import AuditEvent, Case, ProviderAction
+from storage.models import Case, ProviderAction
+from storage.states import ActionStatus, CaseState, is_closed
 
 log = logging.getLogger(__name__)
 
 # Ledger states of a money action that wait for a person: the card must keep showing them.
-PENDING_HUMAN = frozenset({"failed", "unknown", "awaiting_approval", "running"})
-
-CONFIRM_PAYOUT = "confirm_payout"
-RETRY_ACTION = "retry_action"
-RECONCILE_ACTION = "reconcile_action"
+PENDING_HUMAN = frozenset({ActionStatus.FAILED, ActionStatus.UNKNOWN, ActionStatus.AWAITING_APPROVAL,
+                           ActionStatus.RUNNING})
 
 
 @dataclass
@@ -111,12 +111,18 @@ def _load(session: Session, case_id: int) -> Case:
     return case
 
 
+def _event(case: Case, action: str, *, outcome: str, reason: str | None = None, record: str | None = None,
+           target: str | None = None, detail: dict[str, Any] | None = None) -> Event:
+    """An action's audit event; without a reason of its own it records why the caller asked."""
+    return Event(action, outcome=outcome, reason=reason or _why(case), record=record, target=target,
+                 detail=detail or {})
+
+
 def _audit(session: Session, case: Case, user: str, action: str, now: datetime, *, outcome: str,
            reason: str | None = None, record: str | None = None, target: str | None = None,
            detail: dict[str, Any] | None = None) -> None:
-    session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
-                           record=record, target=target, reason=reason or _why(case), outcome=outcome,
-                           detail=detail or {}))
+    write_audit(session, case, user, now, _event(case, action, outcome=outcome, reason=reason, record=record,
+                                                 target=target, detail=detail))
 
 
 def _why(case: Case) -> str | None:
@@ -135,28 +141,49 @@ def _record(case: Case) -> str | None:
     return None
 
 
+def _refusal(session: Session, case: Case, user: str, action: str, reason: str, now: datetime) -> Outcome:
+    _audit(session, case, user, "action.refused", now, outcome="refused", reason=reason,
+           detail={"action": action}, record=_record(case))
+    return Outcome(False, f"Not done: {inline(reason, 500)}. Nothing was sent to any provider.")
+
+
 def refuse(ctx: ActionContext, case_id: int, user: str, action: str, reason: str) -> Outcome:
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
-        case = _load(session, case_id)
-        _audit(session, case, user, "action.refused", now, outcome="refused", reason=reason,
-               detail={"action": action}, record=_record(case))
-    return Outcome(False, f"Not done: {reason}. Nothing was sent to any provider.")
+        return _refusal(session, _load(session, case_id), user, action, reason, now)
+
+
+def _open_case(session: Session, case_id: int, user: str, action: str, now: datetime) -> Case | Outcome:
+    """The case, locked for this transaction, while it is open; a closed one is refused (and audited).
+
+    Every claim of an action calls this in the transaction that claims it: a case dismissed after the
+    button was clicked or the modal opened never reaches a provider, and never leaves its closed state.
+    """
+    case = _load(session, case_id)
+    closed = lifecycle.closed_reason(case.state)
+    return _refusal(session, case, user, action, closed, now) if closed else case
+
+
+def _refuse_if_closed(ctx: ActionContext, case: Case, user: str, action: str) -> Outcome | None:
+    """An early answer, before any provider is asked; the claim re-checks it under the lock."""
+    closed = lifecycle.closed_reason(case.state)
+    return refuse(ctx, case.id or 0, user, action, closed) if closed else None
 
 
 def to_review(ctx: ActionContext, case_id: int, user: str, action: str, reason: str) -> Outcome:
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
-        case = _load(session, case_id)
-        case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
-        session.add(case)
-        _audit(session, case, user, "case.routed_to_review", now, outcome="review", reason=reason,
-               detail={"action": action}, record=_record(case))
-        enqueue_card(session, case, now)
-        enqueue_thread(session, case, f"review:{action}:{now.timestamp()}",
-                       f"Sent to finance review instead of running *{_LABELS.get(ActionId(action), action)}*: "
-                       f"{escape_mrkdwn(reason)}.", now)
-    return Outcome(False, f"Sent to review instead: {reason}.")
+        case = _open_case(session, case_id, user, action, now)
+        if isinstance(case, Outcome):
+            return case
+        lifecycle.transition(
+            session, case, CaseState.IN_REVIEW, by=user, now=now,
+            event=_event(case, "case.routed_to_review", outcome="review", reason=reason, detail={"action": action},
+                         record=_record(case)),
+            reply=Reply(f"review:{action}:{now.timestamp()}",
+                        f"Sent to finance review instead of running *{_LABELS.get(ActionId(action), action)}*: "
+                        f"{inline(reason, 500)}."))
+    return Outcome(False, f"Sent to review instead: {inline(reason, 500)}.")
 
 
 def _target(row: ProviderAction) -> str:
@@ -173,16 +200,15 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
     """Record how a provider call ended, on the ledger, the case, the audit trail and in Slack."""
     assert row.id is not None
     now = ctx.clock()
-    label = _LABELS[ActionId(row.action)]
     if result is not None:
-        status, text = "succeeded", None
+        status, text = ActionStatus.SUCCEEDED, None
     elif isinstance(error, OutcomeUnknown):
-        status, text = "unknown", f"{error}: the action may or may not have happened"
+        status, text = ActionStatus.UNKNOWN, f"{error}: the action may or may not have happened"
     else:
-        status, text = "failed", str(error) if error else "failed"
+        status, text = ActionStatus.FAILED, str(error) if error else "failed"
     # A success the provider confirmed stands even if the row was meanwhile marked unknown (the
     # process was thought dead); any other ending only replaces "running".
-    allowed = {"running", "unknown"} if result is not None else {"running"}
+    allowed = {ActionStatus.RUNNING, ActionStatus.UNKNOWN} if result is not None else {ActionStatus.RUNNING}
     with session_scope(ctx.engine) as session:
         moved = ledger.transition(
             session, row.id, allowed, status, now,
@@ -192,45 +218,51 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
         if not moved:
             log.warning("%s for call %s ended %s, but its ledger row had moved on; left as it is",
                         row.action, row.call_id, status)
-            return Outcome(False, f"The {label} was already recorded; nothing more was done.")
+            return Outcome(False, f"The {_LABELS[ActionId(row.action)]} was already recorded; nothing more was done.")
         case = _load(session, row.case_id)
         case.action_label, case.action_status = row.action, status
         case.action_reference = result.reference if result else None
         case.action_url = result.url if result else None
         case.action_error = text
-        if status == "succeeded":
-            done = row.action == ActionId.PAYOUT_POOF
-            case.state = "done" if done else "approved"
-        else:
-            case.state = "failed"
-        case.state_by, case.state_at, case.updated_at = user, now, now
-        session.add(case)
-        if case.state == "done":
-            on_case_closed(session, case, now, reason="done")
-        amount = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else None
-        _audit(session, case, user, f"{row.action}.{status}", now, outcome=status, record=_record(case),
-               target=_target(row),
-               detail={"ledger_id": row.id, "amount": str(row.amount) if row.amount is not None else None,
-                       "currency": row.currency, "reference": case.action_reference, "error": text,
-                       "approved_by": row.approved_by})
-        enqueue_card(session, case, now)
-        if status == "succeeded":
-            reply = f"✅ *{label}* done by <@{user}>" + (f" for {amount}" if amount else "")
-            if case.action_reference:
-                reply += f" · reference `{escape_mrkdwn(case.action_reference)}`"
-            if case.action_url:
-                reply += f" · <{case.action_url}|open in {row.provider.title()}>"
-            if row.action == ActionId.INVOICE_POOF and row.params.get("send_to"):
-                # Poof's fiat invoice takes no recipient: finance-desk makes the link, a person sends it.
-                reply += f"\nSend this payment link to `{escape_mrkdwn(str(row.params['send_to']))}` only."
-        elif status == "unknown":
-            reply = (f"⚠️ *{label}* outcome unknown ({text}). It will not be retried automatically; "
-                     "use *Reconcile* to check Poof before doing anything else.")
-        else:
-            reply = f"❌ *{label}* failed: {escape_mrkdwn(text or '')}. An approver may retry it from the card."
-        enqueue_thread(session, case, f"action:{row.id}:{status}:{row.attempts}", reply, now)
+        reply = _result_reply(row, case, status, user)
+        if is_closed(case.state):
+            # A case closed while the call was in flight stays closed: the ending is recorded, not acted on.
+            reply += f"\nThe case was {case.state} while this ran; it stays {case.state}."
+        event = _event(case, f"{row.action}.{status}", outcome=status, record=_record(case), target=_target(row),
+                       detail={"ledger_id": row.id, "amount": str(row.amount) if row.amount is not None else None,
+                               "currency": row.currency, "reference": case.action_reference, "error": text,
+                               "approved_by": row.approved_by})
+        lifecycle.settle(session, case, _state_after(row, status), by=user, now=now, event=event,
+                         reply=Reply(f"action:{row.id}:{status}:{row.attempts}", reply))
     log.info("%s for call %s: %s", row.action, row.call_id, status)
-    return Outcome(status == "succeeded", reply)
+    return Outcome(status == ActionStatus.SUCCEEDED, reply)
+
+
+def _state_after(row: ProviderAction, status: ActionStatus) -> CaseState:
+    """A payout sent finishes the case; an invoice sent waits for its payment (Poof's webhook)."""
+    if status != ActionStatus.SUCCEEDED:
+        return CaseState.FAILED
+    return CaseState.DONE if row.action == ActionId.PAYOUT_POOF else CaseState.APPROVED
+
+
+def _result_reply(row: ProviderAction, case: Case, status: ActionStatus, user: str) -> str:
+    label = _LABELS[ActionId(row.action)]
+    if status == ActionStatus.UNKNOWN:
+        return (f"⚠️ *{label}* outcome unknown ({inline(case.action_error, 500)}). It will not be retried "
+                "automatically; use *Reconcile* to check Poof before doing anything else.")
+    if status != ActionStatus.SUCCEEDED:
+        return f"❌ *{label}* failed: {inline(case.action_error or '', 500)}. An approver may retry it from the card."
+    amount = money(row.amount, row.currency) if row.amount is not None and row.currency else None
+    reply = f"✅ *{label}* done by {mention(user)}" + (f" for {amount}" if amount else "")
+    if case.action_reference:
+        reply += f" · reference {code(case.action_reference, 300)}"
+    opened = link(case.action_url, f"open in {inline(row.provider.title(), 40)}")
+    if opened:
+        reply += f" · {opened}"
+    if row.action == ActionId.INVOICE_POOF and row.params.get("send_to"):
+        # Poof's fiat invoice takes no recipient: finance-desk makes the link, a person sends it.
+        reply += f"\nSend this payment link to {code(row.params['send_to'], 300)} only."
+    return reply
 
 
 # -- MoonClerk note ------------------------------------------------------------------------------
@@ -243,6 +275,9 @@ def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
         return Outcome(False, "That case no longer exists.")
     if not ctx.directory.is_approver(user):
         return refuse(ctx, case_id, user, ActionId.NOTE_MOONCLERK, "only finance approvers can write MoonClerk notes")
+    closed = _refuse_if_closed(ctx, case, user, ActionId.NOTE_MOONCLERK)
+    if closed:
+        return closed
     gate = note_gate(case)
     if gate:
         return to_review(ctx, case_id, user, ActionId.NOTE_MOONCLERK, gate)
@@ -260,12 +295,16 @@ def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
         return to_review(ctx, case_id, user, ActionId.NOTE_MOONCLERK,
                          "the MoonClerk record named on the call does not exist")
     except ProviderError as exc:
-        return Outcome(False, f"MoonClerk could not be reached ({exc}); nothing was written. Try again shortly.")
+        return Outcome(False, f"MoonClerk could not be reached ({inline(exc, 300)}); nothing was written. "
+                              "Try again shortly.")
     with session_scope(ctx.engine) as session:
-        case = _load(session, case_id)
+        locked = _open_case(session, case_id, user, ActionId.NOTE_MOONCLERK, now)
+        if isinstance(locked, Outcome):
+            return locked
+        case = locked
         row, created = ledger.claim(
             session, case_id=case_id, call_id=case.call_id, action=ActionId.NOTE_MOONCLERK, provider="moonclerk",
-            user=user, status="succeeded", amount=case.amount, currency=case.currency,
+            user=user, status=ActionStatus.SUCCEEDED, amount=case.amount, currency=case.currency,
             params={"record": record}, now=now)
         if not created:
             return Outcome(False, "A MoonClerk note was already written for this call.")
@@ -275,10 +314,10 @@ def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
         # person (its Retry, Reconcile or second approval), so it only takes a free slot.
         if case.action_status not in PENDING_HUMAN:
             case.action_label, case.action_status, case.action_reference, case.action_url = (
-                ActionId.NOTE_MOONCLERK.value, "succeeded", record, url)
+                ActionId.NOTE_MOONCLERK.value, ActionStatus.SUCCEEDED, record, url)
         case.updated_at = now
         session.add(case)
-        _audit(session, case, user, "moonclerk.note", now, outcome="succeeded", record=record,
+        _audit(session, case, user, "moonclerk.note", now, outcome=ActionStatus.SUCCEEDED, record=record,
                target="case thread" + (f" · {url}" if url else ""), detail={"note": note})
         enqueue_card(session, case, now)
         enqueue_thread(session, case, f"note:{row.id}", note, now)
@@ -286,24 +325,27 @@ def note_moonclerk(ctx: ActionContext, case_id: int, user: str) -> Outcome:
 
 
 def _note_text(case: Case, record: str, url: str | None, user: str) -> str:
-    """The operational summary: facts and safe links only, never payment details (all already redacted)."""
-    lines = [f"📝 *MoonClerk note* for {escape_mrkdwn(record)} by <@{user}>"]
+    """The operational summary: facts and safe links only, never payment details (all already redacted).
+
+    Every value is untrusted (the call's, or MoonClerk's) and goes through blocks.format.
+    """
+    lines = [f"📝 *MoonClerk note* for {inline(record, 300)} by {mention(user)}"]
     if url:
-        lines.append(f"MoonClerk record: <{url}|manage>")
+        lines.append(f"MoonClerk record: {link(url, 'manage') or 'not a web link'}")
+    reason = case.refund_reason or case.dispute_reason or case.credit_request
     facts = [
-        ("Request", case.kind.replace("_", " ")),
-        ("Amount", format_amount(case.amount, case.currency) if case.amount is not None and case.currency else None),
-        ("Caller says", case.caller_claim),
-        ("Reason", case.refund_reason or case.dispute_reason or case.credit_request),
-        ("Next step", case.next_step),
-        ("Owner", f"<@{case.owner}>" if case.owner else None),
-        ("DialNexa call", f"`{case.call_id}`"),
+        ("Request", inline(case.kind.replace("_", " "), 60)),
+        ("Amount", money(case.amount, case.currency) if case.amount is not None and case.currency else None),
+        ("Caller says", inline(case.caller_claim, 500) if case.caller_claim else None),
+        ("Reason", inline(reason, 500) if reason else None),
+        ("Next step", inline(case.next_step, 500) if case.next_step else None),
+        ("Owner", mention(case.owner)),
+        ("DialNexa call", code(case.call_id, 210)),
     ]
-    lines += [f"• {label}: {value if label in {'Owner', 'DialNexa call'} else escape_mrkdwn(str(value))}"
-              for label, value in facts if value]
-    for label, link in (("Transcript", transcript_link(case)), ("Recording", case.recording_url)):
-        if link:
-            lines.append(f"• {label}: <{link}|open>")
+    lines += [f"• {label}: {value}" for label, value in facts if value]
+    for label, target in (("Transcript", transcript_link(case)), ("Recording", case.recording_url)):
+        if target:
+            lines.append(f"• {label}: {link(target, 'open') or 'not a web link'}")
     return "\n".join(lines)
 
 
@@ -313,6 +355,9 @@ def _check_before_modal(ctx: ActionContext, case: Case, user: str, action: Actio
                         gate: Callable[[Case], str | None]) -> str | None:
     """Before a modal opens: is this user allowed at all, and does the case pass the action's gate?"""
     assert case.id is not None
+    closed = _refuse_if_closed(ctx, case, user, action)
+    if closed:
+        return closed.message
     reason = refusal(ctx.directory, user, case.amount, case.currency)
     if reason:
         return refuse(ctx, case.id, user, action, reason).message
@@ -337,6 +382,9 @@ def _check_submission(ctx: ActionContext, case_id: int, user: str, action: Actio
         case = session.get(Case, case_id)
     if case is None:
         return None, Outcome(False, "That case no longer exists.")
+    closed = _refuse_if_closed(ctx, case, user, action)
+    if closed:
+        return case, closed
     reason = refusal(ctx.directory, user, amount, currency)
     if reason:
         return case, refuse(ctx, case_id, user, action, reason)
@@ -380,8 +428,8 @@ def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: Invoice
     try:
         verified = verified_email(ctx, case)
     except ProviderError as exc:
-        return Outcome(False, f"MoonClerk could not be reached to verify the recipient ({exc}); nothing was "
-                              "done. Try again shortly.")
+        return Outcome(False, f"MoonClerk could not be reached to verify the recipient ({inline(exc, 300)}); "
+                              "nothing was done. Try again shortly.")
     stop = _recipient_check(ctx, case_id, user, ActionId.INVOICE_POOF, recipient_mismatch(request.send_to, verified),
                             request.override_recipient, "recipient")
     if stop is not None:
@@ -390,9 +438,12 @@ def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: Invoice
         return _not_configured(ActionId.INVOICE_POOF)
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
+        locked = _open_case(session, case_id, user, ActionId.INVOICE_POOF, now)
+        if isinstance(locked, Outcome):
+            return locked
         row, created = ledger.claim(
             session, case_id=case_id, call_id=case.call_id, action=ActionId.INVOICE_POOF, provider=ctx.invoices.name,
-            user=user, status="running", amount=request.amount, currency=request.currency,
+            user=user, status=ActionStatus.RUNNING, amount=request.amount, currency=request.currency,
             params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
         if created:
             ledger.set_values(session, row.id, attempts=1)
@@ -403,9 +454,9 @@ def submit_invoice(ctx: ActionContext, case_id: int, user: str, request: Invoice
 
 def _already(row: ProviderAction) -> str:
     label = _LABELS[ActionId(row.action)]
-    if row.status == "failed":
+    if row.status == ActionStatus.FAILED:
         return f"The {label} failed earlier; use Retry on the card."
-    if row.status == "awaiting_approval":
+    if row.status == ActionStatus.AWAITING_APPROVAL:
         return f"This {label} is waiting for a second approver."
     return f"The {label} for this call is already {row.status}; it runs at most once."
 
@@ -435,11 +486,14 @@ def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRe
         return stop
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
-        case = _load(session, case_id)
+        locked = _open_case(session, case_id, user, ActionId.PAYOUT_POOF, now)
+        if isinstance(locked, Outcome):
+            return locked
+        case = locked
         row, created = ledger.claim(
             session, case_id=case_id, call_id=case.call_id, action=ActionId.PAYOUT_POOF,
             provider=ctx.payouts.name if ctx.payouts is not None else "poof",
-            user=user, status="awaiting_approval", amount=request.amount, currency=request.currency,
+            user=user, status=ActionStatus.AWAITING_APPROVAL, amount=request.amount, currency=request.currency,
             params=request.model_dump(mode="json", exclude={"amount", "currency"}), now=now)
         if not created:
             return Outcome(False, _already(row))
@@ -459,22 +513,22 @@ def same_address(given: str, confirmed: str | None) -> bool:
 
 def payout_summary(row: ProviderAction) -> str:
     """"0.85 solana (worth 120.00 USD) to `addr`": exactly what Poof will be asked to send."""
-    worth = format_amount(row.amount, row.currency) if row.amount is not None and row.currency else "—"
-    return (f"{escape_mrkdwn(str(row.params.get('crypto_amount')))} {escape_mrkdwn(str(row.params.get('crypto')))} "
-            f"(worth {worth}) to `{escape_mrkdwn(str(row.params.get('address')))}`")
+    worth = money(row.amount, row.currency) if row.amount is not None and row.currency else "—"
+    return (f"{inline(row.params.get('crypto_amount'), 60)} {inline(row.params.get('crypto'), 40)} "
+            f"(worth {worth}) to {code(row.params.get('address'), 210)}")
 
 
 def _ask_second_approver(session: Session, case: Case, row: ProviderAction, user: str, now: datetime,
                          action: str) -> None:
     """Record `user` as the payout's first approver and ask, in the thread, for a different second one."""
     summary = payout_summary(row)
-    text = (f"💸 <@{user}> approved a *Poof payout* of {summary}. A second, different approver must "
+    text = (f"💸 {mention(user)} approved a *Poof payout* of {summary}. A second, different approver must "
             "confirm it.")
     value = ButtonValue(case_id=case.id or 0, call_id=case.call_id, v=case.card_version).dump()
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "section", "text": mrkdwn(text)},
         {"type": "actions", "block_id": f"payout-{row.id}-{row.attempts}", "elements": [{
-            "type": "button", "action_id": CONFIRM_PAYOUT, "style": "primary", "value": value,
+            "type": "button", "action_id": ControlId.CONFIRM_PAYOUT, "style": "primary", "value": value,
             "text": {"type": "plain_text", "text": "Confirm payout"},
             "confirm": {"title": {"type": "plain_text", "text": "Send this payout?"},
                         "text": {"type": "plain_text", "text": truncate(
@@ -483,16 +537,14 @@ def _ask_second_approver(session: Session, case: Case, row: ProviderAction, user
                         "confirm": {"type": "plain_text", "text": "Send"},
                         "deny": {"type": "plain_text", "text": "Cancel"}}}]},
     ]
-    case.state, case.state_by, case.state_at, case.updated_at = "in_review", user, now, now
-    case.action_label, case.action_status = ActionId.PAYOUT_POOF.value, "awaiting_approval"
-    session.add(case)
-    _audit(session, case, user, action, now, outcome="awaiting_approval", record=_record(case),
-           target=str(row.params.get("address")),
-           detail={"amount": str(row.amount), "currency": row.currency, "crypto": row.params.get("crypto"),
-                   "crypto_amount": row.params.get("crypto_amount"),
-                   "override_recipient": row.params.get("override_recipient", False)})
-    enqueue_card(session, case, now)
-    enqueue_thread(session, case, f"payout:{row.id}:requested:{row.attempts}", text, now, blocks=blocks)
+    case.action_label, case.action_status = ActionId.PAYOUT_POOF.value, ActionStatus.AWAITING_APPROVAL
+    event = _event(case, action, outcome=ActionStatus.AWAITING_APPROVAL, record=_record(case),
+                   target=str(row.params.get("address")),
+                   detail={"amount": str(row.amount), "currency": row.currency, "crypto": row.params.get("crypto"),
+                           "crypto_amount": row.params.get("crypto_amount"),
+                           "override_recipient": row.params.get("override_recipient", False)})
+    lifecycle.transition(session, case, CaseState.IN_REVIEW, by=user, now=now, event=event,
+                         reply=Reply(f"payout:{row.id}:requested:{row.attempts}", text, blocks))
 
 
 def _ledger_row(ctx: ActionContext, case_id: int, action: str) -> ProviderAction | None:
@@ -520,7 +572,7 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     row = _ledger_row(ctx, case_id, ActionId.PAYOUT_POOF)
     if row is None or row.id is None:
         return Outcome(False, "There is no payout waiting for this case.")
-    if row.status != "awaiting_approval":
+    if row.status != ActionStatus.AWAITING_APPROVAL:
         return Outcome(False, _already(row))
     if row.requested_by == user:
         return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF,
@@ -531,8 +583,12 @@ def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:
     if ctx.payouts is None:
         return _not_configured(ActionId.PAYOUT_POOF)
     with session_scope(ctx.engine) as session:
+        locked = _open_case(session, case_id, user, ActionId.PAYOUT_POOF, now)
+        if isinstance(locked, Outcome):
+            return locked
         # Compare-and-set: of two approvers confirming at once, exactly one moves it to running.
-        won = ledger.transition(session, row.id, {"awaiting_approval"}, "running", now, approved_by=user,
+        won = ledger.transition(session, row.id, {ActionStatus.AWAITING_APPROVAL}, ActionStatus.RUNNING, now,
+                                approved_by=user,
                                 attempts=row.attempts + 1)
     if not won:
         return Outcome(False, "Another approver confirmed this payout first.")
@@ -565,7 +621,8 @@ def recover_stale(ctx: ActionContext, stale_after: timedelta) -> int:
     now = ctx.clock()
     with Session(ctx.engine) as session:
         stale = list(session.exec(select(ProviderAction).where(
-            col(ProviderAction.status) == "running", col(ProviderAction.updated_at) < now - stale_after)).all())
+            col(ProviderAction.status) == ActionStatus.RUNNING,
+            col(ProviderAction.updated_at) < now - stale_after)).all())
     for row in stale:
         lost = OutcomeUnknown("finance-desk stopped while the call was in flight", provider=row.provider)
         _finish(ctx, row, None, lost, "finance-desk")
@@ -580,7 +637,7 @@ def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
     row = _ledger_row(ctx, case_id, action)
     if row is None or row.id is None:
         return Outcome(False, "There is nothing to retry for this case.")
-    if row.status != "failed":
+    if row.status != ActionStatus.FAILED:
         return Outcome(False, f"Only a failed action can be retried; this one is {row.status}.")
     reason = refusal(ctx.directory, user, row.amount, row.currency)
     if reason:
@@ -590,7 +647,11 @@ def retry(ctx: ActionContext, case_id: int, user: str, action: str) -> Outcome:
     if row.action == ActionId.PAYOUT_POOF:
         return _retry_payout(ctx, row, user)
     with session_scope(ctx.engine) as session:
-        if not ledger.transition(session, row.id, {"failed"}, "running", now, attempts=row.attempts + 1):
+        locked = _open_case(session, case_id, user, action, now)
+        if isinstance(locked, Outcome):
+            return locked
+        if not ledger.transition(session, row.id, {ActionStatus.FAILED}, ActionStatus.RUNNING, now,
+                                 attempts=row.attempts + 1):
             return Outcome(False, "Someone else is already retrying this action.")
     row.attempts += 1
     return _run_invoice(ctx, row, user)
@@ -606,12 +667,15 @@ def _retry_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome
     if problem:
         return to_review(ctx, row.case_id, user, ActionId.PAYOUT_POOF, problem)
     with session_scope(ctx.engine) as session:
-        if not ledger.transition(session, row.id, {"failed"}, "awaiting_approval", now, requested_by=user,
-                                 approved_by=None, error=None):
+        locked = _open_case(session, row.case_id, user, ActionId.PAYOUT_POOF, now)
+        if isinstance(locked, Outcome):
+            return locked
+        if not ledger.transition(session, row.id, {ActionStatus.FAILED}, ActionStatus.AWAITING_APPROVAL, now,
+                                 requested_by=user, approved_by=None, error=None):
             return Outcome(False, "Someone else is already retrying this payout.")
         fresh = session.get(ProviderAction, row.id)
         assert fresh is not None
-        _ask_second_approver(session, _load(session, row.case_id), fresh, user, now, "payout_poof.retry_approval")
+        _ask_second_approver(session, locked, fresh, user, now, "payout_poof.retry_approval")
     return Outcome(True, "Payout retry recorded; it waits for a second, different approver in the card's thread.")
 
 
@@ -619,7 +683,7 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
     """For an "unknown" action, look for it in Poof's transactions instead of guessing."""
     now = ctx.clock()
     row = _ledger_row(ctx, case_id, action)
-    if row is None or row.id is None or row.status != "unknown":
+    if row is None or row.id is None or row.status != ActionStatus.UNKNOWN:
         return Outcome(False, "There is no action with an unknown outcome on this case.")
     if not ctx.directory.is_approver(user):
         return refuse(ctx, case_id, user, action, "only finance approvers can reconcile actions")
@@ -629,7 +693,7 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
     try:
         transactions = provider.list_transactions()
     except ProviderError as exc:
-        return Outcome(False, f"Poof could not be reached ({exc}); the action stays unknown.")
+        return Outcome(False, f"Poof could not be reached ({inline(exc, 300)}); the action stays unknown.")
     matches = [t for t in transactions if reconcile_match(row, t)]
     if len(matches) != 1:
         outcome = "not_found" if not matches else "ambiguous"
@@ -642,7 +706,7 @@ def reconcile(ctx: ActionContext, case_id: int, user: str, action: str) -> Outco
         return Outcome(False, f"{found}. It stays unknown: check the Poof dashboard before any new attempt.")
     match = matches[0]
     with session_scope(ctx.engine) as session:
-        ledger.transition(session, row.id, {"unknown"}, "running", now)
-    row.status = "running"
+        ledger.transition(session, row.id, {ActionStatus.UNKNOWN}, ActionStatus.RUNNING, now)
+    row.status = ActionStatus.RUNNING
     return _finish(ctx, row, ProviderResult(provider=provider.name, reference=match.reference, url=None,
                                             raw={"reconciled": True}), None, user)

@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from providers.dialnexa import normalise_phone
 from providers.moonclerk import Customer, Payment
+from storage.states import MatchStatus
 
 MATCHED: Final = 0.85
 REVIEW: Final = 0.5
@@ -190,7 +191,7 @@ class Scored:
 
 @dataclass(frozen=True)
 class MatchResult:
-    status: str  # matched | review | unmatched
+    status: MatchStatus  # matched | review | unmatched
     score: float
     customer_id: int | None
     evidence: tuple[str, ...]
@@ -257,17 +258,17 @@ def decide(scored: Iterable[Scored]) -> MatchResult:
     shown = tuple(ranked[:MAX_CANDIDATES])
     if not ranked or ranked[0].score < REVIEW:
         why = ("no MoonClerk customer matches well enough",) if ranked else ("no MoonClerk customer matches",)
-        return MatchResult("unmatched", ranked[0].score if ranked else 0.0, None, why, shown)
+        return MatchResult(MatchStatus.UNMATCHED, ranked[0].score if ranked else 0.0, None, why, shown)
     best = ranked[0]
     tied = [s for s in ranked[1:] if best.score - s.score <= TIE_MARGIN and s.score >= REVIEW]
     if best.score >= MATCHED and not tied:
-        return MatchResult("matched", best.score, best.customer_id, best.evidence, shown)
+        return MatchResult(MatchStatus.MATCHED, best.score, best.customer_id, best.evidence, shown)
     if tied:
         evidence = (f"{len(tied) + 1} customers match about equally well", *best.evidence)
     else:
         evidence = ("the best match is not certain enough", *best.evidence)
-    return MatchResult("review", best.score, None, evidence, shown)
+    return MatchResult(MatchStatus.REVIEW, best.score, None, evidence, shown)
 
 
 def nothing_to_match() -> MatchResult:
-    return MatchResult("unmatched", 0.0, None, ("nothing on the call identifies a customer",))
+    return MatchResult(MatchStatus.UNMATCHED, 0.0, None, ("nothing on the call identifies a customer",))

@@ -1,14 +1,7 @@
-"""Read-only queries behind `/finance` and the Home tab, and the `/finance` grammar. No Slack here.
-
-Reminders belong to `storage.reminders` (a `Reminder` table: case_id, kind, due_at, status), which
-may not exist in this version: it is imported on use, and without it (or its table) a case simply
-has no pending reminders.
-"""
+"""Read-only queries behind `/finance` and the Home tab, and the `/finance` grammar. No Slack here."""
 
 from __future__ import annotations
 
-import importlib
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,21 +9,19 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Engine, func, or_
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from blocks.card import CLOSED_STATES
 from bot.lookup.customers import BadTerm, LookupTerm, parse_term
 from storage.models import AuditEvent, Case, ProviderAction
-
-log = logging.getLogger(__name__)
+from storage.reminders import Reminder
+from storage.states import CLOSED_STATES, ActionStatus, CaseState
 
 MAX_COMMAND_TEXT: Final = 500
 MAX_CALL_ID: Final = 200
 LIST_LIMIT: Final = 15
 AUDIT_SHOWN: Final = 20
 # States in which a case still waits for someone to approve it.
-AWAITING_APPROVAL: Final = frozenset({"new", "in_review"})
+AWAITING_APPROVAL: Final = frozenset({CaseState.NEW, CaseState.IN_REVIEW})
 # storage.reminders: pending → claimed → sent | cancelled; a claimed row has not fired yet.
 PENDING_REMINDER: Final = ("pending", "claimed")
 
@@ -139,31 +130,13 @@ class CaseDetail:
     reminders: list[ReminderRow]
 
 
-def _reminder_model() -> Any | None:
-    try:
-        module = importlib.import_module("storage.reminders")
-    except ImportError:
-        return None
-    return getattr(module, "Reminder", None)
-
-
 def pending_reminders(engine: Engine, case_id: int) -> list[ReminderRow]:
-    """Reminders still to fire for a case, soonest first; none when reminders are not installed.
-
-    Its own session: a missing table must not spoil the caller's transaction.
-    """
-    model = _reminder_model()
-    if model is None:
-        return []
-    try:
-        with Session(engine) as session:
-            rows = session.exec(select(model).where(model.case_id == case_id, model.status.in_(PENDING_REMINDER))
-                                .order_by(model.due_at)).all()
-            return [ReminderRow(str(getattr(row, "kind", "") or "reminder"), getattr(row, "due_at", None),
-                                str(getattr(row, "status", "") or "")) for row in rows]
-    except (SQLAlchemyError, AttributeError) as exc:  # the table is not migrated yet, or another shape
-        log.info("reminders unavailable: %s", exc.__class__.__name__)
-        return []
+    """Reminders still to fire for a case, soonest first."""
+    with Session(engine) as session:
+        rows = session.exec(select(Reminder).where(Reminder.case_id == case_id,
+                                                   col(Reminder.status).in_(PENDING_REMINDER))
+                            .order_by(col(Reminder.due_at))).all()
+        return [ReminderRow(row.kind, row.due_at, row.status) for row in rows]
 
 
 def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
@@ -246,7 +219,7 @@ def home_data(
                            [col(Case.created_at), col(Case.id)], limit)
         awaiting = CaseList([], 0)
         if is_approver:
-            second = select(ProviderAction.case_id).where(ProviderAction.status == "awaiting_approval",
+            second = select(ProviderAction.case_id).where(ProviderAction.status == ActionStatus.AWAITING_APPROVAL,
                                                           ProviderAction.requested_by != user)
             needs = or_(
                 (col(Case.approval_required).is_(True)) & col(Case.state).in_(sorted(AWAITING_APPROVAL)),

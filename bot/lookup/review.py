@@ -24,7 +24,8 @@ from typing import Any, Final
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from blocks.card import CLOSED_STATES
+from blocks.actions import PickValue
+from blocks.format import code, mention
 from blocks.review import review_message
 from bot.lookup.customers import MoonClerkLookup, candidates_for, lookup_for
 from bot.lookup.matching import CallerFacts, MatchResult, decide, nothing_to_match, score_customer
@@ -32,20 +33,21 @@ from bot.policy import Policy
 from bot.slack.outbox import enqueue_card, enqueue_message, enqueue_thread
 from providers.base import ProviderError
 from providers.moonclerk import MoonClerkClient
+from storage.audit import Event, write_audit
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, utcnow
+from storage.states import CLOSED_STATES, MatchStatus
 
 log = logging.getLogger(__name__)
 
 AUTOMATIC: Final = frozenset({"match.matched", "match.review", "match.unmatched"})
 HUMAN: Final = frozenset({"match.chosen", "match.rejected"})
-NONE_OF_THESE: Final = "none"
 
 
 @dataclass(frozen=True)
 class MatchOutcome:
     case_id: int
-    status: str  # the case's match_status afterwards
+    status: str  # the case's match_status afterwards (a MatchStatus)
     changed: bool = False
     skipped: str | None = None  # why nothing was attempted
     error: str | None = None  # MoonClerk could not be read; the case keeps its status for a retry
@@ -98,7 +100,7 @@ def _apply(case: Case, result: MatchResult, stated: int | None) -> bool:
     case.match_score = result.score
     case.match_evidence = list(result.evidence)
     case.match_candidates = result.candidate_dicts()
-    case.moonclerk_customer_id = result.customer_id if result.status == "matched" else stated
+    case.moonclerk_customer_id = result.customer_id if result.status == MatchStatus.MATCHED else stated
     after = (case.match_status, case.match_score, list(case.match_evidence), list(case.match_candidates),
              case.moonclerk_customer_id)
     return before != after
@@ -128,7 +130,7 @@ def match_case(
         with Session(engine) as session:
             case = session.get(Case, case_id)
             if case is None:
-                return MatchOutcome(case_id, "pending", skipped="no such case")
+                return MatchOutcome(case_id, MatchStatus.PENDING, skipped="no such case")
             history = _history(session, case)
         if not case.is_billing:
             return MatchOutcome(case_id, case.match_status, skipped="not a billing case")
@@ -143,7 +145,7 @@ def match_case(
         with session_scope(engine) as session:
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
             if case is None:
-                return MatchOutcome(case_id, "pending", skipped="no such case")
+                return MatchOutcome(case_id, MatchStatus.PENDING, skipped="no such case")
             history = _history(session, case)
             if history.human is not None:
                 return MatchOutcome(case_id, case.match_status, skipped="a person already decided")
@@ -151,7 +153,7 @@ def match_case(
                 continue  # the call changed while MoonClerk was read: match the new facts
             changed = _store(session, case, result, history.stated, review_channel, now, policy)
             return MatchOutcome(case_id, case.match_status, changed=changed)
-    return MatchOutcome(case_id, "pending", skipped="the case kept changing; try again")
+    return MatchOutcome(case_id, MatchStatus.PENDING, skipped="the case kept changing; try again")
 
 
 def _store(session: Session, case: Case, result: MatchResult, stated: int | None, review_channel: str | None,
@@ -159,7 +161,7 @@ def _store(session: Session, case: Case, result: MatchResult, stated: int | None
     previous_customer = case.moonclerk_customer_id
     changed = _apply(case, result, stated)
     ids = [candidate.customer_id for candidate in result.candidates]
-    if result.status == "review" and review_channel:
+    if result.status == MatchStatus.REVIEW and review_channel:
         # Keyed by the candidates offered: at most one post per candidate set, even when a run changed
         # nothing (so a review channel configured later still gets the question).
         message = review_message(case)
@@ -171,10 +173,10 @@ def _store(session: Session, case: Case, result: MatchResult, stated: int | None
         _reroute(session, case, policy, now)
     case.updated_at = now
     session.add(case)
-    session.add(AuditEvent(
-        at=now, actor="finance-desk", action=f"match.{result.status}", case_id=case.id, call_id=case.call_id,
+    write_audit(session, case, "finance-desk", now, Event(
+        f"match.{result.status}", outcome=result.status,
         record=f"moonclerk customer {result.customer_id}" if result.customer_id else None, target="moonclerk",
-        reason="; ".join(result.evidence)[:1000], outcome=result.status,
+        reason="; ".join(result.evidence)[:1000],
         detail={"score": result.score, "candidates": ids, "stated": stated, "assigned": case.moonclerk_customer_id},
     ))
     enqueue_card(session, case, now)
@@ -188,7 +190,7 @@ def match_pending(
     """Match open billing cases still `pending`, oldest first (the background job's unit of work)."""
     with Session(engine) as session:
         ids = session.exec(
-            select(Case.id).where(col(Case.is_billing).is_(True), col(Case.match_status) == "pending",
+            select(Case.id).where(col(Case.is_billing).is_(True), col(Case.match_status) == MatchStatus.PENDING,
                                   col(Case.state).not_in(sorted(CLOSED_STATES)))
             .order_by(col(Case.created_at), col(Case.id)).limit(limit)
         ).all()
@@ -218,13 +220,13 @@ def mark_for_matching(session: Session, case: Case, before: tuple[Any, ...] | No
     """
     if not case.is_billing or case.id is None:
         return False
-    if before is not None and identity(case) == before and case.match_status != "pending":
+    if before is not None and identity(case) == before and case.match_status != MatchStatus.PENDING:
         return False
     decided = session.exec(select(AuditEvent.id).where(AuditEvent.case_id == case.id,
                                                        col(AuditEvent.action).in_(sorted(HUMAN)))).first()
     if decided is not None:
         return False
-    case.match_status = "pending"
+    case.match_status = MatchStatus.PENDING
     session.add(case)
     return True
 
@@ -282,18 +284,12 @@ class PickOutcome:
     case: Case | None = None
 
 
-def parse_pick(value: str) -> tuple[int, int | None] | None:
-    """`"<case id>:<customer id>"` or `"<case id>:none"`; None when malformed."""
-    case_part, _, choice = value.partition(":")
-    if not case_part.isdigit() or not (choice.isdigit() or choice == NONE_OF_THESE):
+def parse_pick(value: str) -> PickValue | None:
+    """`"<case id>:<customer id>"` or `"<case id>:none"` (blocks.actions.PickValue); None when malformed."""
+    try:
+        return PickValue.parse(value)
+    except ValueError:
         return None
-    if len(case_part) > 18 or len(choice) > 18:
-        return None
-    case_id = int(case_part)
-    customer = None if choice == NONE_OF_THESE else int(choice)
-    if case_id <= 0 or (customer is not None and customer <= 0):
-        return None
-    return case_id, customer
 
 
 def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Callable[[str], bool],
@@ -305,10 +301,10 @@ def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Ca
     """
     parsed = parse_pick(value)
     if parsed is None:
-        return PickOutcome(False, "That choice is out of date.")
+        return PickOutcome(False, PickValue.stale)
     if not may_decide(user):
         return PickOutcome(False, "Only finance approvers named in the policy file can settle a customer match.")
-    case_id, customer_id = parsed
+    case_id, customer_id = parsed.case_id, parsed.customer_id
     with session_scope(engine) as session:
         case = session.get(Case, case_id, with_for_update=True)
         if case is None:
@@ -318,26 +314,26 @@ def pick(engine: Engine, value: str, user: str, now: datetime, *, may_decide: Ca
             return PickOutcome(False, "That customer is no longer among this case's candidates; nothing was changed.")
         previous_customer = case.moonclerk_customer_id
         if customer_id is None:
-            case.match_status, case.match_score = "unmatched", 0.0
+            case.match_status, case.match_score = MatchStatus.UNMATCHED, 0.0
             case.match_evidence = [f"{user} said none of the candidates is the caller"]
             case.moonclerk_customer_id = None
-            action, text = "match.rejected", f"<@{user}> said none of the MoonClerk candidates is this caller."
+            action, text = "match.rejected", f"{mention(user)} said none of the MoonClerk candidates is this caller."
             record = None
         else:
             chosen = offered[customer_id]
-            case.match_status, case.match_score = "matched", 1.0
+            case.match_status, case.match_score = MatchStatus.MATCHED, 1.0
             case.match_evidence = [f"chosen by {user} in review", *[str(e) for e in chosen.get("evidence") or []]]
             case.moonclerk_customer_id = customer_id
             action = "match.chosen"
-            text = f"<@{user}> matched this caller to MoonClerk customer `{customer_id}`."
+            text = f"{mention(user)} matched this caller to MoonClerk customer {code(customer_id, 24)}."
             record = f"moonclerk customer {customer_id}"
         if policy is not None and case.moonclerk_customer_id != previous_customer:
             _reroute(session, case, policy, now)
         case.updated_at = now
         session.add(case)
-        session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
-                               record=record, target="slack:review", reason="picked in the review channel",
-                               outcome="ok", detail={"customer_id": customer_id}))
+        write_audit(session, case, user, now, Event(action, record=record, target="slack:review",
+                                                    reason="picked in the review channel",
+                                                    detail={"customer_id": customer_id}))
         enqueue_card(session, case, now)
         enqueue_thread(session, case, f"{action}:{now.timestamp()}", text, now)
     return PickOutcome(True, text, case)

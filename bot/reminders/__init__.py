@@ -5,7 +5,7 @@ Hooks for the rest of the app (each runs inside the caller's transaction, with t
 - `on_case_changed(session, case, policy, now)`: after ingest merges a delivery; schedules,
   reschedules or cancels the case's reminders and schedules its escalation pages. It sets
   Case.next_reminder_at but leaves the card update to its caller (ingest enqueues the card anyway).
-- `on_case_closed(session, case, now)`: after a case is resolved or dismissed; cancels them all.
+- `on_case_closed(session, case, now)`: cancels them all, as bot.lifecycle does when a case closes.
 """
 
 from __future__ import annotations

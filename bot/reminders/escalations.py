@@ -3,10 +3,13 @@
 Routing (bot.triage.route) puts the reasons on the case: VIP payment blockers, failed renewals,
 duplicate charges, disputes and chargebacks, collections-sensitive calls, refunds above the approval
 threshold (and anything the caller or agent flagged). Each (case, reason) becomes one row in the
-reminders table, due at once, and so is paged exactly once, even across processes and restarts; its
-message is an outbox row keyed by the reason. The first page schedules one follow-up, which pages again
-after the policy's overdue window unless somebody acted: the case left "new", or a person (a Slack
-user, not the app or DialNexa) did anything recorded in the audit trail since the page.
+reminders table, due at once; that row is the record that the reason was paged, so no reason is ever
+paged twice, even across processes and restarts. Firing one of a case's rows pages every reason of the
+case not paged yet, in one page, and marks all their rows sent: a case with three reasons gets one page
+naming all three, and a reason that appears later gets one page naming only it. The first page schedules
+one follow-up, which pages again after the policy's overdue window unless somebody acted: the case left
+"new", or a person (a Slack user, not the app or DialNexa) did anything recorded in the audit trail since
+the page.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from blocks.reminders import card_reference, escalation_message
 from bot.reminders.schedule import Kind
 from bot.reminders.store import (
     CANCELLED,
+    OPEN,
     PENDING,
     SENT,
     FireSettings,
@@ -33,6 +37,7 @@ from bot.reminders.store import (
 from bot.slack.outbox import enqueue_message
 from storage.models import AuditEvent, Case
 from storage.reminders import Reminder
+from storage.states import CaseState
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +79,17 @@ def fire_page(session: Session, case: Case, row: Reminder, now: datetime, late: 
     if case.slack_ts is None and now - row.created_at < CARD_WAIT:
         row.status, row.due_at = PENDING, now + CARD_RETRY
         return "waiting"
-    reason = row.reason or "escalated"
+    paged = sorted([row, *(_page_along(other, now, late) for other in _unpaged(session, row))],
+                   key=lambda item: item.id or 0)
+    reasons = [item.reason or "escalated" for item in paged]
     message = escalation_message(
-        case, [reason], owner=owner_of(case, policy), oncall_group=policy.oncall_user_group,
+        case, reasons, owner=owner_of(case, policy), oncall_group=policy.oncall_user_group,
         card=card_reference(case, settings.finance_channel), late_due_at=row.due_at if late else None,
         zone=policy.business_hours.zone,
     )
-    enqueue_message(session, case, f"escalation:{reason_digest(reason)}", settings.escalation_channel,
-                    message["text"], now, blocks=message["blocks"])
+    key = reason_digest("\n".join(reasons))
+    enqueue_message(session, case, f"escalation:{key}", settings.escalation_channel, message["text"], now,
+                    blocks=message["blocks"])
     assert case.id is not None
     # One follow-up per case, counted from the first page.
     add(session, "once", case_id=case.id, kind=Kind.ESCALATION_FOLLOWUP.value,
@@ -90,9 +98,26 @@ def fire_page(session: Session, case: Case, row: Reminder, now: datetime, late: 
     return SENT
 
 
+def _unpaged(session: Session, row: Reminder) -> list[Reminder]:
+    """The case's other reasons not paged yet, locked: they go in this page (the case row is locked
+    already, so a second process firing one of them waits, then finds it sent)."""
+    return list(session.exec(
+        select(Reminder).where(col(Reminder.case_id) == row.case_id, col(Reminder.kind) == Kind.ESCALATION,
+                               col(Reminder.status).in_(OPEN), col(Reminder.id) != row.id)
+        .order_by(col(Reminder.id)).with_for_update().execution_options(populate_existing=True)
+    ).all())
+
+
+def _page_along(other: Reminder, now: datetime, late: bool) -> Reminder:
+    """Mark a reason's row sent with the page that names it."""
+    other.status, other.sent_at, other.late = SENT, now, late
+    other.claimed_by, other.claim_expires_at = None, None
+    return other
+
+
 def human_acted(session: Session, case: Case, since: datetime) -> bool:
     """Somebody acted: the case left "new", or a person did anything on it since `since`."""
-    if (case.state or "new") != "new":
+    if (case.state or CaseState.NEW) != CaseState.NEW:
         return True
     actors = session.exec(
         select(AuditEvent.actor).where(col(AuditEvent.case_id) == case.id, col(AuditEvent.at) >= since)

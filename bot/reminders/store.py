@@ -23,9 +23,9 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from blocks.card import CLOSED_STATES
 from blocks.format import is_user_id
 from blocks.reminders import policy_date, reminder_message
+from bot.outcome import Outcome
 from bot.policy import Policy
 from bot.reminders.schedule import (
     REMINDER_KINDS,
@@ -36,10 +36,11 @@ from bot.reminders.schedule import (
     plan,
 )
 from bot.slack.outbox import enqueue_card, enqueue_thread
-from bot.workflow import Outcome
+from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import AuditEvent, Case
+from storage.models import Case
 from storage.reminders import Reminder
+from storage.states import is_closed
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def add_many(session: Session, statement: str, rows: list[dict[str, Any]]) -> No
 
 
 def is_open(case: Case) -> bool:
-    return case.is_billing and (case.state or "new") not in CLOSED_STATES
+    return case.is_billing and not is_closed(case.state)
 
 
 def deadline_of(case: Case, policy: Policy) -> tuple[datetime | None, bool]:
@@ -227,9 +228,12 @@ def claim_due(engine: Engine, worker_id: str, now: datetime, *, limit: int = 100
         pick = select(table.c.id).where(due).order_by(table.c.due_at, table.c.id).limit(limit)
         if session.get_bind().dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
+        # Materialised: PostgreSQL may otherwise run a LIMIT ... SKIP LOCKED sub-select once per row
+        # it updates and claim more than `limit` rows.
+        picked = pick.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
         claimed = session.execute(
             update(table)
-            .where(table.c.id.in_(pick.scalar_subquery()), due)
+            .where(table.c.id.in_(select(picked.c.id)), due)
             .values(status=CLAIMED, claimed_by=worker_id, claim_expires_at=now + lease,
                     attempts=table.c.attempts + 1)
             .returning(table.c.id, table.c.due_at)
@@ -362,8 +366,7 @@ def _fire_reminder(session: Session, case: Case, row: Reminder, now: datetime, l
 
 def _audit(session: Session, case: Case, user: str, action: str, now: datetime, reason: str,
            detail: dict[str, Any] | None = None) -> None:
-    session.add(AuditEvent(at=now, actor=user, action=action, case_id=case.id, call_id=case.call_id,
-                           target="slack:reminder", reason=reason, outcome="ok", detail=detail or {}))
+    write_audit(session, case, user, now, Event(action, reason=reason, target="slack:reminder", detail=detail or {}))
 
 
 def _locked_open_case(session: Session, case_id: int) -> Case | Outcome:

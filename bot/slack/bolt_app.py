@@ -16,10 +16,16 @@ from starlette.responses import JSONResponse, Response
 
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
-from bot.slack.listeners import register_listeners
+from bot.slack.listeners import case_actions, commands, home, money_actions, reminders, review
+from bot.slack.listeners.context import Desk, Prepare
 from bot.web.limits import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
+
+LISTENERS: tuple[Callable[[App], None], ...] = (
+    case_actions.register, money_actions.register, reminders.register, commands.register, review.register,
+    home.register,
+)
 
 
 def build_bolt_app(runtime: Runtime, client: WebClient, actions: ActionContext, *, socket_mode: bool = False) -> App:
@@ -38,7 +44,9 @@ def build_bolt_app(runtime: Runtime, client: WebClient, actions: ActionContext, 
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    register_listeners(app, runtime, actions)
+    app.use(Prepare(Desk(runtime, actions)))
+    for register in LISTENERS:
+        register(app)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:

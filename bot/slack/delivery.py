@@ -1,12 +1,15 @@
 """The outbox worker: claims due rows with a lease in the database and sends them to Slack.
 
 Exactly-once comes from the database, not from memory: a row is claimed by an atomic UPDATE, a
-card's ts is stored once, and a send only completes the version it rendered. A 429 or 5xx delays a
-row; errors that retrying cannot fix stop it, are logged once with the fix and degrade /healthz.
+card's ts is stored once, and a send only completes the version it rendered. Every post carries its
+row's key as message metadata, so a retry after an answer Slack sent but we never got finds the post
+instead of making a second one. A 429 or 5xx delays a row; errors that retrying cannot fix stop it,
+are logged once with the fix and degrade /healthz.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -20,19 +23,26 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Engine, or_, update
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from sqlalchemy import Engine, func, literal, or_, update
 from sqlmodel import Session, col, select
 
 from blocks.card import case_card
 from blocks.thread import thread_reply
+from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import AuditEvent, Case, OutboxMessage, utcnow
+from storage.models import Case, OutboxMessage, utcnow
+from storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 MAX_BACKOFF_SECONDS = 300
-METADATA_EVENT = "finance_desk_case"
+METADATA_EVENT = "finance_desk_outbox"
+# A message's ts comes from Slack's clock, the first attempt's time from ours: the look-up for what an
+# attempt may have posted starts this much earlier, so a small difference between the clocks hides nothing.
+CLOCK_SKEW = timedelta(minutes=2)
+PAGE_SIZE = 200  # Slack's advice for conversations.history and conversations.replies pages
 
 # Errors no retry can fix, with what a Slack admin must do about each.
 FATAL_ERRORS = {
@@ -67,6 +77,17 @@ class ChannelPacer:
         self._next[channel] = max(ready, now) + self.interval
 
 
+def outbox_metadata(row: OutboxMessage, case: Case) -> dict[str, Any]:
+    """The message metadata every outbox post carries: which row sent it, so a retry can find it."""
+    return {"event_type": METADATA_EVENT, "event_payload": {"outbox_key": row.dedup_key, "call_id": case.call_id}}
+
+
+def _is_ours(message: dict[str, Any], row: OutboxMessage, case: Case) -> bool:
+    metadata = message.get("metadata") or {}
+    return metadata.get("event_type") == METADATA_EVENT and metadata.get("event_payload") == outbox_metadata(
+        row, case)["event_payload"]
+
+
 class OutboxWorker:
     def __init__(
         self,
@@ -84,6 +105,11 @@ class OutboxWorker:
     ) -> None:
         self.engine = engine
         self.client = client
+        # Posts go through a copy that never re-sends on a dropped connection by itself: Slack may have
+        # posted already, and only the worker looks (by the message's metadata) before posting again.
+        self._poster = copy.copy(client)
+        self._poster.retry_handlers = [handler for handler in client.retry_handlers
+                                       if not isinstance(handler, ConnectionErrorRetryHandler)]
         self.channel = channel
         self.on_problem = on_problem
         self.on_recovered = on_recovered
@@ -173,7 +199,9 @@ class OutboxWorker:
                     col(OutboxMessage.due_at) <= now,
                     or_(col(OutboxMessage.claim_expires_at).is_(None), col(OutboxMessage.claim_expires_at) < now),
                 )
-                .values(claimed_by=self.worker_id, claim_expires_at=now + LEASE, attempts=OutboxMessage.attempts + 1)
+                .values(claimed_by=self.worker_id, claim_expires_at=now + LEASE, attempts=OutboxMessage.attempts + 1,
+                        first_attempt_at=func.coalesce(col(OutboxMessage.first_attempt_at),
+                                                       literal(now, UTCDateTime())))
             ).rowcount  # type: ignore[attr-defined]
             if claimed != 1:
                 return None  # another worker got it first
@@ -207,18 +235,18 @@ class OutboxWorker:
     def _send_card(self, row: OutboxMessage, case: Case) -> None:
         message = case_card(case)
         channel = case.slack_channel or self.channel
-        if case.slack_ts is None and row.attempts > 1:
+        if case.slack_ts is None:
             # An earlier attempt may have posted and died before storing the ts: look before posting.
-            case.slack_ts = self._find_posted(channel, case.call_id)
-            if case.slack_ts:
-                self._store_ts(case, channel, case.slack_ts)
+            found = self._already_posted(row, case, channel)
+            if found:
+                self._store_ts(case, channel, found)
         if case.slack_ts is None:
             self.pacer.wait(channel)
-            response = self.client.chat_postMessage(
+            response = self._poster.chat_postMessage(
                 channel=channel,
                 text=message["text"],
                 blocks=message["blocks"],
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"call_id": case.call_id}},
+                metadata=outbox_metadata(row, case),
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -240,10 +268,12 @@ class OutboxWorker:
         message = thread_reply(row.text or "")
         if row.blocks:
             message["blocks"] = row.blocks
-        self.pacer.wait(case.slack_channel)
-        self.client.chat_postMessage(
-            channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"]
-        )
+        if not self._already_posted(row, case, case.slack_channel, thread_ts=case.slack_ts):
+            self.pacer.wait(case.slack_channel)
+            self._poster.chat_postMessage(
+                channel=case.slack_channel, thread_ts=case.slack_ts, text=message["text"], blocks=message["blocks"],
+                metadata=outbox_metadata(row, case),
+            )
         self._finish(row, audit=("slack.thread_reply_posted", case, case.slack_channel))
         self._recovered()
 
@@ -252,25 +282,39 @@ class OutboxWorker:
         message = thread_reply(row.text or "")
         if row.blocks:
             message["blocks"] = row.blocks
-        self.pacer.wait(channel)
-        self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
-                                     unfurl_links=False, unfurl_media=False)
+        if not self._already_posted(row, case, channel):
+            self.pacer.wait(channel)
+            self._poster.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
+                                         metadata=outbox_metadata(row, case), unfurl_links=False, unfurl_media=False)
         self._finish(row, audit=("slack.message_posted", case, channel))
         self._recovered()
 
-    def _find_posted(self, channel: str, call_id: str) -> str | None:
-        try:
-            history = self.client.conversations_history(channel=channel, limit=200, include_all_metadata=True)
-        except SlackApiError:
+    def _already_posted(self, row: OutboxMessage, case: Case, channel: str, thread_ts: str | None = None
+                        ) -> str | None:
+        """The ts of the message an earlier attempt at this row posted, if Slack took it but the answer
+        was lost (a timeout, a 5xx, the process dying); None when this is the first attempt or none landed.
+
+        Only the messages since the first attempt are read, page by page: a thread's replies, or the
+        channel's history from that moment on, however busy the channel has been since. A failed look-up
+        raises, and the row is retried, rather than risk posting twice.
+        """
+        if row.attempts <= 1 or row.first_attempt_at is None:
             return None
-        messages: list[dict[str, Any]] = history.get("messages", [])
-        for message in messages:
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get(
-                "call_id"
-            ) == call_id:
-                return str(message["ts"])
-        return None
+        oldest = f"{(row.first_attempt_at - CLOCK_SKEW).timestamp():.6f}"
+        cursor: str | None = None
+        while True:
+            if thread_ts is None:
+                page = self.client.conversations_history(channel=channel, oldest=oldest, limit=PAGE_SIZE,
+                                                         include_all_metadata=True, cursor=cursor)
+            else:
+                page = self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=oldest,
+                                                         limit=PAGE_SIZE, include_all_metadata=True, cursor=cursor)
+            for message in page.get("messages") or []:
+                if _is_ours(message, row, case):
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not page.get("has_more") or cursor is None:
+                return None
 
     def _store_ts(self, case: Case, channel: str, ts: str) -> None:
         with session_scope(self.engine) as session:
@@ -290,9 +334,9 @@ class OutboxWorker:
             if audit is not None:
                 action, case, channel = audit
                 # Every message posted is part of the audit trail: what went where, for which case.
-                session.add(AuditEvent(at=now, actor="finance-desk", action=action, case_id=case.id,
-                                       call_id=case.call_id, target=f"slack:{channel}", outcome="ok",
-                                       reason=row.kind, detail={"outbox_id": row.id, "text": (row.text or "")[:500]}))
+                write_audit(session, case, "finance-desk", now,
+                            Event(action, reason=row.kind, target=f"slack:{channel}",
+                                  detail={"outbox_id": row.id, "text": (row.text or "")[:500]}))
             done = session.execute(
                 update(OutboxMessage)
                 .where(

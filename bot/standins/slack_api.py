@@ -8,6 +8,8 @@ HTTP 429 with `Retry-After` (§1.6).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import secrets
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.standins.base import Recorded, Reply, StandIn, json_reply, text_reply
+from bot.standins.base import Recorded, Reply, StandIn, _Handler, json_reply, text_reply
 
 TEAM_ID = "T0FIN"
 BOT_USER_ID = "U0BOT"
@@ -50,8 +52,27 @@ def _truthy(value: Any) -> bool:
 
 
 def _ts_key(ts: str) -> tuple[int, int]:
+    # "1700000000.5" (an `oldest` a client computed) is 1700000000.500000, not .000005.
     whole, _, frac = ts.partition(".")
-    return int(whole), int(frac or 0)
+    return int(whole), int(frac[:6].ljust(6, "0"))
+
+
+def _cursor(ts: str) -> str:
+    # Slack's cursors are opaque base64 ("next_ts:…" inside); positions are never offsets, so a message
+    # posted between two pages cannot shift what the next page holds.
+    return base64.b64encode(f"next_ts:{ts}".encode()).decode()
+
+
+def _cursor_ts(cursor: str) -> tuple[int, int] | None:
+    try:
+        kind, _, ts = base64.b64decode(cursor, validate=True).decode().partition(":")
+        return _ts_key(ts) if kind == "next_ts" else None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+class _LostReply(Reply):
+    """A reply the client never receives: the work was done, then the connection closed without an answer."""
 
 
 @dataclass
@@ -101,6 +122,7 @@ class SlackStandIn(StandIn):
         self._buckets: dict[str, _Bucket] = {}
         self._channel_errors: dict[str, str] = {}
         self._expired_triggers: set[str] = set()
+        self._lost: dict[str, int] = {}
         self._last_ts_us = 0
         # channel -> every message (top-level and replies) in post order
         self._messages: dict[str, list[dict[str, Any]]] = {}
@@ -150,6 +172,25 @@ class SlackStandIn(StandIn):
         """Make views.open / views.push with this trigger_id answer `expired_trigger_id`."""
         with self._lock:
             self._expired_triggers.add(trigger_id)
+
+    def lose_answers(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls to `method` (e.g. "chat.postMessage"), then close the connection
+        without answering: what a client sees when Slack took the request but the answer was lost."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._lost[method] = self._lost.get(method, 0) + times
+
+    def add_message(self, channel: str, text: str, *, user: str = "U0PERSON", thread_ts: str | None = None) -> str:
+        """A message some person posted (not the app), e.g. to make a channel busy; returns its ts."""
+        with self._lock:
+            ts = self._next_ts()
+            message: dict[str, Any] = {"type": "message", "user": user, "team": TEAM_ID, "text": text, "ts": ts}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, []).append(message)
+            self._changed()
+            return ts
 
     def response_url(self, name: str = "hook") -> str:
         """A response_url that lands in `responses`; put it in slash-command / action payloads."""
@@ -258,7 +299,18 @@ class SlackStandIn(StandIn):
         auth_error = self._check_auth(request, params)
         if auth_error:
             return _err(auth_error)
-        return handler(params)
+        reply = handler(params)
+        if self._lost.get(method):
+            self._lost[method] -= 1
+            return _LostReply(reply.status, reply.body, reply.headers)
+        return reply
+
+    @staticmethod
+    def _write(handler: _Handler, reply: Reply) -> None:
+        if isinstance(reply, _LostReply):
+            handler.close_connection = True  # no status line, no body: the client's read fails
+            return
+        StandIn._write(handler, reply)
 
     # ----------------------------------------------------------------- request plumbing
 
@@ -507,20 +559,9 @@ class SlackStandIn(StandIn):
         if problem:
             return _err(problem)
         assert isinstance(channel, str)
-        inclusive = _truthy(params.get("inclusive", False))
-        oldest = params.get("oldest")
-        latest = params.get("latest")
-        rows = [m for m in self._messages.get(channel, []) if self._is_top_level(m)]
-        if oldest:
-            low = _ts_key(str(oldest))
-            rows = [m for m in rows if _ts_key(m["ts"]) > low or (inclusive and _ts_key(m["ts"]) == low)]
-        if latest:
-            high = _ts_key(str(latest))
-            rows = [m for m in rows if _ts_key(m["ts"]) < high or (inclusive and _ts_key(m["ts"]) == high)]
+        rows = self._in_range([m for m in self._messages.get(channel, []) if self._is_top_level(m)], params)
         rows.sort(key=lambda m: _ts_key(m["ts"]), reverse=True)
-        # Metadata is included unconditionally: Slack always returns metadata the calling app
-        # posted, and every message here was posted by this bot.
-        return self._page(rows, params, "messages")
+        return self._page(rows, params, "messages", newest_first=True)
 
     def _replies(self, params: dict[str, Any]) -> Reply:
         channel = params.get("channel")
@@ -531,22 +572,44 @@ class SlackStandIn(StandIn):
         rows = self._thread_of(channel, str(params.get("ts", "")))
         if not rows:
             return _err("thread_not_found")
-        return self._page(rows, params, "messages")
+        # The parent comes first whatever the time range; the replies are filtered by it.
+        parent, replies = rows[0], rows[1:]
+        return self._page([parent, *self._in_range(replies, params)], params, "messages", newest_first=False)
 
     @staticmethod
-    def _page(rows: list[dict[str, Any]], params: Mapping[str, Any], key: str) -> Reply:
+    def _in_range(rows: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        inclusive = _truthy(params.get("inclusive", False))
+        if params.get("oldest"):
+            low = _ts_key(str(params["oldest"]))
+            rows = [m for m in rows if _ts_key(m["ts"]) > low or (inclusive and _ts_key(m["ts"]) == low)]
+        if params.get("latest"):
+            high = _ts_key(str(params["latest"]))
+            rows = [m for m in rows if _ts_key(m["ts"]) < high or (inclusive and _ts_key(m["ts"]) == high)]
+        return rows
+
+    @staticmethod
+    def _page(rows: list[dict[str, Any]], params: Mapping[str, Any], key: str, *, newest_first: bool) -> Reply:
+        """One page of `rows` (already in the order Slack returns them), after the cursor's position.
+
+        Metadata comes back only with include_all_metadata, as Slack documents for both methods.
+        """
         try:
-            limit = int(params.get("limit") or 100)
-            start = int(params.get("cursor") or 0)
+            limit = max(1, min(int(params.get("limit") or 100), 999))
         except (TypeError, ValueError):
-            return _err("invalid_cursor")
-        limit = max(1, min(limit, 999))
-        page = rows[start : start + limit]
-        has_more = start + limit < len(rows)
+            return _err("invalid_arguments")
+        if params.get("cursor"):
+            start = _cursor_ts(str(params["cursor"]))
+            if start is None:
+                return _err("invalid_cursor")
+            rows = [m for m in rows if (_ts_key(m["ts"]) <= start if newest_first else _ts_key(m["ts"]) >= start)]
+        page, rest = copy.deepcopy(rows[:limit]), rows[limit:]
+        if not _truthy(params.get("include_all_metadata", False)):
+            for message in page:
+                message.pop("metadata", None)
         return _ok(
-            **{key: copy.deepcopy(page)},
-            has_more=has_more,
-            response_metadata={"next_cursor": str(start + limit) if has_more else ""},
+            **{key: page},
+            has_more=bool(rest),
+            response_metadata={"next_cursor": _cursor(rest[0]["ts"]) if rest else ""},
         )
 
     def _new_view(self, view: Any, **extra: Any) -> dict[str, Any] | Reply:

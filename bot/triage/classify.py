@@ -6,11 +6,11 @@ it so a finance reviewer can see why a call landed where it did.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bot.triage import scan
 from bot.triage.model import BillingKind, Classification
 from providers.dialnexa import is_missing
 
@@ -49,6 +49,10 @@ _SYNONYMS: dict[BillingKind, tuple[str, ...]] = {
     _K.DUPLICATE_CHARGE: ("double_charge", "double_charged", "charged_twice", "duplicate_payment"),
     _K.COLLECTIONS: ("collection", "past_due", "overdue_payment", "overdue", "payment_plan", "debt"),
     _K.PAYMENT_STATUS: ("payment_inquiry", "payment_confirmation"),
+    _K.PAYOUT_REQUEST: (
+        "payout", "payouts", "payout_requested", "request_payout", "commission_payout", "affiliate_payout",
+        "partner_payout", "referral_payout", "crypto_payout", "withdrawal", "withdrawal_request", "withdraw_funds",
+    ),
 }
 INTENT_VALUES: dict[str, BillingKind] = {
     **{kind.value: kind for kind in BillingKind if kind is not BillingKind.NOT_BILLING},
@@ -69,20 +73,45 @@ BOTH_BONUS = 0.05
 class Rule:
     name: str
     kind: BillingKind
-    pattern: re.Pattern[str]
+    pattern: Any  # re2: group 1 a negation before the term, group 2 the term, group 3 a `skip` (see _rule)
     confidence: float  # when it fires in the summary
     generic: bool = False  # catch-all terms: lose to any specific rule wherever that one fired
+    skips: bool = False  # has a `skip` alternative
 
 
 # "my invoice" from the caller, "their invoice" from the summary, "the invoice" from either.
 _DET = r"(?:my|our|the|their|his|her|its|this|that|a|an|another|your)"
 
+# Only the few words right before a match, in the same clause, count as negating it: enough for
+# "this is not about billing" or "no refund needed" without pretending to parse English. The negation is
+# matched as an optional prefix of every rule (re2 has no lookbehind): a match that carries it is skipped.
+# Its gaps never cross a line break, which ends a clause; the other clause breaks (.,;:!? and "but")
+# cannot occur inside it at all.
+_GAP = r"[ \t\r\f\v]"
+_NEGATION = (
+    r"\b(?:not|no|never|nothing" + _GAP + r"+to" + _GAP + r"+do" + _GAP + r"+with"
+    r"|(?:don't|do" + _GAP + r"+not|doesn't|does" + _GAP + r"+not)" + _GAP + r"+(?:need|want))"
+    r"(?:" + _GAP + r"+(?:about|regarding|related" + _GAP + r"+to|a|an|the|my|any|for|to|asking|calling|really))*"
+    + _GAP + r"*"
+)
+# How far back a negation may start: the old clause window.
+NEGATION_WINDOW = 60
+# A rule gives up on a text after this many negated or skipped mentions: no call says "no refund" a
+# thousand times, and a body built that way must not cost a regex match per mention.
+MAX_TAKEN_BACK = 1000
+
 
 def _rule(
-    name: str, kind: BillingKind, pattern: str, confidence: float = 0.8, *, generic: bool = False
+    name: str, kind: BillingKind, pattern: str, confidence: float = 0.8, *, generic: bool = False,
+    skip: str | None = None,
 ) -> Rule:
-    compiled = re.compile(pattern.replace("{D}", _DET), re.IGNORECASE)
-    return Rule(f"rules.{name}", kind, compiled, confidence, generic)
+    """`skip` is what a lookbehind used to refuse ("bank statement"): matched from where the lookbehind
+    began looking, so it starts first and wins; a match that took it is ignored."""
+    body = pattern.replace("{D}", _DET)
+    if skip is not None:
+        body = f"(?P<skip>{skip})|{body}"
+    compiled = scan.compile(f"(?P<neg>{_NEGATION})?(?P<term>{body})", ignore_case=True)
+    return Rule(f"rules.{name}", kind, compiled, confidence, generic, skip is not None)
 
 
 # Priority order: when several rules fire in the same place, the first one wins. Specific money
@@ -93,7 +122,7 @@ RULES: list[Rule] = [
         "duplicate_charge",
         _K.DUPLICATE_CHARGE,
         # Up to a few words between, "." only inside a number: "charged $49.99 twice".
-        r"\b(?:charged|billed)\b(?:[^.?!\n]|\.(?=\d)){0,30}?\b(?:twice|two\s+times|double|more\s+than\s+once)\b"
+        r"\b(?:charged|billed)\b(?:[^.?!\n]|\.\d){0,30}?\b(?:twice|two\s+times|double|more\s+than\s+once)\b"
         r"|\bdouble[\s-]?(?:charged|billed|charge|charges)\b"
         r"|\bduplicate\s+(?:charges?|payments?|transactions?|billing)\b",
         0.85,
@@ -130,13 +159,24 @@ RULES: list[Rule] = [
         r"\brefund(?:s|ed|ing)?\b|\bmoney\s+back\b|\breimburs(?:e|ed|ement)\b",
     ),
     _rule(
+        "payout_request",
+        _K.PAYOUT_REQUEST,
+        # Money the business owes a partner or affiliate, paid out in fiat or crypto.
+        r"\bpay[\s-]?outs?\b|\bpaid\s+out\b|\bpay\s+(?:me|us|them|him|her)\s+out\b"
+        r"|\b(?:commissions?|affiliate|referral|partner)\s+(?:payments?|earnings|payouts?|balance|fees?)\b"
+        r"|\b(?:my|our|their|his|her|unpaid|outstanding|owed)\s+commissions?\b"
+        r"|\bwithdraw(?:al|als|ing|n)?\b[^.?!\n]{0,30}\b(?:funds|balance|earnings|commissions?|usdc|usdt|crypto|wallet)\b",
+        skip=r"\bpa(?:y|id)[\s-]?out\s+of\b",  # "paid out of pocket"
+    ),
+    _rule(
         "document_resend",
         _K.DOCUMENT_RESEND,
         r"\bre-?sen[dt]\b[^.?!\n]{0,30}\b(?:invoice|receipt|statement|bill|copy|document|credit\s+note|tax\s+form)s?\b"
         r"|\bsend\s+(?:me\s+|us\s+|them\s+|him\s+|her\s+)?{D}\s+(?:new\s+)?(?:copy|receipt|invoice|statement|credit\s+note)\b"
         r"|\bcopy\s+of\s+{D}\s+(?:invoice|receipt|statement|bill)\b"
-        r"|(?<!bank\s)(?<!card\s)\bstatements?\b|\btax\s+forms?\b|\bw-?9\b|\b1099\b"
+        r"|\bstatements?\b|\btax\s+forms?\b|\bw-?9\b|\b1099\b"
         r"|\b(?:didn't|did\s+not|never)\s+(?:get|receive[d]?)\s+{D}\s+(?:invoice|receipt)\b",
+        skip=r"(?:bank|card)\sstatements?\b",
     ),
     _rule(
         "tax_or_address",
@@ -167,23 +207,19 @@ RULES: list[Rule] = [
         "billing_question",
         _K.BILLING_QUESTION,
         r"\binvoic(?:e|es|ed|ing)\b|\b(?:{D}|last|monthly|next|latest)\s+bill\b"
-        r"|\bbills\b|\bbill(?:ed|ing)\b|(?<!in\s)\bcharge[sd]?\b|\bpayments?\b|\bpricing\b|\baccount\s+balance\b",
+        r"|\bbills\b|\bbill(?:ed|ing)\b|\bcharge[sd]?\b|\bpayments?\b|\bpricing\b|\baccount\s+balance\b",
         0.6,
         generic=True,
+        skip=r"in\scharge[sd]?\b",
     ),
 ]
 
-# Only the few words right before a match, in the same clause, count as negating it: enough for
-# "this is not about billing" or "no refund needed" without pretending to parse English.
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|nothing\s+to\s+do\s+with|(?:don't|do\s+not|doesn't|does\s+not)\s+(?:need|want))"
-    r"(?:\s+(?:about|regarding|related\s+to|a|an|the|my|any|for|to|asking|calling|really))*\s*$",
-    re.IGNORECASE,
-)
-_MARKER = re.compile(r"\[[^\[\]\n]{0,80}\]")
-# "$49.99" and "INV-1042.5" are not sentence ends; a stop followed by a space or the end is.
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
-_CLAUSE_BREAK = re.compile(r"[.,;:!?\n]|\bbut\b", re.IGNORECASE)
+# "$49.99" and "INV-1042.5" are not sentence ends; a stop followed by whitespace or the end is.
+_SENTENCE_END = scan.compile(r"[.!?](?:\s|$)|\n")
+# Evidence is cut from at most this many bytes either side of a match: a sentence longer than that is
+# cut around the match anyway, so nothing further away can change the snippet.
+_EVIDENCE_REACH = 4 * 2 * EVIDENCE_LIMIT
+_SLUG_SEPARATORS = str.maketrans(dict.fromkeys("-/.", " "))
 
 
 def classify(analysis: dict[str, Any], summary: str | None, transcript: str) -> Classification:
@@ -214,7 +250,8 @@ def _normalised_keys(analysis: dict[str, Any]) -> dict[str, Any]:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[\s\-/.]+", "_", text.strip().lower()).strip("_")
+    # `re.sub(r"[\s\-/.]+", "_", …)` at C speed: str.split() already splits on runs of whitespace.
+    return "_".join(text.strip().lower().translate(_SLUG_SEPARATORS).split()).strip("_")
 
 
 def _from_intent(flat: dict[str, Any]) -> Classification | None:
@@ -232,7 +269,8 @@ def _from_intent(flat: dict[str, Any]) -> Classification | None:
             )
     # Only when no key holds a known value: free text such as `reason: "customer was charged twice"`.
     for key, value in values:
-        match = _first_specific_rule(value) if " " in value else None
+        text = scan.Text(value)
+        match = _first_specific_rule(text) if " " in value else None
         if match is not None:
             rule, found = match
             return Classification(
@@ -240,7 +278,7 @@ def _from_intent(flat: dict[str, Any]) -> Classification | None:
                 rule=f"analysis.{key}~{rule.name}",
                 confidence=INFERRED_CONFIDENCE,
                 source="analysis",
-                evidence=_snippet(value, found),
+                evidence=_snippet(text, found),
             )
     return None
 
@@ -253,7 +291,7 @@ def _from_fields(flat: dict[str, Any]) -> Classification | None:
             continue
         text = str(value).strip()
         kind = default
-        match = _first_specific_rule(text)
+        match = _first_specific_rule(scan.Text(text))
         # "refund_reason: duplicate charge" is a duplicate charge: the same priority the rules use.
         if match is not None and RULES.index(match[0]) < RULES.index(_rule_for(default)):
             kind = match[0].kind
@@ -302,8 +340,8 @@ def _rule_for(kind: BillingKind) -> Rule:
     return next(rule for rule in RULES if rule.kind is kind)
 
 
-def _first_specific_rule(text: str) -> tuple[Rule, re.Match[str]] | None:
-    masked = _mask_markers(text)
+def _first_specific_rule(text: scan.Text) -> tuple[Rule, Span] | None:
+    masked = _masked(text)
     for rule in RULES:
         if rule.generic:
             continue
@@ -313,9 +351,22 @@ def _first_specific_rule(text: str) -> tuple[Rule, re.Match[str]] | None:
     return None
 
 
+def kinds_in(text: str) -> list[BillingKind]:
+    """Every kind a specific rule finds in the text, in rule order: the call's other signals beside its
+    primary kind (a refund whose reason says "duplicate charge" is a duplicate charge too)."""
+    source = scan.Text(text)
+    masked = _masked(source)
+    kinds: list[BillingKind] = []
+    for rule in RULES:
+        if not rule.generic and rule.kind not in kinds and _find(rule, masked) is not None:
+            kinds.append(rule.kind)
+    return kinds
+
+
 def _from_rules(summary: str, transcript: str) -> Classification:
     best: tuple[tuple[int, int], Classification] | None = None
-    masked_summary, masked_transcript = _mask_markers(summary), _mask_markers(transcript)
+    summary_text, transcript_text = scan.Text(summary), scan.Text(transcript)
+    masked_summary, masked_transcript = _masked(summary_text), _masked(transcript_text)
     for index, rule in enumerate(RULES):
         in_summary = _find(rule, masked_summary)
         in_transcript = _find(rule, masked_transcript)
@@ -323,11 +374,11 @@ def _from_rules(summary: str, transcript: str) -> Classification:
             continue
         if in_summary is not None:
             confidence = rule.confidence + (BOTH_BONUS if in_transcript is not None else 0.0)
-            evidence = _snippet(summary, in_summary)
+            evidence = _snippet(summary_text, in_summary)
         else:
             assert in_transcript is not None
             confidence = rule.confidence - TRANSCRIPT_ONLY_PENALTY
-            evidence = _snippet(transcript, in_transcript)
+            evidence = _snippet(transcript_text, in_transcript)
         # Specific-in-summary beats specific-in-transcript beats any generic match; then list order.
         tier = 2 if rule.generic else (0 if in_summary is not None else 1)
         candidate = Classification(
@@ -351,38 +402,53 @@ def _from_rules(summary: str, transcript: str) -> Classification:
     )
 
 
-def _mask_markers(text: str) -> str:
-    """Blank redaction markers without moving anything, so "[redacted card_number]" cannot read as a
-    payment term while evidence is still cut from the original text at the same offsets."""
-    return _MARKER.sub(lambda found: " " * len(found.group(0)), text)
+# A match as byte offsets into the text's UTF-8 form (scan.Text.data).
+Span = tuple[int, int]
 
 
-def _find(rule: Rule, text: str) -> re.Match[str] | None:
-    for found in rule.pattern.finditer(text):
-        if not _negated(text, found.start()):
-            return found
+def _masked(text: scan.Text) -> bytes:
+    """The text with redaction markers blanked to as many spaces as they have bytes, so "[redacted
+    card_number]" cannot read as a payment term while evidence is still cut from the original text at
+    the same offsets."""
+    masked = scan.replace_brackets(text.text, lambda marker: " " * len(marker.encode("utf-8", "replace")))
+    return masked.encode("utf-8", "replace")
+
+
+def _find(rule: Rule, masked: bytes) -> Span | None:
+    """The rule's first match that no negation in its clause takes back."""
+    for count, found in enumerate(rule.pattern.finditer(masked)):
+        if count >= MAX_TAKEN_BACK:
+            return None
+        term_start, term_end = found.span(2)
+        if rule.skips and found.start(3) != -1:
+            continue
+        if found.start(1) != -1 and term_start - found.start(1) <= NEGATION_WINDOW:
+            continue
+        return term_start, term_end
     return None
 
 
-def _negated(text: str, start: int) -> bool:
-    before = text[max(0, start - 60) : start]
-    clauses = _CLAUSE_BREAK.split(before)
-    clause = clauses[-1] if clauses else before
-    return _NEGATION.search(clause) is not None
-
-
-def _snippet(text: str, found: re.Match[str]) -> str:
+def _snippet(text: scan.Text, found: Span) -> str:
     """The sentence around a match, cut down around the match if the sentence is long."""
-    start = 0
-    for boundary in _SENTENCE_END.finditer(text, 0, found.start()):
-        start = boundary.end()
-    after = _SENTENCE_END.search(text, found.end())
-    sentence = text[start : after.end() if after else len(text)].strip()
-    if len(sentence) <= EVIDENCE_LIMIT:
+    # Work on a window around the match: a sentence reaching beyond it is long, and is cut anyway.
+    window_start = max(0, found[0] - _EVIDENCE_REACH)
+    window_end = min(len(text), found[1] + _EVIDENCE_REACH)
+    window = text.slice(window_start, window_end)
+    start = len(text.slice(window_start, found[0]))
+    end = start + len(text.slice(found[0], found[1]))
+    sentence_start = 0
+    # A copy, not endpos: `$` must match where the match begins, as Python's endpos made it.
+    for boundary in _SENTENCE_END.finditer(window[:start]):
+        # The whitespace after a stop belongs to the next sentence (it is stripped away there).
+        sentence_start = boundary.start() + 1
+    after = _SENTENCE_END.search(window, end)
+    bounded = (window_start == 0 or sentence_start > 0) and (after is not None or window_end == len(text))
+    sentence = window[sentence_start : after.start() + 1 if after else len(window)].strip()
+    if bounded and len(sentence) <= EVIDENCE_LIMIT:
         return sentence
-    half = (EVIDENCE_LIMIT - len(found.group(0))) // 2
-    left = max(0, found.start() - half)
-    return _clip(text[left : left + EVIDENCE_LIMIT].strip())
+    half = (EVIDENCE_LIMIT - (end - start)) // 2
+    left = max(0, start - half)
+    return _clip(window[left : left + EVIDENCE_LIMIT].strip())
 
 
 def _clip(text: str) -> str:

@@ -8,20 +8,26 @@ Money is parsed to Decimal and is never touched by float arithmetic.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from bot.triage import scan
 from bot.triage.model import Extracted
-from providers.currency import normalise_currency, parse_amount
+from bot.triage.redact import card_number_in
+from providers.currency import ISO_4217, normalise_currency, parse_amount
 from providers.dialnexa import is_missing, normalise_phone, parse_timestamp
+from storage.fields import analysis_keys
 
 TEXT_LIMIT = 500
 ID_LIMIT = 64
 URL_LIMIT = 2048
+MAX_AMOUNT_DIGITS = 15  # digits before the decimal point
+MAX_AMOUNT_SIGNIFICANT = 24  # digits in all: "0.000…0001" with a thousand places is not a charge either
+CRYPTO_LIMIT = 40  # the case's column; no coin's name is longer
+MAX_CUSTOMER_ID = 2**31 - 1
 # A bare date as a deadline means "by close of business"; 17:00 UTC is the one fixed reading of that.
 DEADLINE_HOUR = time(17, 0, tzinfo=UTC)
 # A follow-up promised on this call cannot sensibly be due long before the call or years after it;
@@ -34,46 +40,9 @@ YEARLESS_LOOKBACK = timedelta(days=90)
 
 T = TypeVar("T")
 
-# --- analysis key spellings, first present (non-missing) wins ---------------------------------------
-KEYS: dict[str, tuple[str, ...]] = {
-    "customer_name": ("customer_name", "name", "caller_name", "customer", "full_name"),
-    "account_id": ("account_id", "account", "account_number", "customer_account"),
-    "email": ("customer_email", "email", "caller_email", "email_address"),
-    "phone": ("phone", "phone_number", "customer_phone", "caller_phone", "callback_number"),
-    "moonclerk_customer_id": ("moonclerk_customer_id", "customer_id"),
-    "invoice_number": ("invoice_number", "invoice", "invoice_id", "invoice_no"),
-    "payment_id": ("payment_id", "transaction_id", "charge_id"),
-    "subscription_id": ("subscription_id", "subscription"),
-    "tax_region": ("tax_region", "country", "state", "region", "tax_country"),
-    "amount": ("amount", "charge_amount", "refund_amount", "disputed_amount"),
-    "currency": ("currency", "currency_code"),
-    "due_date": ("due_date", "invoice_due_date", "payment_due_date"),
-    "payment_status": ("payment_status", "payment_state"),
-    "caller_claim": ("caller_claim", "customer_claim", "issue", "request", "claim", "complaint"),
-    "refund_reason": ("refund_reason",),
-    "dispute_reason": ("dispute_reason", "chargeback_reason"),
-    "credit_request": ("credit_request", "credit_requested", "credit"),
-    "approval_requested": ("approval_required", "approval_requested", "needs_approval", "requires_approval"),
-    "finance_owner": ("finance_owner", "owner", "assigned_to"),
-    "escalation_reason": ("escalation_reason", "escalate_reason"),
-    "next_step": ("promised_next_step", "next_step", "next_steps", "follow_up_action"),
-    "follow_up_deadline": ("follow_up_deadline", "deadline", "follow_up_by", "follow_up_date", "callback_by"),
-    "callback_expected": ("callback_expected", "callback_requested", "expects_callback", "wants_callback"),
-    "recipient_email": ("recipient_email", "send_to", "send_to_email"),
-    "payout_recipient": ("payout_recipient",),
-    "payout_consent": ("payout_consent", "consent_to_payout"),
-    "crypto": ("crypto", "cryptocurrency", "crypto_currency", "coin"),
-    "crypto_address": ("crypto_address", "wallet_address", "payout_address"),
-    "transcript_url": ("transcript_url", "transcript_link"),
-    "recording_url": ("recording_url", "recording_link"),
-    "crm_url": ("crm_url", "crm_link", "hubspot_url", "salesforce_url"),
-    "support_ticket_url": (
-        "support_ticket", "support_ticket_url", "ticket_url", "zendesk_url", "ticket_link",
-    ),
-    "payment_platform_url": (
-        "payment_platform_url", "payment_link", "payment_url", "moonclerk_url", "poof_url", "stripe_url",
-    ),
-}
+# Analysis key spellings per field, first present (non-missing) value that reads wins; each field
+# declares its own in storage.fields.
+KEYS: dict[str, tuple[str, ...]] = analysis_keys(Extracted)
 
 _CRYPTO_NAMES = {
     "btc": "bitcoin", "xbt": "bitcoin", "eth": "ethereum", "ether": "ethereum", "sol": "solana",
@@ -83,67 +52,90 @@ _TRUE = frozenset({"yes", "y", "true", "t", "1", "requested", "approved", "requi
 _FALSE = frozenset({"no", "n", "false", "f", "0", "not_requested", "not_required", "declined", "none"})
 
 # --- text patterns ------------------------------------------------------------------------------------
+# Every pattern here runs on outside text, so every one is re2 (see bot.triage.scan): linear in its
+# input whatever the input. Texts arrive normalised by the redactor (NFKC, ASCII digits), so re2's ASCII
+# \d and \s read them as Python's Unicode classes would.
+
 # Square-bracket markers are what the redactor writes; long runs of mask characters are what
 # DialNexa and callers' own systems write ("****4242").
-_MARKER = re.compile(r"\[[^\[\]\n]{0,80}\]|[*xX•#]{4,}[\s-]?\d{0,4}")
-_MARKERISH = re.compile(r"[\[\]]|redact|\bending\b|[*•]{2,}|[xX]{4,}", re.IGNORECASE)
+# Both are blanked by hand-written scanners (_blank_markers) with the meaning of
+# `\[[^\[\]\n]{0,80}\]|[*xX•#]{4,}[\s-]?\d{0,4}`.
+_MASK_FLAG = "\x00"
+_MASK_TABLE = str.maketrans({**dict.fromkeys("*xX•#", _MASK_FLAG), _MASK_FLAG: "\x01"})
+_ASCII_SPACE = frozenset(" \t\n\r\f\v")
+_MARKERISH = scan.compile(r"[\[\]]|redact|\bending\b|[*•]{2,}|[xX]{4,}", ignore_case=True)
 
-_PROVIDER_PREFIX = re.compile(r"(?:sub|ch|pi|py|txn|in|cus)_[A-Za-z0-9]{6,}$")
+_PROVIDER_PREFIX = scan.compile(r"(?:sub|ch|pi|py|txn|in|cus)_[A-Za-z0-9]{6,}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+'-]*@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,24}\b"
-)
-_RECIPIENT = re.compile(
-    r"\bsen[dt]\b[^.?!\n@]{0,40}?\bto\s+(?:the\s+address\s+|email\s+)?(?=\S+@)", re.IGNORECASE
+_EMAIL_CORE = r"[A-Za-z0-9][A-Za-z0-9._%+'-]*@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,24}\b"
+_EMAIL = scan.compile(_EMAIL_CORE)
+# An address starts after a character that cannot be part of one (Python's `(?<![\w.+-])`): the
+# character before it is matched, not looked behind.
+_EMAIL_IN_TEXT = scan.compile(r"(?:^|[^\pL\pN_.+-])(?P<email>" + _EMAIL_CORE + ")")
+# "sent it to bob@…": the address is part of the match, which is what a lookahead used to check.
+_RECIPIENT = scan.compile(
+    r"\bsen[dt]\b[^.?!\n@]{0,40}?\bto\s+(?:the\s+address\s+|email\s+)?(?P<email>" + _EMAIL_CORE + ")",
+    ignore_case=True,
 )
 
 # Each pattern with how its capture becomes an invoice number. INV-prefixed numbers keep the prefix with
 # one canonical dash ("INV 2026-00017" -> INV-2026-00017); a bare "invoice number 10423" stays digits.
-_INVOICE_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[str], str | None]], ...] = (
+_INVOICE_PATTERNS: tuple[tuple[Any, Callable[[str], str | None]], ...] = (
     (
-        re.compile(r"\bINV(?:[\s#:.-]{0,3})(\d[\dA-Z]*(?:-[\dA-Z]+)*)\b", re.IGNORECASE),
+        scan.compile(r"\bINV(?:[\s#:.-]{0,3})(\d[\dA-Z]*(?:-[\dA-Z]+)*)\b", ignore_case=True),
         lambda raw: _canonical_invoice("INV-" + raw),
     ),
     # Stripe invoice references, as MoonClerk returns them: case matters, so kept as written.
-    (re.compile(r"\b(in_[A-Za-z0-9]{8,})\b"), lambda raw: raw),
+    (scan.compile(r"\b(in_[A-Za-z0-9]{8,})\b"), lambda raw: raw),
     (
-        re.compile(
+        scan.compile(
             r"\binvoice\s*(?:number|no\.?|num(?:ber)?|id|#|reference|ref)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
             r"(\d{2,}(?:[\s-]\d{2,})+|[A-Za-z0-9][A-Za-z0-9-]{2,30})\b",
-            re.IGNORECASE,
+            ignore_case=True,
         ),
         lambda raw: _spoken_invoice(raw),
     ),
-    (re.compile(r"\binvoice\s+#?(\d{3,}(?:[-\s]\d{2,})*)\b", re.IGNORECASE), lambda raw: _spoken_invoice(raw)),
+    (
+        scan.compile(r"\binvoice\s+#?(\d{3,}(?:[-\s]\d{2,})*)\b", ignore_case=True),
+        lambda raw: _spoken_invoice(raw),
+    ),
 )
 _PAYMENT_PATTERNS = (
-    re.compile(r"\b((?:ch|pi|py|txn)_[A-Za-z0-9]{6,})\b"),
-    re.compile(
+    scan.compile(r"\b((?:ch|pi|py|txn)_[A-Za-z0-9]{6,})\b"),
+    scan.compile(
         r"\b(?:payment|transaction|charge)\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
         r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
-        re.IGNORECASE,
+        ignore_case=True,
     ),
 )
 _SUBSCRIPTION_PATTERNS = (
-    re.compile(r"\b(sub_[A-Za-z0-9]{6,})\b"),
-    re.compile(
+    scan.compile(r"\b(sub_[A-Za-z0-9]{6,})\b"),
+    scan.compile(
         r"\bsubscription\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
         r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
-        re.IGNORECASE,
+        ignore_case=True,
     ),
 )
 
-_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d{1,4})?|\d+(?:\.\d{1,4})?)"
-_SYMBOL = r"(US\$|USD\$|C\$|CA\$|A\$|AU\$|[$€£₹¥])"
-_WORD_CURRENCY = r"(dollars?|euros?|pounds?|rupees?|yen)"
-# ISO codes only in upper case: "try 50" or "all 3" must not become TRY or ALL.
-_CODE_AFTER = r"([A-Z]{3})\b"
-_CODE_BEFORE = r"\b([A-Z]{3})"
+# Amounts. What used to be lookarounds is matched instead: the character before (no minus sign, and for
+# a number not a word character, "." or ","), and after a number the character that proves it ended
+# (never more digits, nor "," or "." followed by digits). Currency codes are only the ISO ones, so an
+# unknown "5 XYZ" is no match at all rather than a match to throw away.
+_NUMBER = r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d{1,4})?|\d+(?:\.\d{1,4})?)"
+_NUMBER_ENDED = r",*(?:$|[^\d,.]|\.(?:$|\D))"
+_SYMBOL = r"(?P<currency>US\$|USD\$|C\$|CA\$|A\$|AU\$|[$€£₹¥])"
+_ISO_CODE = r"(?P<currency>" + "|".join(sorted(ISO_4217)) + ")"
+_WORD_CURRENCY = r"(?P<currency>(?i:dollars?|euros?|pounds?|rupees?|yen))"
+_WORD_END = r"(?:$|[^\pL\pN_])"
+_NUMBER_START = r"(?:^|[^\pL\pN_.,\-−])"
+# A symbol may sit inside a longer one ("$" in "CA$", "A$" in "CA$"), so its minus sign is matched, not
+# excluded: a refused "-CA$5" must not turn into "A$5" (see _symbol_amount).
+_SYMBOL_AMOUNT = scan.compile(r"(?P<minus>[\-−])?" + _SYMBOL + r"\s?" + _NUMBER + _NUMBER_ENDED)
 _AMOUNT_PATTERNS = (
-    re.compile(_SYMBOL + r"\s?" + _NUMBER + r"(?![\d,]*\.?\d)"),
-    re.compile(r"(?<![\w.,])" + _NUMBER + r"\s?" + _CODE_AFTER),
-    re.compile(_CODE_BEFORE + r"\s?" + _NUMBER + r"(?![\d,]*\.?\d)"),
-    re.compile(r"(?<![\w.,])" + _NUMBER + r"\s?" + r"(?i:" + _WORD_CURRENCY + r")\b"),
+    # ISO codes only in upper case: "try 50" or "all 3" must not become TRY or ALL.
+    scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _ISO_CODE + _WORD_END),
+    scan.compile(r"(?:^|[^\pL\pN_\-−])" + _ISO_CODE + r"\s?" + _NUMBER + _NUMBER_ENDED),
+    scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _WORD_CURRENCY + _WORD_END),
 )
 
 _MONTHS = {
@@ -161,12 +153,16 @@ _MONTH = (
     r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
-_ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
-_MONTH_DAY = re.compile(_MONTH + r"\s+" + _DAY + r"(?:,?\s+(\d{4}))?\b", re.IGNORECASE)
-_DAY_MONTH = re.compile(r"\b" + _DAY + r"(?:\s+of)?\s+" + _MONTH + r"(?:,?\s+(\d{4}))?\b", re.IGNORECASE)
-_SLASH_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
-_DUE = re.compile(
-    r"\bdue(?!\s+to\b)(?:\s+date)?(?:\s+(?:is|was|on|by|of))?\s*[:\-]?\s*([^!?\n]{0,40})", re.IGNORECASE
+# A date not glued to other digits: the characters either side are matched, not looked around.
+_ISO_DATE = scan.compile(r"(?:^|\D)(\d{4})-(\d{2})-(\d{2})(?:$|\D)")
+_ISO_DATE_START = scan.compile(r"(\d{4})-(\d{2})-(\d{2})(?:$|\D)")
+_MONTH_DAY = scan.compile(_MONTH + r"\s+" + _DAY + r"(?:,?\s+(\d{4}))?\b", ignore_case=True)
+_DAY_MONTH = scan.compile(r"\b" + _DAY + r"(?:\s+of)?\s+" + _MONTH + r"(?:,?\s+(\d{4}))?\b", ignore_case=True)
+_SLASH_DATE = scan.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+# "due to" is matched as its own (first) alternative and skipped: what `due(?!\s+to\b)` used to say.
+_DUE = scan.compile(
+    r"\bdue\s+to\b|\bdue(?:\s+date)?(?:\s+(?:is|was|on|by|of))?\s*[:\-]?\s*(?P<window>[^!?\n]{0,40})",
+    ignore_case=True,
 )
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -174,39 +170,56 @@ _SMALL_NUMBERS = {
     "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "twelve": 12,
 }
-_SPAN = re.compile(
+_SPAN = scan.compile(
     r"\b(?:within|in|inside)\s+(?:the\s+next\s+)?(\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|"
     r"twelve)\s+(business\s+days?|working\s+days?|hours?|days?|weeks?)\b",
-    re.IGNORECASE,
+    ignore_case=True,
 )
-_WEEKDAY = re.compile(
-    r"\b(?:(by|on|before|next|this|until)\s+)?(" + "|".join(_WEEKDAYS) + r")\b", re.IGNORECASE
+_WEEKDAY = scan.compile(
+    r"\b(?:(by|on|before|next|this|until)\s+)?(" + "|".join(_WEEKDAYS) + r")\b", ignore_case=True
 )
-_TOMORROW = re.compile(r"\btomorrow\b", re.IGNORECASE)
-_TODAY = re.compile(
-    r"\b(?:today|end\s+of\s+(?:the\s+)?day|eod|close\s+of\s+business|cob|tonight)\b", re.IGNORECASE
+_TOMORROW = scan.compile(r"\btomorrow\b", ignore_case=True)
+_TODAY = scan.compile(
+    r"\b(?:today|end\s+of\s+(?:the\s+)?day|eod|close\s+of\s+business|cob|tonight)\b", ignore_case=True
 )
-_NEXT_WEEK = re.compile(r"\bnext\s+week\b", re.IGNORECASE)
-_END_OF_WEEK = re.compile(r"\b(?:end\s+of\s+(?:the\s+|this\s+)?week|eow)\b", re.IGNORECASE)
+_NEXT_WEEK = scan.compile(r"\bnext\s+week\b", ignore_case=True)
+_END_OF_WEEK = scan.compile(r"\b(?:end\s+of\s+(?:the\s+|this\s+)?week|eow)\b", ignore_case=True)
 # A summary sentence is only read for a deadline if it talks about following up, so "the payment is
 # due tomorrow" does not become the follow-up deadline.
-_FOLLOW_UP_CUE = re.compile(
+_FOLLOW_UP_CUE = scan.compile(
     r"\b(?:follow(?:s|ed|ing)?[\s-]?up|call(?:s|ed|ing)?[\s-]?back|callback|get\s+back|respond|reply|reach\s+out|"
     r"deadline|promised?|will\s+(?:send|email|contact|call|confirm|update|resolve))\b",
-    re.IGNORECASE,
+    ignore_case=True,
 )
-_CALLBACK = re.compile(
+_CALLBACK = scan.compile(
     r"\b(?:request(?:s|ed)?|expect(?:s|ed|ing)?|want(?:s|ed)?|asked\s+for|needs?|promised)\s+(?:a\s+)?"
     r"call[\s-]?back\b|\b(?:call|ring)\s+(?:me|them|him|her|the\s+caller|the\s+customer)\s+back\b"
     r"|\bpromised\s+to\s+call\b",
-    re.IGNORECASE,
+    ignore_case=True,
 )
-_PAYMENT_STATUS = re.compile(
+_PAYMENT_STATUS = scan.compile(
     r"\b(?:payment|charge|renewal|transaction)\s+(?:is\s+|was\s+|has\s+been\s+|is\s+still\s+|shows\s+(?:as\s+)?)?"
     r"(declined|failed|pending|refunded|processing|succeeded|successful|cleared|posted|overdue|past\s+due)\b",
-    re.IGNORECASE,
+    ignore_case=True,
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# A sentence ends at ".", "!" or "?" followed by whitespace, or at a line break.
+_SENTENCE_END = scan.compile(r"[.!?]\s+|\n+")
+_DIGIT = scan.compile(r"\d")
+_DASH_DOT = str.maketrans("-.", "  ")
+_REFERENCE = scan.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]*")
+_INV_PREFIX = scan.compile(r"INV[\s#:.-]*(\S.*)")
+_CANONICAL_INVOICE = scan.compile(r"[A-Z0-9][A-Z0-9_./-]*")
+_SMALL_INT = scan.compile(r"\d{1,18}")
+_CRYPTO_ADDRESS = scan.compile(r"[A-Za-z0-9:._-]{20,128}")
+_ISO_DAY = scan.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_MOMENT = scan.compile(r"\d{4}-\d{2}-\d{2}[T ]\d")
+_EPOCH = scan.compile(r"\d{9,14}(?:\.\d+)?")
+
+# Work limits for adversarial text: a real call names a due date or an e-mail address within its first
+# few candidates; these stop a body built of thousands of near-misses from costing thousands of checks.
+MAX_CANDIDATES = 200  # rejected matches one finder looks at before giving up
+MAX_DUE_WINDOWS = 20  # "due …" windows read for a date (each costs a dozen small searches)
+SUMMARY_DEADLINE_SCAN = 10_000  # characters of the summary read sentence by sentence for a deadline
 
 
 def extract(
@@ -223,7 +236,7 @@ def extract(
     flat = _flatten(analysis)
     summary_text = _blank_markers(summary or "")
     transcript_text = _blank_markers(transcript or "")
-    texts = [text for text in (summary_text, transcript_text) if text.strip()]
+    texts = [scan.Text(text) for text in (summary_text, transcript_text) if text.strip()]
 
     def pick(field: str, parse: Callable[[Any], T | None]) -> T | None:
         for key in KEYS[field]:
@@ -251,7 +264,7 @@ def extract(
 
     claim = pick("caller_claim", _text)
     if claim is None and summary and summary.strip():
-        claim = _text(_SENTENCE.split(summary.strip(), maxsplit=1)[0])
+        claim = _text(_first_sentence(summary.strip()))
 
     return Extracted(
         customer_name=pick("customer_name", _name),
@@ -301,8 +314,21 @@ def _flatten(analysis: dict[str, Any]) -> dict[str, Any]:
         return flat
     for key, value in analysis.items():
         if isinstance(key, str):
-            flat.setdefault(re.sub(r"[\s\-.]+", "_", key.strip().lower()), value)
+            flat.setdefault(_key_slug(key), value)
     return flat
+
+
+def _key_slug(key: str) -> str:
+    r"""`re.sub(r"[\s\-.]+", "_", key.strip().lower())` with str methods: an analysis may have thousands
+    of keys, and a regex call per key costs more than the rest of the work on it."""
+    spaced = key.strip().lower().translate(_DASH_DOT)
+    parts = spaced.split()
+    slug = "_".join(parts)
+    if spaced[:1].isspace():
+        slug = "_" + slug
+    if parts and spaced[-1:].isspace():
+        slug += "_"
+    return slug
 
 
 def _text(value: object, limit: int = TEXT_LIMIT) -> str | None:
@@ -327,7 +353,7 @@ def _short_text(value: object) -> str | None:
 
 def _name(value: object) -> str | None:
     text = _short_text(value)
-    if text is None or _MARKERISH.search(text) or "@" in text or not re.search(r"[^\W\d_]", text):
+    if text is None or _MARKERISH.search(text) or "@" in text or not any(_is_letter(char) for char in text):
         return None
     return text
 
@@ -339,10 +365,10 @@ def _identifier(value: object) -> str | None:
     text = _text(value, limit=ID_LIMIT + 1)
     if text is None or len(text) > ID_LIMIT or _MARKERISH.search(text):
         return None
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]*", text):
+    if not _REFERENCE.fullmatch(text):
         return None
     # "monthly" under `subscription` or "business" under `account` is a description, not a reference.
-    if not re.search(r"\d", text) and not _PROVIDER_PREFIX.match(text):
+    if not _DIGIT.search(text) and not _PROVIDER_PREFIX.fullmatch(text):
         return None
     return text
 
@@ -358,13 +384,13 @@ def _invoice_value(value: object) -> str | None:
 
 def _canonical_invoice(raw: str) -> str | None:
     text = raw.strip().upper()
-    prefixed = re.fullmatch(r"INV[\s#:.-]*(\S.*)", text)
+    prefixed = _INV_PREFIX.fullmatch(text)
     if prefixed:
         text = "INV-" + prefixed.group(1)
-    text = re.sub(r"\s+", "", text).strip("-.#:")
-    if not (3 <= len(text) <= ID_LIMIT) or not re.search(r"\d", text):
+    text = "".join(text.split()).strip("-.#:")
+    if not (3 <= len(text) <= ID_LIMIT) or not _DIGIT.search(text):
         return None
-    if not re.fullmatch(r"[A-Z0-9][A-Z0-9_./-]*", text):
+    if not _CANONICAL_INVOICE.fullmatch(text):
         return None
     return text
 
@@ -374,7 +400,7 @@ def _positive_int(value: object) -> int | None:
         return None
     if isinstance(value, str):
         value = value.strip()
-        if not re.fullmatch(r"\d{1,18}", value):
+        if not _SMALL_INT.fullmatch(value):
             return None
         value = int(value)
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
@@ -382,7 +408,8 @@ def _positive_int(value: object) -> int | None:
     if not isinstance(value, int):
         return None
     number = value
-    return number if number > 0 else None
+    # The column that stores it is a 32-bit INTEGER on PostgreSQL; anything larger is no MoonClerk ID.
+    return number if 0 < number <= MAX_CUSTOMER_ID else None
 
 
 def _bool(value: object) -> bool | None:
@@ -432,7 +459,7 @@ def _phone(value: object, caller_phone: str | None) -> str | None:
     text = _text(value, limit=40)
     if text is None or _MARKERISH.search(text):
         return None
-    digits = re.sub(r"\D", "", text)
+    digits = "".join(char for char in text if char.isdecimal())
     # A ten-digit number said without a country code is local to the caller; DialNexa's own numbers
     # arrive with it, so borrow +1 only when the caller is on +1.
     if not text.lstrip().startswith("+") and len(digits) == 10 and (caller_phone or "").startswith("+1"):
@@ -445,21 +472,22 @@ def _crypto(value: object) -> str | None:
     if text is None:
         return None
     word = text.lower()
-    return _CRYPTO_NAMES.get(word, word)
+    word = _CRYPTO_NAMES.get(word, word)
+    return word if len(word) <= CRYPTO_LIMIT else None
 
 
 def _crypto_address(value: object) -> str | None:
     text = _text(value, limit=130)
     if text is None or _MARKERISH.search(text):
         return None
-    return text if re.fullmatch(r"[A-Za-z0-9:._-]{20,128}", text) else None
+    return text if _CRYPTO_ADDRESS.fullmatch(text) else None
 
 
 def _url(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    if not text or len(text) > URL_LIMIT or re.search(r"\s", text):
+    if not text or len(text) > URL_LIMIT or len(text.split()) != 1:
         return None
     try:
         parts = urlsplit(text)
@@ -473,7 +501,7 @@ def _url(value: object) -> str | None:
 # --- money --------------------------------------------------------------------------------------------
 
 
-def _money(flat: dict[str, Any], texts: list[str]) -> tuple[Decimal | None, str | None]:
+def _money(flat: dict[str, Any], texts: list[scan.Text]) -> tuple[Decimal | None, str | None]:
     """Amount and currency as a pair; an amount only stands alone when the analysis gave it that way."""
     currency = None
     for key in KEYS["currency"]:
@@ -482,6 +510,8 @@ def _money(flat: dict[str, Any], texts: list[str]) -> tuple[Decimal | None, str 
             if currency is not None:
                 break
     raw_amount = _first_value(flat, KEYS["amount"])
+    if raw_amount is not None and not isinstance(raw_amount, bool) and card_number_in(str(raw_amount)):
+        return None, currency  # a card number in an amount field is never money
     if raw_amount is not None:
         # "49.99 USD" or "€30" as an analysis string carries its own currency.
         pair = _amount_in(_blank_markers(raw_amount)) if isinstance(raw_amount, str) else None
@@ -503,37 +533,90 @@ def _first_value(flat: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _non_negative(amount: Decimal | None) -> Decimal | None:
-    return amount if amount is not None and amount >= 0 else None
+    # Beyond a trillion-trillion is not a charge but a parse of something else, and could not be
+    # quantized to a currency's minor unit (28 significant digits) when the card is drawn.
+    if amount is None or amount < 0 or amount.adjusted() >= MAX_AMOUNT_DIGITS:
+        return None
+    if len(amount.as_tuple().digits) > MAX_AMOUNT_SIGNIFICANT:
+        return None
+    return amount
 
 
-def _amount_in(text: str) -> tuple[Decimal, str] | None:
-    best: tuple[int, Decimal, str] | None = None
+def _amount_in(text: str | scan.Text) -> tuple[Decimal, str] | None:
+    """The amount written first, whichever pattern reads it; each pattern needs one search."""
+    source = text if isinstance(text, scan.Text) else scan.Text(text)
+    best = _symbol_amount(source)
     for pattern in _AMOUNT_PATTERNS:
-        for found in pattern.finditer(text):
-            first, second = found.group(1), found.group(2)
-            raw_currency, raw_number = (first, second) if not first[0].isdigit() else (second, first)
-            currency = normalise_currency(raw_currency)
-            if currency is None:
-                continue
-            if text[max(0, found.start() - 1) : found.start()] in {"-", "−"}:
-                continue  # a negative amount is never a charge or a refund the bot should act on
-            amount = parse_amount(raw_number)
-            if amount is None or amount < 0:
-                continue
-            if best is None or found.start() < best[0]:
-                best = (found.start(), amount, currency)
-            break
+        found = scan.search(pattern, source)
+        read = _read_amount(found) if found is not None else None
+        if read is not None and (best is None or read[0] < best[0]):
+            best = read
     return (best[1], best[2]) if best else None
+
+
+def _symbol_amount(text: scan.Text) -> tuple[int, Decimal, str] | None:
+    pos = 0
+    for _ in range(MAX_CANDIDATES):
+        found = scan.search(_SYMBOL_AMOUNT, text, pos)
+        if found is None:
+            return None
+        read = _read_amount(found)
+        if read is not None and found.group(1) is None:
+            return read
+        # Refused (a negative amount): go on after the number, whose next character was only looked at.
+        pos = scan.end(found, "number")
+    return None
+
+
+def _read_amount(found: Any) -> tuple[int, Decimal, str] | None:
+    currency = normalise_currency(scan.group(found, "currency"))
+    amount = _non_negative(parse_amount(scan.group(found, "number")))
+    if currency is None or amount is None:
+        return None
+    return min(scan.start(found, "currency"), scan.start(found, "number")), amount, currency
 
 
 # --- identifiers in text ------------------------------------------------------------------------------
 
 
 def _blank_markers(text: str) -> str:
-    return _MARKER.sub(" … ", text)
+    """`_MARKER.sub(" … ", text)`, by hand: a body of thousands of markers costs a C-speed split per
+    marker instead of a trip through re2's Python wrapper."""
+    return _blank_masks(scan.replace_brackets(text, " … "))
 
 
-def _first(texts: list[str], find: Callable[[str], T | None]) -> T | None:
+def _blank_masks(text: str) -> str:
+    """Runs of four or more mask characters, with an optional separator and up to four digits after."""
+    flagged = text.translate(_MASK_TABLE)
+    run = _MASK_FLAG * 4
+    pos = flagged.find(run)
+    if pos == -1:
+        return text
+    out: list[str] = []
+    done = 0
+    while pos != -1:
+        end = pos + 4
+        while end < len(flagged) and flagged[end] == _MASK_FLAG:
+            end += 1
+        if end < len(text) and (text[end] == "-" or text[end] in _ASCII_SPACE):
+            end += 1
+        digits = 0
+        while digits < 4 and _ascii_digit(text, end):
+            end += 1
+            digits += 1
+        out.append(text[done:pos])
+        out.append(" … ")
+        done = end
+        pos = flagged.find(run, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _ascii_digit(text: str, index: int) -> bool:
+    return index < len(text) and "0" <= text[index] <= "9"
+
+
+def _first(texts: list[scan.Text], find: Callable[[scan.Text], T | None]) -> T | None:
     for text in texts:
         found = find(text)
         if found is not None:
@@ -541,33 +624,53 @@ def _first(texts: list[str], find: Callable[[str], T | None]) -> T | None:
     return None
 
 
-def _email_in(text: str, exclude: str | None) -> str | None:
-    for found in _EMAIL.finditer(text):
-        email = found.group(0).lower()
-        if email != exclude:
-            return email
+def _first_accepted(
+    pattern: Any, text: scan.Text, accept: Callable[[Any], T | None], *, limit: int = MAX_CANDIDATES
+) -> tuple[int, T] | None:
+    """The first match `accept` turns into a value, with its start; gives up after `limit` refusals."""
+    for count, found in enumerate(scan.finditer(pattern, text)):
+        if count > limit:
+            return None
+        value = accept(found)
+        if value is not None:
+            return found.start(), value
     return None
 
 
-def _recipient_in(text: str) -> str | None:
-    for cue in _RECIPIENT.finditer(text):
-        found = _EMAIL.match(text, cue.end())
-        if found:
-            return found.group(0).lower()
-    return None
+def _email_in(text: scan.Text, exclude: str | None) -> str | None:
+    def accept(found: Any) -> str | None:
+        # Python's `\b` after the top-level domain: a letter such as "é" would continue the word.
+        if scan.is_word(text.char_at(scan.end(found, "email"))):
+            return None
+        email = (scan.group(found, "email") or "").lower()
+        return email if email != exclude else None
+
+    hit = _first_accepted(_EMAIL_IN_TEXT, text, accept)
+    return hit[1] if hit else None
 
 
-def _invoice_in(text: str) -> str | None:
+def _recipient_in(text: scan.Text) -> str | None:
+    def accept(found: Any) -> str | None:
+        if scan.is_word(text.char_at(scan.end(found, "email"))):
+            return None
+        return (scan.group(found, "email") or "").lower()
+
+    hit = _first_accepted(_RECIPIENT, text, accept)
+    return hit[1] if hit else None
+
+
+def _invoice_in(text: scan.Text) -> str | None:
     """The invoice number mentioned first, whichever pattern reads it."""
     best: tuple[int, str] | None = None
     for pattern, normalise in _INVOICE_PATTERNS:
-        for found in pattern.finditer(text):
-            invoice = normalise(found.group(1))
-            if invoice is not None:
-                if best is None or found.start() < best[0]:
-                    best = (found.start(), invoice)
-                break
+        hit = _first_accepted(pattern, text, _reading(normalise))
+        if hit is not None and (best is None or hit[0] < best[0]):
+            best = hit
     return best[1] if best else None
+
+
+def _reading(normalise: Callable[[str], str | None]) -> Callable[[Any], str | None]:
+    return lambda found: normalise(scan.group(found) or "")
 
 
 def _spoken_invoice(raw: str) -> str | None:
@@ -575,18 +678,42 @@ def _spoken_invoice(raw: str) -> str | None:
     return None if raw.upper().startswith("INV") else _canonical_invoice(raw)
 
 
-def _id_in(text: str, patterns: tuple[re.Pattern[str], ...]) -> str | None:
+def _id_in(text: scan.Text, patterns: tuple[Any, ...]) -> str | None:
+    def accept(found: Any) -> str | None:
+        token = scan.group(found) or ""
+        return token if len(token) <= ID_LIMIT and any(char.isdigit() for char in token) else None
+
     for pattern in patterns:
-        for found in pattern.finditer(text):
-            token = found.group(1)
-            if re.search(r"\d", token) and len(token) <= ID_LIMIT:
-                return token
+        hit = _first_accepted(pattern, text, accept)
+        if hit is not None:
+            return hit[1]
     return None
 
 
-def _status_in(text: str) -> str | None:
-    found = _PAYMENT_STATUS.search(text)
-    return " ".join(found.group(1).lower().split()) if found else None
+def _status_in(text: scan.Text) -> str | None:
+    found = scan.search(_PAYMENT_STATUS, text)
+    return " ".join((scan.group(found) or "").lower().split()) if found else None
+
+
+def _first_sentence(text: str) -> str:
+    found = _SENTENCE_END.search(text)
+    if found is None:
+        return text
+    # The stop belongs to the sentence it ends; the whitespace after it to neither.
+    return text[: found.start() + 1] if text[found.start()] in ".!?" else text[: found.start()]
+
+
+def _sentences(text: str) -> Iterator[str]:
+    start = 0
+    for found in _SENTENCE_END.finditer(text):
+        end = found.start() + 1 if text[found.start()] in ".!?" else found.start()
+        yield text[start:end]
+        start = found.end()
+    yield text[start:]
+
+
+def _is_letter(char: str) -> bool:
+    return char.isalnum() and not char.isdecimal()
 
 
 # --- dates --------------------------------------------------------------------------------------------
@@ -601,40 +728,59 @@ def _date_value(value: object, now: datetime) -> date | None:
         stamp = _timestamp(value)
         return stamp.date() if stamp else None
     text = value.strip()
-    iso = _ISO_DATE.match(text)
+    iso = _ISO_DATE_START.match(text)
     if iso:
         # The date as written: converting "2026-12-01T22:00-05:00" to UTC would move it a day.
         return _make_date(int(iso.group(1)), int(iso.group(2)), int(iso.group(3)))
     return _date_in(text, now) or _relative_date(text, now)
 
 
-def _date_in(text: str, now: datetime) -> date | None:
+def _date_in(text: str | scan.Text, now: datetime) -> date | None:
     """The first calendar date written in the text; a date with no year is the one nearest to now."""
-    candidates: list[tuple[int, date]] = []
-    for found in _ISO_DATE.finditer(text):
+    source = text if isinstance(text, scan.Text) else scan.Text(text)
+    candidates = [
+        hit
+        for hit in (
+            _first_iso_date(source),
+            _first_accepted(_MONTH_DAY, source, lambda found: _named_month_date(found, 1, 2, now)),
+            _first_accepted(_DAY_MONTH, source, lambda found: _named_month_date(found, 2, 1, now)),
+            _first_accepted(_SLASH_DATE, source, _slash_date),
+        )
+        if hit is not None
+    ]
+    return min(candidates)[1] if candidates else None
+
+
+def _first_iso_date(text: scan.Text) -> tuple[int, date] | None:
+    # The characters either side are part of the match, so after a refusal the next search starts right
+    # after the date's last digit: "2026-13-40-2026-11-22" still finds the second date.
+    pos = 0
+    for _ in range(MAX_CANDIDATES):
+        found = scan.search(_ISO_DATE, text, pos)
+        if found is None:
+            return None
         parsed = _make_date(int(found.group(1)), int(found.group(2)), int(found.group(3)))
         if parsed:
-            candidates.append((found.start(), parsed))
-    for pattern, month_group, day_group in ((_MONTH_DAY, 1, 2), (_DAY_MONTH, 2, 1)):
-        for found in pattern.finditer(text):
-            month = _MONTHS[found.group(month_group).lower().rstrip(".")]
-            day = int(found.group(day_group))
-            year = found.group(3)
-            parsed = _make_date(int(year), month, day) if year else _nearest_year(month, day, now)
-            if parsed:
-                candidates.append((found.start(), parsed))
-    for found in _SLASH_DATE.finditer(text):
-        first, second, year = int(found.group(1)), int(found.group(2)), int(found.group(3))
-        # 03/04/2026 is March or April depending on who wrote it, so only unambiguous forms count.
-        if first > 12 >= second:
-            parsed = _make_date(year, second, first)
-        elif second > 12 >= first or first == second:
-            parsed = _make_date(year, first, second)
-        else:
-            parsed = None
-        if parsed:
-            candidates.append((found.start(), parsed))
-    return min(candidates)[1] if candidates else None
+            return found.start(1), parsed
+        pos = found.end(3)
+    return None
+
+
+def _named_month_date(found: Any, month_group: int, day_group: int, now: datetime) -> date | None:
+    month = _MONTHS[(scan.group(found, month_group) or "").lower().rstrip(".")]
+    day = int(found.group(day_group))
+    year = found.group(3)
+    return _make_date(int(year), month, day) if year else _nearest_year(month, day, now)
+
+
+def _slash_date(found: Any) -> date | None:
+    first, second, year = int(found.group(1)), int(found.group(2)), int(found.group(3))
+    # 03/04/2026 is March or April depending on who wrote it, so only unambiguous forms count.
+    if first > 12 >= second:
+        return _make_date(year, second, first)
+    if second > 12 >= first or first == second:
+        return _make_date(year, first, second)
+    return None
 
 
 def _make_date(year: int, month: int, day: int) -> date | None:
@@ -655,9 +801,15 @@ def _nearest_year(month: int, day: int, now: datetime) -> date | None:
     return min(upcoming) if upcoming else None
 
 
-def _due_in(text: str, now: datetime) -> date | None:
-    for found in _DUE.finditer(text):
-        window = found.group(1)
+def _due_in(text: scan.Text, now: datetime) -> date | None:
+    windows = 0
+    for count, found in enumerate(scan.finditer(_DUE, text)):
+        if count > MAX_CANDIDATES or windows >= MAX_DUE_WINDOWS:
+            return None
+        window = scan.group(found, "window")
+        if window is None:
+            continue  # "due to"
+        windows += 1
         parsed = _date_in(window, now) or _relative_date(window, now)
         if parsed is not None:
             return parsed
@@ -720,10 +872,10 @@ def _deadline(value: object, now: datetime) -> datetime | None:
         moment = datetime.combine(value, DEADLINE_HOUR)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if _ISO_DAY.fullmatch(text):
             day = _make_date(int(text[:4]), int(text[5:7]), int(text[8:10]))
             moment = datetime.combine(day, DEADLINE_HOUR) if day else None
-        elif re.match(r"\d{4}-\d{2}-\d{2}[T ]\d", text) or re.fullmatch(r"\d{9,14}(\.\d+)?", text):
+        elif _ISO_MOMENT.match(text) or _EPOCH.fullmatch(text):
             moment = _timestamp(text)
         else:
             # An analysis field may hold just "24 hours" or "2 days": a span from the call.
@@ -749,7 +901,7 @@ def _timestamp(value: object) -> datetime | None:
 
 
 def _deadline_in_summary(summary: str, now: datetime) -> datetime | None:
-    for sentence in _SENTENCE.split(summary):
+    for sentence in _sentences(summary[:SUMMARY_DEADLINE_SCAN]):
         if not _FOLLOW_UP_CUE.search(sentence):
             continue
         moment = _relative(sentence, now)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel
+
+from storage.fields import CaseFields
 
 
 class BillingKind(StrEnum):
@@ -21,6 +21,7 @@ class BillingKind(StrEnum):
     TAX_OR_ADDRESS = "tax_or_address"
     DOCUMENT_RESEND = "document_resend"
     COLLECTIONS = "collections"
+    PAYOUT_REQUEST = "payout_request"  # commissions, affiliate and partner payouts, withdrawals
     NOT_BILLING = "not_billing"
 
 
@@ -35,6 +36,7 @@ KIND_LABELS: dict[BillingKind, str] = {
     BillingKind.TAX_OR_ADDRESS: "Tax / billing address",
     BillingKind.DOCUMENT_RESEND: "Invoice / document resend",
     BillingKind.COLLECTIONS: "Collections",
+    BillingKind.PAYOUT_REQUEST: "Payout request",
     BillingKind.NOT_BILLING: "Not billing",
 }
 
@@ -51,42 +53,8 @@ class Classification(BaseModel):
         return self.kind is not BillingKind.NOT_BILLING
 
 
-class Extracted(BaseModel):
-    """Fields the seeds ask DialNexa to capture. Every field optional; text is already redacted."""
-
-    customer_name: str | None = None
-    account_id: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    moonclerk_customer_id: int | None = None
-    invoice_number: str | None = None
-    payment_id: str | None = None
-    subscription_id: str | None = None
-    tax_region: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None  # ISO 4217, only ever set together with amount or from the call
-    due_date: date | None = None
-    payment_status: str | None = None
-    caller_claim: str | None = None  # what the caller asked for or believes is wrong
-    refund_reason: str | None = None
-    dispute_reason: str | None = None
-    credit_request: str | None = None
-    approval_requested: bool | None = None
-    finance_owner: str | None = None
-    escalation_reason: str | None = None
-    next_step: str | None = None
-    follow_up_deadline: datetime | None = None  # UTC
-    callback_expected: bool | None = None
-    recipient_email: str | None = None  # where a document or link should go
-    payout_recipient: str | None = None
-    payout_consent: bool | None = None
-    crypto: str | None = None
-    crypto_address: str | None = None
-    transcript_url: str | None = None
-    recording_url: str | None = None
-    crm_url: str | None = None
-    support_ticket_url: str | None = None
-    payment_platform_url: str | None = None
+class Extracted(CaseFields):
+    """What extraction found in one call: the captured fields, declared once in storage.fields."""
 
 
 class Urgency(StrEnum):

@@ -9,16 +9,38 @@ judged by its checksum (Luhn, ABA, mod-97), its shape (ddd-dd-dddd) or a nearby 
 The rules lean towards suppressing: a false positive costs a readable number, a false negative puts a
 card number in Slack and in the database. Ordinary numbers are protected by requiring either a checksum
 or a keyword, never by guessing that a number "looks harmless".
+
+Text is judged as a person reads it: it is normalised first (NFKC, every decimal digit in ASCII, invisible
+characters dropped, one kind of space), and the redacted text is that normalised form. Every pattern here
+runs on RE2, which matches in time linear in its input, and the Python around it does bounded work per
+match or per digit group, so one hostile delivery cannot hold the interpreter for long. Patterns run on
+an ASCII *projection* of the text (same length, non-ASCII letters shown as "_", dashes as "-", currency
+signs as "$", other symbols as "~"), so RE2's ASCII classes mean what Python's Unicode ones did and
+positions map one to one.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import accumulate
+from typing import Any
+from urllib.parse import unquote_plus
 
-__all__ = ["Redacted", "SuppressedKind", "redact", "redact_value"]
+import re2
+
+__all__ = [
+    "Redacted",
+    "SuppressedKind",
+    "card_number_in",
+    "normalise",
+    "redact",
+    "redact_url",
+    "redact_value",
+]
 
 
 class SuppressedKind(StrEnum):
@@ -43,7 +65,144 @@ _EMPTY: frozenset[SuppressedKind] = frozenset()
 _W_CARD = 32  # cvv / expiry keyword -> value
 _W_BANK = 40  # bank and tax keyword -> value
 _W_AFTER = 20  # value -> keyword ("021000021 is my routing number")
+_W_REF = 12  # "invoice #" -> its number
 _MAX_TAIL_GAP = 16  # card -> cvv/expiry said straight after it
+# A card (19), expiry (6), security code (4) and a padded phone number or two, with room to spare.
+_MAX_CARD_RUN_DIGITS = 96
+
+
+def _re(pattern: str) -> Any:
+    return re2.compile(pattern)
+
+
+# google-re2's Python wrapper builds a Match object per match and, for str input, re-encodes the text
+# on every search; on text dense with numbers that, not the matching, was most of the cost. These helpers
+# call the compiled RE2 object it wraps (`_regexp.Match`, the same call its finditer makes) on bytes.
+_UNANCHORED = re2._Anchor.UNANCHORED
+_WHOLE = re2._Anchor.ANCHOR_BOTH
+
+
+def _matches_from(
+    pattern: Any, data: bytes, fits: Callable[[bytes, list[tuple[int, int]]], bool]
+) -> Iterator[list[tuple[int, int]]]:
+    """Matches that `fits` accepts; after a rejected one the search goes on from the next character.
+
+    This is what a lookaround does inside the engine: "5 / 04/27" first offers "5 / 04", which the
+    "/" after it rules out, and the real expiry starts inside that rejected match. A restart re-reads only
+    what the rejected match covered, and the patterns it is used with cannot nest long rejected matches.
+    """
+    regexp, pos, end = pattern._regexp, 0, len(data)
+    while pos < end:
+        spans: list[tuple[int, int]] = regexp.Match(_UNANCHORED, data, pos, end)
+        if spans[0][0] < 0:
+            return
+        if fits(data, spans):
+            yield spans
+            pos = spans[0][1]
+        else:
+            pos = spans[0][0] + 1
+
+
+def _fullmatch(pattern: Any, data: bytes) -> bool:
+    spans: list[tuple[int, int]] = pattern._regexp.Match(_WHOLE, data, 0, len(data))
+    return spans[0][0] >= 0
+
+
+def _search(pattern: Any, data: bytes) -> list[tuple[int, int]] | None:
+    spans: list[tuple[int, int]] = pattern._regexp.Match(_UNANCHORED, data, 0, len(data))
+    return spans if spans[0][0] >= 0 else None
+
+
+def _matches(pattern: Any, data: bytes) -> Iterator[list[tuple[int, int]]]:
+    """The spans (whole match, then each group; (-1, -1) if unset) of every match, left to right.
+
+    re2's own finditer loop, without its Match objects. No pattern used with it matches empty.
+    """
+    regexp, pos, end = pattern._regexp, 0, len(data)
+    while True:
+        spans: list[tuple[int, int]] = regexp.Match(_UNANCHORED, data, pos, end)
+        if spans[0][0] < 0:
+            return
+        yield spans
+        pos = spans[0][1]
+
+
+# --- normalisation and projection ---------------------------------------------------------------------
+class _NormaliseTable(dict[int, str | None]):
+    """str.translate table filled lazily: each code point is classified once per process."""
+
+    def __missing__(self, code: int) -> str | None:
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        out: str | None = ch
+        if category == "Cf":
+            out = None  # zero-width and other invisible characters would split a number unseen
+        elif category == "Zs":
+            out = " "
+        elif category in ("Zl", "Zp"):
+            out = "\n"
+        elif category == "Nd":
+            out = str(unicodedata.decimal(ch))
+        self[code] = out
+        return out
+
+
+_NORMALISE = _NormaliseTable()
+
+
+def normalise(text: str) -> str:
+    """What a person reads: NFKC, every decimal digit in ASCII, invisible characters gone, one kind of space.
+
+    Full-width and Arabic-Indic digits, zero-width characters, soft hyphens and narrow no-break spaces
+    can then no longer hide a number from redaction. Plain ASCII text is returned as it is.
+    """
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    return text if text.isascii() else text.translate(_NORMALISE)
+
+
+class _ProjectTable(dict[int, int]):
+    def __missing__(self, code: int) -> int:
+        ch = chr(code)
+        if code < 128:
+            out = code
+        elif ch.isalnum():
+            out = ord("_")  # a word character that no keyword, number word or country code contains
+        elif ch in "‘’ʼ′":
+            out = ord("'")
+        elif ch in "‐‑‒–−":
+            out = ord("-")
+        elif ch in "—―":
+            out = ord(";")  # a pause, not a joiner: em dashes join only loosely
+        elif unicodedata.category(ch) == "Sc":
+            out = ord("$")
+        elif ch.isspace():
+            out = ord(" ")
+        else:
+            out = ord("~")
+        self[code] = out
+        return out
+
+
+_PROJECT = _ProjectTable()
+
+
+def _project(text: str) -> bytes:
+    if text.isascii():
+        return text.encode("ascii")
+    return text.translate(_PROJECT).encode("ascii")
+
+
+_WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_DIGIT = frozenset(b"0123456789")
+_GLUE = frozenset(b".,:/")  # between two digits: one amount, time, date or ID, not two groups
+_GLUE_GAPS = frozenset({b".", b",", b":", b"/"})
+
+
+def _at(proj: bytes, i: int) -> int:
+    return proj[i] if 0 <= i < len(proj) else 32
+
 
 # --- spoken digits ------------------------------------------------------------------------------------
 _UNITS = {
@@ -69,46 +228,43 @@ def _alternation(words: dict[str, str] | dict[str, int]) -> str:
 
 # Everything this module removes contains a digit or a spoken number word; text with neither (most
 # analysis values, most sentences) is returned without running the scanner at all.
-_MAYBE_NUMBER = re.compile(
-    r"\d|\b(?:" + "|".join(sorted({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS}, key=len, reverse=True)) + r")\b",
-    re.IGNORECASE,
+_MAYBE_NUMBER = _re(
+    r"(?i)[0-9]|\b(?:" + "|".join(sorted({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS}, key=len, reverse=True))
+    + r")\b"
 )
 _NONZERO = {word: digit for word, digit in _UNITS.items() if digit != "0"}
-# A spoken word must stand alone: "o" in "o'clock" or "oh" in "ch_3ohps" is not a digit.
-_WB = r"(?<![\w'’])"
-_WE = r"(?![\w'’])"
-_TOKEN = re.compile(
-    rf"""
-    {_WB}(?:
-        (?P<mult>{_alternation(_MULTIPLIERS)})[\s-]+(?P<mu>{_alternation(_UNITS)})
-      | (?P<tens>{_alternation(_TENS)})(?:[\s-]+(?P<tu>{_alternation(_NONZERO)}){_WE})?
-      | (?P<teen>{_alternation(_TEENS)})
-      | (?P<unit>{_alternation(_UNITS)})
-    ){_WE}
-    # A digit group glued to letters, a currency sign, a "+" (E.164), or to other digits by "." "," ":"
-    # "/" is part of an ID, an amount, a phone number, a time or a date, never a separate group.
-    | (?P<num>(?<![\w$€£¥+])(?<![0-9][.,:/])[0-9]+(?![\w])(?![.,:/][0-9]))
-    """,
-    re.IGNORECASE | re.VERBOSE,
+# A spoken word must stand alone: "o" in "o'clock" or "oh" in "ch_3ohps" is not a digit. The character
+# before the word is part of the match (RE2 has no lookbehind); the one after is checked in Python.
+_SPOKEN = _re(
+    r"(?i)(?:^|[^0-9A-Za-z_'])(?:"
+    rf"(?P<mult>{_alternation(_MULTIPLIERS)})[\s-]+(?P<mu>{_alternation(_UNITS)})"
+    rf"|(?P<tens>{_alternation(_TENS)})(?:[\s-]+(?P<tu>{_alternation(_NONZERO)}))?"
+    rf"|(?P<teen>{_alternation(_TEENS)})"
+    rf"|(?P<unit>{_alternation(_UNITS)}))"
+)
+_G_MULT, _G_MU, _G_TENS, _G_TU, _G_TEEN, _G_UNIT = (
+    _SPOKEN.groupindex[name] for name in ("mult", "mu", "tens", "tu", "teen", "unit")
 )
 
-# Between two groups of one number. Digit groups only join on a single space or dash (how cards and
-# account numbers are written); anything looser would chain lists of invoice numbers into card-sized
-# runs. Once words are involved, speech rhythm rules: commas, full stops, "and", fillers.
-_STRICT_SEP = re.compile(r"[ \u00a0]|[ \u00a0]?[-–][ \u00a0]?")
-_LOOSE_SEP = re.compile(
-    r"(?:[\s,.;\-–—…]+|(?:and|slash|uh+|um+|uhm|erm?|ah+|hmm+)(?![\w]))+",
-    re.IGNORECASE,
-)
+# Written digit groups and what joins them. Any short run of spaces and punctuation is a separator, as
+# speech-to-text writes pauses ("4242. 4242."), French grouping writes spaces and payment forms write
+# dots; how strongly it joins is decided per gap (see _strict and _cards_in_chain).
+_CHAIN = _re(r"[0-9]+(?:[\s.,;:/\\|'~*-]{1,4}[0-9]+)*")
+_STRICT_GAPS = frozenset({b" ", b"-", b" -", b"- ", b" - "})
+
+# Between two groups of one number. Digit groups join on a single space or dash (how cards and account
+# numbers are written); looser punctuation only joins where a checksum and a brand agree (cards) or a
+# keyword asks (bank and tax IDs). Once words are involved, speech rhythm rules: commas, full stops,
+# "and", fillers.
+_LOOSE_SEP = _re(r"(?i)(?:[\s,.;~-]|and|slash|uh+|um+|uhm|erm?|ah+|hmm+)+")
 _MAX_LOOSE_GAP = 24
 
 # Hyphenated identifiers with a non-number word in them ("INV-2026-00017", "COVID-19") are one token;
 # their digit groups must not be read as a dashed number.
-_HYPHEN_CHAIN = re.compile(r"(?<![\w-])\w+(?:-\w+)+(?![\w-])")
+_HYPHEN_CHAIN = _re(r"[0-9A-Za-z_]+(?:-[0-9A-Za-z_]+)+")
 _NUMBER_WORDS = frozenset({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS, "and"})
-
 # Markers we wrote ourselves: redacting an already-redacted line must not redact the marker.
-_MARKER = re.compile(r"\[(?:card ending [0-9]{4}|redacted [a-z_]+)\]")
+_MARKER = _re(r"\[(?:card ending [0-9]{4}|redacted [a-z_]+)\]")
 
 # --- keywords -----------------------------------------------------------------------------------------
 _KEYWORDS: dict[str, str] = {
@@ -120,7 +276,7 @@ _KEYWORDS: dict[str, str] = {
     # Bare "code" only counts once a card or expiry has just been read ("exp 1228 code 123").
     "code": r"code",
     "expiry": (
-        r"exp(?:iry|iration|ires|ire|ired|iring)?\.?|valid\s+(?:thru|through|until|till)"
+        r"exp(?:iry|iration|iring|ired|ires|ire)?\.?|valid\s+(?:thru|through|until|till)"
         r"|good\s+(?:thru|through)|mm\s*/\s*yy"
     ),
     "routing": r"routing|aba|rtn|transit\s+number",
@@ -133,22 +289,27 @@ _KEYWORDS: dict[str, str] = {
     # right after a routing number or sort code.
     "account_weak": r"account",
     "iban": r"iban",
-    "taxid": r"tax\s*(?:id|identification|number|no|\#|reference)|taxpayer\s+id|tin",
+    "taxid": r"tax\s*(?:identification|id|number|no|\#|reference)|taxpayer\s+id|tin",
     "ssn": (
         r"ssns?|social\s+security|social|itin|f?ein|employer\s+(?:identification|id)"
         r"|taxpayer\s+identification"
     ),
     "vat": r"vat|v\.a\.t\.?|tva|iva|mwst|ust-?id(?:nr)?|btw",
     "tax": r"tax(?:es)?",
+    # A number right after its own label is that reference, whatever card or bank keyword came before:
+    # "the security code was wrong so invoice 1042" keeps 1042.
+    "ref": (
+        r"(?:invoice|inv|order|payment|pmt|ref|reference|ticket|case|receipt|confirmation|transaction"
+        r"|booking|claim)s?(?:\s*(?:numbers?|nos?\.?|num|ids?|\#))?"
+    ),
 }
-# The leading class holds every keyword's first letter; it lets most positions fail before the
-# alternation is tried (the keyword scan is the most expensive pass over a long transcript).
-_KEYWORD = re.compile(
-    r"(?<![\w])(?=[abcdefgimnrstuv])(?:"
-    + "|".join(rf"(?P<{name}>{pattern})(?![\w])" for name, pattern in _KEYWORDS.items())
-    + ")",
-    re.IGNORECASE,
+# The keyword must end at a word boundary: the character after it is part of the match (RE2 has no
+# lookahead), the character before it is checked in Python.
+_KEYWORD = _re(
+    "(?i)(?:" + "|".join(f"(?P<{name}>{pattern})" for name, pattern in _KEYWORDS.items())
+    + ")(?:[^0-9A-Za-z_]|$)"
 )
+_KEYWORD_GROUPS = [(_KEYWORD.groupindex[name], name) for name in _KEYWORDS]
 
 # --- written shapes -----------------------------------------------------------------------------------
 # IBAN lengths from the SWIFT registry (plus the French overseas territories that use FR's format).
@@ -166,54 +327,76 @@ _IBAN_LENGTHS: dict[str, int] = {
     "GF": 27, "GP": 27, "MQ": 27, "RE": 27, "PF": 27, "TF": 27, "YT": 27, "NC": 27, "PM": 27, "WF": 27,
     "BL": 27, "MF": 27, "AX": 18,
 }
-_IBAN_HEAD = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})([ -]?)([0-9]{2})")
+_IBAN_HEAD = _re(r"([A-Za-z]{2})([ -]?)([0-9]{2})")
+_IBAN_SEPS = frozenset(b" -.,/:;~")
 # A country code said or typed apart from the digits that follow it ("DE 89 3704 ...", "D E eight nine").
-_IBAN_CC_BEFORE = re.compile(r"(?<![A-Za-z0-9])([A-Z])\.?[ -]?([A-Z])\.?[ :-]*$")
+# Searched in a short slice that starts with one character of context (a space at the start of text).
+_IBAN_CC_BEFORE = _re(r"[^A-Za-z0-9]([A-Z])\.?[ -]?([A-Z])\.?[ :-]*$")
 
-_VAT = re.compile(
-    r"(?<![A-Za-z0-9])(?P<cc>ATU|CHE|AT|BE|BG|CY|CZ|DE|DK|EE|EL|GR|ES|FI|FR|GB|HR|HU|IE|IT|LT|LU|LV|MT"
+# A VAT ID's first chunk holds a digit; without that every English word starting "at", "be", "it"
+# would be a candidate. The character before the country code is part of the match: checked afterwards,
+# a rejected "AT GB123..." inside "VAT GB123..." would hide the real one behind it.
+_VAT = _re(
+    r"(?i)(?:^|[^A-Za-z0-9])(?P<cc>ATU|CHE|AT|BE|BG|CY|CZ|DE|DK|EE|EL|GR|ES|FI|FR|GB|HR|HU|IE|IT|LT|LU|LV|MT"
     r"|NL|NO|PL|PT|RO|SE|SI|SK|XI|EU)(?P<sep>[ .-]?)"
-    r"(?P<body>[0-9A-Z]+(?:[ .-][0-9A-Z]*[0-9][0-9A-Z]*)*)(?![A-Za-z0-9])",
-    re.IGNORECASE,
+    r"(?P<body>[0-9A-Z]*[0-9][0-9A-Z]*(?:[ .-][0-9A-Z]*[0-9][0-9A-Z]*)*)"
 )
-_VAT_CHUNK = re.compile(r"[0-9A-Z]+", re.IGNORECASE)
 
 _UNIT = r"(?:one|two|three|four|five|six|seven|eight|nine)"
 # "expires April 2027", "exp. dec 28", "valid thru December twenty twenty eight": a month name and a year.
-_MONTH_EXPIRY = re.compile(
-    r"(?<![\w])(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+_MONTH_EXPIRY = _re(
+    r"(?i)(?P<v>(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(?:of\s+)?"
-    r"(?:(?:20)?[0-9]{2}(?![0-9])"
+    r"(?:(?:20)?[0-9]{2}"
     rf"|twenty[\s-]+(?:twenty|thirty)(?:[\s-]+{_UNIT})?"
     rf"|two\s+thousand(?:\s+and)?(?:\s+(?:twenty|thirty))?(?:[\s-]+{_UNIT})?"
-    rf"|(?:oh|zero)[\s-]+{_UNIT}|(?:twenty|thirty)(?:[\s-]+{_UNIT})?)(?![\w])",
-    re.IGNORECASE,
+    rf"|(?:oh|zero)[\s-]+{_UNIT}|(?:twenty|thirty)(?:[\s-]+{_UNIT})?))(?:[^0-9A-Za-z_]|$)"
 )
 
-_SLASH_EXPIRY = re.compile(r"(?<![\w/.\-])(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[0-9]{2}(?![\w/]|[.,\-][0-9])")
+# Month, slash, year; the year is taken whole and its length checked in Python.
+_SLASH_EXPIRY = _re(r"(?:0?[1-9]|1[0-2])\s?/\s?([0-9]+)")
+
+def _at_word_start(proj: bytes, spans: list[tuple[int, int]]) -> bool:
+    start = spans[0][0]
+    return start == 0 or proj[start - 1] not in _WORD  # not "tin" in "Austin"
+
+
+def _slash_fits(proj: bytes, spans: list[tuple[int, int]]) -> bool:
+    (start, end), (year_start, _) = spans
+    before = _at(proj, start - 1)
+    if before in _WORD or before in b"/.-":
+        return False
+    year = end - year_start
+    if not (year == 2 or (year == 4 and proj[year_start : year_start + 2] == b"20")):
+        return False
+    after = _at(proj, end)
+    return not (after in _WORD or after == 47 or (after in b".,-" and _at(proj, end + 1) in _DIGIT))
+
 
 # What may sit between a card number and a security code or expiry read straight after it.
-_TAIL_GAP = re.compile(
-    r"(?:[\s,;:.()/\-–—]+|(?:and|then|uh+|um+)(?![\w])|(?:0?[1-9]|1[0-2])/(?:20)?[0-9]{2}(?![0-9]))*",
-    re.IGNORECASE,
-)
+_TAIL_GAP = _re(r"(?i)(?:[\s,;:.()/~-]|and|then|uh+|um+|(?:0?[1-9]|1[0-2])/(?:20)?[0-9]{2})*")
 
-_CARD_BRANDS = re.compile(
-    r"""
-      4(?:[0-9]{12}|[0-9]{15}|[0-9]{18})                                  # Visa
-    | (?:5[1-5][0-9]{2}|222[1-9]|22[3-9][0-9]|2[3-6][0-9]{2}|27[01][0-9]|2720)[0-9]{12}  # Mastercard
-    | 3[47][0-9]{13}                                                     # Amex
-    | (?:6011|64[4-9][0-9]|65[0-9]{2})[0-9]{12,15}                       # Discover
-    | 35(?:2[89]|[3-8][0-9])[0-9]{12,15}                                 # JCB
-    | 3(?:0[0-5]|[689][0-9])[0-9]{11,16}                                 # Diners
-    | 62[0-9]{14,17}                                                     # UnionPay
-    """,
-    re.VERBOSE,
+# Card brands by prefix and length (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay). Written as a
+# table rather than a pattern: it runs once per Luhn-valid window, and long runs have many windows.
+_BRANDS: tuple[tuple[int, int, frozenset[int]], ...] = (
+    (4, 4, frozenset({13, 16, 19})),
+    (51, 55, frozenset({16})),
+    (2221, 2720, frozenset({16})),
+    (34, 34, frozenset({15})),
+    (37, 37, frozenset({15})),
+    (6011, 6011, frozenset(range(16, 20))),
+    (644, 649, frozenset(range(16, 20))),
+    (65, 65, frozenset(range(16, 20))),
+    (3528, 3589, frozenset(range(16, 20))),
+    (300, 305, frozenset(range(14, 20))),
+    (36, 36, frozenset(range(14, 20))),
+    (38, 39, frozenset(range(14, 20))),
+    (62, 62, frozenset(range(16, 20))),
 )
 
 
 # --- data ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Tok:
     start: int
     end: int
@@ -232,7 +415,7 @@ class _Span:
 @dataclass(slots=True)
 class _Run:
     toks: list[_Tok]
-    seps: list[str]  # seps[i] sits between toks[i] and toks[i + 1]
+    seps: list[bytes]  # seps[i] sits between toks[i] and toks[i + 1]
 
     @property
     def start(self) -> int:
@@ -253,17 +436,32 @@ class _SlashExpiry:
     end: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A value found on a whole chain before runs are built; it still sets the flow for what follows."""
+
+    span: _Span
+    cardish: bool
+    bank: bool
+
+    @property
+    def start(self) -> int:
+        return self.span.start
+
+
 class _Keywords:
     """Keyword positions per category, for "is there one just before / just after this value"."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, proj: bytes) -> None:
         self._starts: dict[str, list[int]] = {name: [] for name in _KEYWORDS}
         self._ends: dict[str, list[int]] = {name: [] for name in _KEYWORDS}
-        for m in _KEYWORD.finditer(text):
-            name = m.lastgroup
-            if name is not None:
-                self._starts[name].append(m.start())
-                self._ends[name].append(m.end())
+        for spans in _matches_from(_KEYWORD, proj, _at_word_start):
+            for index, name in _KEYWORD_GROUPS:
+                s, e = spans[index]
+                if s >= 0:
+                    self._starts[name].append(s)
+                    self._ends[name].append(e)
+                    break
 
     def last_end_before(self, name: str, pos: int, window: int) -> int | None:
         ends = self._ends[name]
@@ -272,15 +470,17 @@ class _Keywords:
             return ends[i]
         return None
 
-    def near(self, name: str, start: int, end: int) -> bool:
+    def near(self, name: str, start: int, end: int, after: bool = True) -> bool:
         if self.last_end_before(name, start, _W_BANK) is not None:
             return True
+        if not after:
+            return False
         starts = self._starts[name]
         i = bisect_left(starts, end)
         return i < len(starts) and starts[i] - end <= _W_AFTER
 
-    def any_near(self, names: tuple[str, ...], start: int, end: int) -> bool:
-        return any(self.near(name, start, end) for name in names)
+    def any_near(self, names: tuple[str, ...], start: int, end: int, after: bool = True) -> bool:
+        return any(self.near(name, start, end, after) for name in names)
 
 
 @dataclass(slots=True)
@@ -293,15 +493,16 @@ class _Flow:
 
 
 # --- checksums ----------------------------------------------------------------------------------------
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
 def _luhn_ok(digits: str) -> bool:
     total = 0
-    for i, ch in enumerate(reversed(digits)):
+    double = False
+    for ch in reversed(digits):
         v = ord(ch) - 48
-        if i & 1:
-            v *= 2
-            if v > 9:
-                v -= 9
-        total += v
+        total += _LUHN_DOUBLE[v] if double else v
+        double = not double
     return total % 10 == 0
 
 
@@ -333,30 +534,185 @@ def _valid_expiry(digits: str) -> bool:
     return False
 
 
-# --- tokens and runs ----------------------------------------------------------------------------------
-def _tok(m: re.Match[str]) -> _Tok:
-    if (num := m.group("num")) is not None:
-        return _Tok(m.start(), m.end(), num, False)
-    if (mult := m.group("mult")) is not None:
-        digits = _UNITS[m.group("mu").lower()] * _MULTIPLIERS[mult.lower()]
-    elif (tens := m.group("tens")) is not None:
-        unit = m.group("tu")
-        digits = _TENS[tens.lower()] + (_UNITS[unit.lower()] if unit else "0")
-    elif (teen := m.group("teen")) is not None:
-        digits = _TEENS[teen.lower()]
-    else:
-        digits = _UNITS[m.group("unit").lower()]
-    return _Tok(m.start(), m.end(), digits, True)
+def _brand_lengths(prefix: int) -> frozenset[int]:
+    lengths: set[int] = set()
+    for low, high, allowed in _BRANDS:
+        width = len(str(low))
+        if low <= prefix // 10 ** (4 - width) <= high:
+            lengths |= allowed
+    return frozenset(lengths)
 
 
-def _barriers(text: str) -> list[tuple[int, int]]:
-    spans = [(m.start(), m.end()) for m in _MARKER.finditer(text)]
-    for m in _HYPHEN_CHAIN.finditer(text):
-        parts = m.group().split("-")
+# Card lengths each four-digit prefix may have: one lookup per candidate number.
+_BRAND_LENGTHS = [_brand_lengths(prefix) for prefix in range(10_000)]
+
+
+def _branded(number: str) -> bool:
+    return len(number) in _BRAND_LENGTHS[int(number[:4])]
+
+
+_VALUE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED = bytes.maketrans(b"0123456789", bytes(_LUHN_DOUBLE))
+
+
+class _Luhn:
+    """Luhn sums of any slice of one digit string in constant time, from two prefix sums.
+
+    In a window ending at offset b, the digits at offsets of the other parity than b - 1 are doubled;
+    one prefix sum per parity of b turns each window's check into one subtraction, so a run's windows
+    cost what its digits cost, not 13-19 times that.
+    """
+
+    def __init__(self, digits: str) -> None:
+        raw = digits.encode("ascii")
+        plain, doubled = raw.translate(_VALUE), raw.translate(_DOUBLED)
+        odd_doubled, even_doubled = bytearray(plain), bytearray(plain)
+        odd_doubled[1::2] = doubled[1::2]
+        even_doubled[0::2] = doubled[0::2]
+        # Window ending at b: b - 1 even (b odd) doubles odd offsets, b - 1 odd (b even) even ones.
+        self.sums = ([0, *accumulate(even_doubled)], [0, *accumulate(odd_doubled)])  # by b's parity
+
+    def ok(self, a: int, b: int) -> bool:
+        sums = self.sums[b & 1]
+        return (sums[b] - sums[a]) % 10 == 0
+
+
+# --- tokens, chains and runs --------------------------------------------------------------------------
+def _spoken_tokens(proj: bytes) -> list[_Tok]:
+    toks: list[_Tok] = []
+    for spans in _matches(_SPOKEN, proj):
+        mult, mu, tens, tu, teen, unit = spans[_G_MULT : _G_UNIT + 1]
+        end = spans[0][1]
+        ok = not _stuck(proj, end)
+        if mult[0] >= 0:
+            digits = _UNITS[_word(proj, mu)] * _MULTIPLIERS[_word(proj, mult)]
+            start = mult[0]
+        elif tens[0] >= 0:
+            start = tens[0]
+            if tu[0] >= 0 and ok:
+                digits = _TENS[_word(proj, tens)] + _UNITS[_word(proj, tu)]
+            else:
+                # "forty twofold": the tens word stands alone if the unit after it does not.
+                end = tens[1]
+                ok = not _stuck(proj, end)
+                digits = _TENS[_word(proj, tens)] + "0"
+        elif teen[0] >= 0:
+            start, digits = teen[0], _TEENS[_word(proj, teen)]
+        else:
+            start, digits = unit[0], _UNITS[_word(proj, unit)]
+        if ok:
+            toks.append(_Tok(start, end, digits, True))
+    return toks
+
+
+def _stuck(proj: bytes, end: int) -> bool:
+    """Whether a word ending at `end` runs on into another word ("four" in "fourth", "o" in "o'clock")."""
+    return end < len(proj) and (proj[end] in _WORD or proj[end] == 39)
+
+
+def _word(proj: bytes, span: tuple[int, int]) -> str:
+    return _SPOKEN_WORDS[proj[span[0] : span[1]].lower()]
+
+
+_SPOKEN_WORDS = {word.encode("ascii"): word for word in (*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS)}
+
+
+@dataclass(slots=True)
+class _Chain:
+    """Digit groups joined by short runs of spaces and punctuation, as they stand in the text."""
+
+    groups: list[tuple[int, int]]
+    seps: list[bytes]
+
+
+def _chains(proj: bytes) -> list[_Chain]:
+    chains: list[_Chain] = []
+    for (start, end), *_ in _matches(_CHAIN, proj):
+        seg = proj[start:end]
+        if seg.isdigit():  # most numbers stand alone
+            chains.append(_Chain([(start, end)], []))
+            continue
+        groups: list[tuple[int, int]] = []
+        seps: list[bytes] = []
+        pos = 0
+        for part in seg.translate(_DIGITS_ONLY).split():
+            at = seg.index(part, pos)
+            if groups:
+                seps.append(seg[pos:at])
+            groups.append((start + at, start + at + len(part)))
+            pos = at + len(part)
+        chains.append(_Chain(groups, seps))
+    return chains
+
+
+_DIGITS_ONLY = bytes(b if b in _DIGIT else 32 for b in range(256))
+
+
+def _trim(chains: list[_Chain], taken: list[tuple[int, int]]) -> list[_Chain]:
+    """The chains without the groups already taken (by an IBAN, say), split where a group was removed."""
+    out: list[_Chain] = []
+    for chain in chains:
+        groups, seps = chain.groups, chain.seps
+        if _outside(taken, groups[0][0], groups[-1][1]):
+            out.append(chain)
+            continue
+        cur: _Chain | None = None
+        for k, (start, end) in enumerate(groups):
+            if not _outside(taken, start, end):
+                cur = None
+            elif cur is None:
+                cur = _Chain([(start, end)], [])
+                out.append(cur)
+            else:
+                cur.groups.append((start, end))
+                cur.seps.append(seps[k - 1])
+    return out
+
+
+def _written_tokens(text: str, proj: bytes, chains: list[_Chain]) -> list[_Tok]:
+    """Digit groups that stand alone: not glued by "." "," ":" "/" to other digits, letters, "$" or "+".
+
+    A group glued that way is part of an amount, a time, a date or an ID ("$1,249.00", "10:30",
+    "INV2026"); only the chain pass may still read it as part of a card or, after a keyword, a bank or
+    tax ID.
+    """
+    toks: list[_Tok] = []
+    for chain in chains:
+        groups, seps = chain.groups, chain.seps
+        if not seps:
+            start, end = groups[0]
+            if not _glued_edge(proj, start, -1) and not _glued_edge(proj, end, 0):
+                toks.append(_Tok(start, end, text[start:end], False))
+            continue
+        # A group is glued to its neighbour in the chain by a one-character "." "," ":" or "/".
+        glued = [sep in _GLUE_GAPS for sep in seps]
+        free = [not _glued_edge(proj, groups[0][0], -1), *(not g for g in glued)]
+        for k, g in enumerate(glued):
+            free[k] = free[k] and not g
+        free[-1] = free[-1] and not _glued_edge(proj, groups[-1][1], 0)
+        toks.extend(
+            _Tok(start, end, text[start:end], False)
+            for (start, end), ok in zip(groups, free, strict=True)
+            if ok
+        )
+    return toks
+
+
+def _barriers(proj: bytes) -> list[tuple[int, int]]:
+    spans = [m[0] for m in _matches(_MARKER, proj)]
+    for (start, end), *_ in _matches(_HYPHEN_CHAIN, proj):
+        if _at(proj, start - 1) == 45 or _at(proj, end) == 45:  # a dangling "-" on either side
+            continue
+        if start > 0 and proj[start - 1] in _WORD:
+            continue
+        parts = proj[start:end].decode("ascii").split("-")
         digits = sum(len(p) for p in parts if p.isdigit())
+        words = [p for p in parts if not p.isdigit() and p.lower() not in _NUMBER_WORDS]
         # A card glued to a label ("ref-4242424242424242") is still a card: only short IDs are shielded.
-        if 0 < digits < 13 and any(not p.isdigit() and p.lower() not in _NUMBER_WORDS for p in parts):
-            spans.append((m.start(), m.end()))
+        # A shielded group can still be part of a card ("Visa-4111 1111 1111 1111"): the chain pass
+        # reads across barriers, with a brand and a checksum.
+        if 0 < digits < 13 and words:
+            spans.append((start, end))
     return spans
 
 
@@ -378,46 +734,78 @@ def _outside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
     return i + 1 >= len(spans) or spans[i + 1][0] >= end
 
 
-def _runs(text: str, toks: list[_Tok]) -> list[_Run]:
-    loose: list[_Run] = []
+def _free(toks: list[_Tok], spans: list[tuple[int, int]]) -> list[_Tok]:
+    """The tokens (sorted by start) that overlap none of the spans (sorted, merged), in one sweep."""
+    out: list[_Tok] = []
+    k, n = 0, len(spans)
     for tok in toks:
-        if loose:
-            prev = loose[-1].toks[-1]
-            gap = text[prev.end : tok.start]
-            if len(gap) <= _MAX_LOOSE_GAP and _LOOSE_SEP.fullmatch(gap):
-                loose[-1].toks.append(tok)
-                loose[-1].seps.append(gap)
-                continue
-        loose.append(_Run([tok], []))
-    out: list[_Run] = []
-    for run in loose:
-        if any(t.spoken for t in run.toks):
-            out.append(run)
-            continue
-        cur = _Run([run.toks[0]], [])
-        for sep, tok in zip(run.seps, run.toks[1:], strict=True):
-            if _STRICT_SEP.fullmatch(sep):
-                cur.toks.append(tok)
-                cur.seps.append(sep)
-            else:
-                out.append(cur)
-                cur = _Run([tok], [])
-        out.append(cur)
+        while k < n and spans[k][1] <= tok.start:
+            k += 1
+        if k == n or spans[k][0] >= tok.end:
+            out.append(tok)
     return out
 
 
-def _date_at(run: _Run, i: int) -> bool:
-    if i + 2 >= len(run.toks):
-        return False
-    a, b, c = run.toks[i : i + 3]
-    if a.spoken or b.spoken or c.spoken:
-        return False
-    if run.seps[i].strip() not in ("-", "–") or run.seps[i + 1].strip() not in ("-", "–"):
-        return False
-    if (len(a.digits), len(b.digits), len(c.digits)) == (4, 2, 2):
-        year, month, day = a.digits, int(b.digits), int(c.digits)
-    elif len(a.digits) <= 2 and len(b.digits) <= 2 and len(c.digits) == 4:
-        year, month, day = c.digits, int(a.digits), int(b.digits)
+def _loose(gap: bytes) -> bool:
+    if not gap.translate(None, b" \t\n\r,.;~-"):
+        return True  # punctuation and spaces only: no need to ask the regex
+    return _fullmatch(_LOOSE_SEP, gap)
+
+
+def _runs(proj: bytes, toks: list[_Tok]) -> list[_Run]:
+    """Tokens joined by loose separators; written-only runs are then cut wherever a gap is not strict."""
+    out: list[_Run] = []
+    run_toks: list[_Tok] = []
+    run_seps: list[bytes] = []
+    spoken = False
+    prev_end = 0
+    for tok in toks:
+        if run_toks and tok.start - prev_end <= _MAX_LOOSE_GAP:
+            gap = proj[prev_end : tok.start]
+            if gap in _STRICT_GAPS or _loose(gap):
+                run_toks.append(tok)
+                run_seps.append(gap)
+                spoken = spoken or tok.spoken
+                prev_end = tok.end
+                continue
+        if run_toks:
+            _close_run(out, run_toks, run_seps, spoken)
+        run_toks, run_seps, spoken, prev_end = [tok], [], tok.spoken, tok.end
+    if run_toks:
+        _close_run(out, run_toks, run_seps, spoken)
+    return out
+
+
+def _close_run(out: list[_Run], toks: list[_Tok], seps: list[bytes], spoken: bool) -> None:
+    # Once words are involved, speech rhythm joins the run; digits alone only join on strict gaps.
+    if spoken or all(sep in _STRICT_GAPS for sep in seps):
+        _keep_run(out, _Run(toks, seps))
+        return
+    cur = _Run([toks[0]], [])
+    for sep, tok in zip(seps, toks[1:], strict=True):
+        if sep in _STRICT_GAPS:
+            cur.toks.append(tok)
+            cur.seps.append(sep)
+        else:
+            _keep_run(out, cur)
+            cur = _Run([tok], [])
+    _keep_run(out, cur)
+
+
+def _keep_run(out: list[_Run], run: _Run) -> None:
+    # Fewer than three digits is nothing this module removes, and such a run leaves the flow as it was.
+    if len(run.toks) > 2 or sum(len(t.digits) for t in run.toks) > 2:
+        out.append(run)
+
+
+_DASHES = (b"-", b" -", b"- ", b" - ")
+
+
+def _date_digits(a: str, b: str, c: str) -> bool:
+    if (len(a), len(b), len(c)) == (4, 2, 2):
+        year, month, day = a, int(b), int(c)
+    elif len(a) <= 2 and len(b) <= 2 and len(c) == 4:
+        year, month, day = c, int(a), int(b)
         if month > 12:
             month, day = day, month
     else:
@@ -425,47 +813,22 @@ def _date_at(run: _Run, i: int) -> bool:
     return year[:2] in ("19", "20") and 1 <= month <= 12 and 1 <= day <= 31
 
 
+def _date_at(run: _Run, i: int) -> bool:
+    if i + 2 >= len(run.toks) or run.seps[i] not in _DASHES or run.seps[i + 1] not in _DASHES:
+        return False
+    a, b, c = run.toks[i : i + 3]
+    if a.spoken or b.spoken or c.spoken:
+        return False
+    return _date_digits(a.digits, b.digits, c.digits)
+
+
 def _is_date(run: _Run) -> bool:
     return len(run.toks) == 3 and _date_at(run, 0)
 
 
 # --- classification -----------------------------------------------------------------------------------
-def _card_windows(run: _Run) -> list[tuple[int, int]]:
-    """Non-overlapping token windows that are Luhn-valid 13-19 digit card numbers.
-
-    A run can hold more than the card ("oh, four two ..." or a CVV read straight after), so every
-    token-aligned window is tried and the set covering the most digits wins; ties go to windows that
-    look like a real brand, then to the later window, because speakers pad the front ("oh", "uh, one").
-    """
-    toks = run.toks
-    m = len(toks)
-    # A window may swallow a dashed date whole but not start or end inside one: "2026-11-22 5512345..."
-    # is a date and a number, and "11-22 5512345..." a coincidence.
-    dates = [i for i in range(m - 2) if _date_at(run, i)]
-    digits = "".join(t.digits for t in toks)
-    offsets = [0]
-    for t in toks:
-        offsets.append(offsets[-1] + len(t.digits))
-    candidates: list[list[tuple[int, int]]] = [[] for _ in range(m)]
-    for i in range(m):
-        for j in range(i, m):
-            length = offsets[j + 1] - offsets[i]
-            if length > 19:
-                break
-            if length < 13:
-                continue
-            number = digits[offsets[i] : offsets[j + 1]]
-            if not _luhn_ok(number) or _looks_like_epoch_ms(toks, i, j, number):
-                continue
-            if any(i <= d + 2 and j >= d and not (i <= d and j >= d + 2) for d in dates):
-                continue
-            # A stray number word next to a written number ("call 12137771234, twenty minutes") is not
-            # a card read half aloud; someone switching to words says at least a group of them.
-            spoken = sum(len(t.digits) for t in toks[i : j + 1] if t.spoken)
-            if 0 < spoken < 4:
-                continue
-            score = length * 100 + (10 if _CARD_BRANDS.fullmatch(number) else 0)
-            candidates[i].append((j, score))
+def _best_windows(m: int, candidates: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """The set of non-overlapping windows with the highest total score (a linear dynamic programme)."""
     best = [0] * (m + 1)
     choice: list[int | None] = [None] * (m + 1)
     for k in range(m - 1, -1, -1):
@@ -485,6 +848,60 @@ def _card_windows(run: _Run) -> list[tuple[int, int]]:
     return windows
 
 
+def _crosses_date(dates: set[int], i: int, j: int) -> bool:
+    # A window may swallow a dashed date whole but not start or end inside one: "2026-11-22 5512345..."
+    # is a date and a number, and "11-22 5512345..." a coincidence. Windows span at most 19 tokens, so
+    # looking up the few date starts that could touch one keeps this linear in the run.
+    return any(d in dates and not (i <= d and j >= d + 2) for d in range(i - 2, j + 1))
+
+
+def _card_windows(run: _Run) -> list[tuple[int, int]]:
+    """Non-overlapping token windows that are Luhn-valid 13-19 digit card numbers.
+
+    A run can hold more than the card ("oh, four two ..." or a CVV read straight after), so every
+    token-aligned window is tried and the set covering the most digits wins; ties go to windows that
+    look like a real brand, then to the later window, because speakers pad the front ("oh", "uh, one").
+    """
+    toks = run.toks
+    m = len(toks)
+    digits = "".join(t.digits for t in toks)
+    if len(digits) < 13:
+        return []
+    if len(digits) > _MAX_CARD_RUN_DIGITS:
+        # Nobody reads a card, its expiry and its code in one breath as more than this many digits: a
+        # longer unbroken run is a blob to suppress whole, not a few hundred thousand windows to score.
+        return [(0, m - 1)]
+    # Every date has a four-digit year at one end; looking for those first keeps long runs cheap.
+    years = [i for i, t in enumerate(toks) if len(t.digits) == 4]
+    dates = {i for y in years for i in (y, y - 2) if i >= 0 and _date_at(run, i)}
+    offsets = [0, *accumulate(len(t.digits) for t in toks)]
+    spoken_digits = [0, *accumulate(len(t.digits) if t.spoken else 0 for t in toks)]
+    even_end, odd_end = _Luhn(digits).sums
+    candidates: list[list[tuple[int, int]]] = [[] for _ in range(m)]
+    for i in range(m):
+        a = offsets[i]
+        # Only windows ending 13-19 digits after this start can be cards; jump straight to them.
+        for j in range(max(i, bisect_left(offsets, a + 13) - 1), bisect_right(offsets, a + 19) - 1):
+            b = offsets[j + 1]
+            sums = odd_end if b & 1 else even_end  # the Luhn check, inlined: this loop is the hot one
+            if (sums[b] - sums[a]) % 10:
+                continue
+            length = b - a
+            number = digits[a:b]
+            if _looks_like_epoch_ms(toks, i, j, number):
+                continue
+            if dates and _crosses_date(dates, i, j):
+                continue
+            # A stray number word next to a written number ("call 12137771234, twenty minutes") is not
+            # a card read half aloud; someone switching to words says at least a group of them.
+            spoken = spoken_digits[j + 1] - spoken_digits[i]
+            if 0 < spoken < 4:
+                continue
+            score = length * 100 + (10 if _branded(number) else 0)
+            candidates[i].append((j, score))
+    return _best_windows(m, candidates)
+
+
 def _looks_like_epoch_ms(toks: list[_Tok], i: int, j: int, number: str) -> bool:
     # Millisecond timestamps (13 digits, 1000000000000-1999999999999) fill logs and webhook bodies;
     # no card brand issues 13-digit numbers starting with 1.
@@ -500,39 +917,38 @@ def _tail_kinds(digits: str) -> frozenset[SuppressedKind]:
     return frozenset({SuppressedKind.CARD_EXPIRY, SuppressedKind.CARD_SECURITY_CODE})
 
 
-def _tight_gap(text: str, start: int, end: int) -> bool:
-    return 0 <= end - start <= _MAX_TAIL_GAP and _TAIL_GAP.fullmatch(text, start, end) is not None
-
-
 _BANKISH = ("routing", "sort")
 
 
-def _keyword_kind(kw: _Keywords, run: _Run, digits: str, after_bank: bool) -> SuppressedKind | None:
-    n, start, end = len(digits), run.start, run.end
-    if kw.near("routing", start, end) and _aba_ok(digits):
+def _keyword_kind(
+    kw: _Keywords, start: int, end: int, digits: str, after_bank: bool, after: bool = True
+) -> SuppressedKind | None:
+    """The kind a keyword gives the value; `after` allows the keyword to follow it ("... is my SSN")."""
+    n = len(digits)
+    if kw.near("routing", start, end, after) and _aba_ok(digits):
         return SuppressedKind.BANK_ACCOUNT
-    if n == 6 and kw.near("sort", start, end):
+    if n == 6 and kw.near("sort", start, end, after):
         return SuppressedKind.BANK_ACCOUNT
-    if 6 <= n <= 17 and kw.near("account", start, end):
+    if 6 <= n <= 17 and kw.near("account", start, end, after):
         return SuppressedKind.BANK_ACCOUNT
     if (
         6 <= n <= 17
-        and kw.near("account_weak", start, end)
+        and kw.near("account_weak", start, end, after)
         and (after_bank or any(kw.last_end_before(name, start, 2 * _W_BANK) is not None for name in _BANKISH))
     ):
         return SuppressedKind.BANK_ACCOUNT
     # Routing and account read in one breath: a valid routing number at either end of the run.
     if (
         15 <= n <= 26
-        and kw.any_near(("routing", "account"), start, end)
+        and kw.any_near(("routing", "account"), start, end, after)
         and (_aba_ok(digits[:9]) or _aba_ok(digits[-9:]))
     ):
         return SuppressedKind.BANK_ACCOUNT
-    if 10 <= n <= 34 and kw.near("iban", start, end):
+    if 10 <= n <= 34 and kw.near("iban", start, end, after):
         return SuppressedKind.IBAN
-    if n == 9 and kw.near("ssn", start, end):
+    if n == 9 and kw.near("ssn", start, end, after):
         return SuppressedKind.TAX_ID
-    if 8 <= n <= 12 and kw.any_near(("taxid", "vat"), start, end):
+    if 8 <= n <= 12 and kw.any_near(("taxid", "vat"), start, end, after):
         return SuppressedKind.TAX_ID
     return None
 
@@ -541,117 +957,308 @@ def _shape_kind(run: _Run) -> SuppressedKind | None:
     if any(t.spoken for t in run.toks):
         return None
     lengths = tuple(len(t.digits) for t in run.toks)
-    if lengths == (3, 2, 4) and all(s.strip() in ("", "-", "–") for s in run.seps):
+    if lengths == (3, 2, 4) and all(s.strip() in (b"", b"-") for s in run.seps):
         return SuppressedKind.TAX_ID  # SSN, and ITIN (9xx-7x-xxxx) which shares the shape
-    if lengths == (2, 7) and run.seps[0].strip() in ("-", "–"):
+    if lengths == (2, 7) and run.seps[0].strip() == b"-":
         return SuppressedKind.TAX_ID  # EIN
     return None
 
 
+# --- chains: what only punctuation separates ----------------------------------------------------------
+_MAX_CHAIN_KEYWORD_DIGITS = 34  # the longest bank or tax ID (an IBAN body)
+
+
+def _pure_strict(chain: _Chain) -> bool:
+    return all(sep in _STRICT_GAPS for sep in chain.seps)
+
+
+def _chain_dates(proj: bytes, chain: _Chain) -> set[int]:
+    """Group indexes where a date (2026-11-22, 11/22/2026, 22.11.2026) starts."""
+    groups, seps = chain.groups, chain.seps
+    dates: set[int] = set()
+    years = [k for k, (s, e) in enumerate(groups) if e - s == 4]
+    for i in sorted({i for y in years for i in (y, y - 2) if 0 <= i < len(groups) - 2}):
+        a, b = seps[i].strip(), seps[i + 1].strip()
+        if a != b or a not in (b"-", b"/", b"."):
+            continue
+        lengths = [e - s for s, e in groups[i : i + 3]]
+        if lengths != [4, 2, 2] and not (lengths[0] <= 2 and lengths[1] <= 2 and lengths[2] == 4):
+            continue
+        parts = [proj[s:e].decode("ascii") for s, e in groups[i : i + 3]]
+        if _date_digits(*parts):
+            dates.add(i)
+    return dates
+
+
+def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """Card numbers whose groups are joined by any punctuation, glued to a label, or split by a barrier.
+
+    Everything here needs more than a checksum, or lists of invoice numbers and amounts would turn into
+    cards: the number must be Luhn-valid AND fit a card brand's prefix and length, and every part of it
+    but the last, as set off by anything other than a single space or dash, must hold at least three
+    digits ("4242. 4242." yes, "49.99, 59.00" no). Windows the run pass reads anyway (single spaces and
+    dashes between free-standing groups) come back unclaimed: left to it, they still tell that the chain
+    holds a card.
+    """
+    groups, seps = chain.groups, chain.seps
+    m = len(groups)
+    sizes = [e - s for s, e in groups]
+    offsets = [0, *accumulate(sizes)]
+    if offsets[-1] < 13:
+        return []
+    digits = b"".join(proj[s:e] for s, e in groups).decode("ascii")
+    luhn = _Luhn(digits)
+    strict = [sep in _STRICT_GAPS for sep in seps]
+    fenced = [not _outside(blocked, s, e) for s, e in groups]
+    dates: set[int] | None = None
+    candidates: list[list[tuple[int, int]]] = [[] for _ in range(m)]
+    claimed: dict[tuple[int, int], bool] = {}
+    for i in range(m):
+        segment = sizes[i]  # digits since the last loose separator
+        needs_brand = fenced[i] or _glued_edge(proj, groups[i][0], -1)
+        a = offsets[i]
+        for j in range(i, m):
+            if j > i:
+                if strict[j - 1]:
+                    segment += sizes[j]
+                elif segment < 3:
+                    break  # a part of fewer than three digits: an amount's cents, a list of small numbers
+                else:
+                    segment = sizes[j]
+                    needs_brand = True
+                needs_brand = needs_brand or fenced[j]
+            b = offsets[j + 1]
+            if b - a > 19:
+                break
+            if b - a < 13 or not luhn.ok(a, b):
+                continue
+            if not _branded(digits[a:b]):
+                continue
+            if dates is None:
+                dates = _chain_dates(proj, chain)
+            if dates and _crosses_date(dates, i, j):
+                continue
+            claimed[(i, j)] = needs_brand or _glued_edge(proj, groups[j][1], 0)
+            # At equal length a window written as cards are written wins: the run pass reads it the same.
+            candidates[i].append((j, 10 * (b - a) + (0 if claimed[(i, j)] else 1)))
+    return [(i, j, claimed[(i, j)]) for i, j in _best_windows(m, candidates)]
+
+
+def _glued_edge(proj: bytes, pos: int, side: int) -> bool:
+    """Whether a digit group's edge at `pos` is glued to what is beside it (side -1: before, 0: after).
+
+    Letters glue on either side ("INV2026", "4242abc"), "$" and "+" before ("$1249", "+1213..."), and
+    "." "," ":" "/" followed by a digit ("1,249", "10:30").
+    """
+    ch = _at(proj, pos + side)
+    if ch in _WORD or (side and ch in (36, 43)):
+        return True
+    return ch in _GLUE and _at(proj, pos + side + (-1 if side else 1)) in _DIGIT
+
+
+def _amount_or_date(proj: bytes, chain: _Chain) -> bool:
+    """A chain that reads as money, a date or a time is not a bank or tax ID, whatever keyword is near."""
+    groups, seps = chain.groups, chain.seps
+    start, end = groups[0][0], groups[-1][1]
+    if 36 in (_at(proj, start - 1), _at(proj, start - 2), _at(proj, end), _at(proj, end + 1)):
+        return True  # "$1,249.00", "$ 1 249", "1.249,00 €"
+    sizes = [e - s for s, e in groups]
+    for k, sep in enumerate(seps):
+        if sep == b":" or (sep == b"/" and sizes[k] <= 2 and sizes[k + 1] <= 2):
+            return True  # a time, or a month and year
+    if _amount_shape(sizes, seps):
+        return True
+    return _money_after(proj, end) or bool(_chain_dates(proj, chain))
+
+
+def _amount_shape(sizes: list[int], seps: list[bytes]) -> bool:
+    """ "1249.00", "1,249.00", "12.345,67": thousands in threes, then cents, glued by "." or ","."""
+    if not seps or any(sep not in (b".", b",") for sep in seps) or sizes[-1] != 2:
+        return False
+    return len(seps) == 1 or (sizes[0] <= 3 and all(size == 3 for size in sizes[1:-1]))
+
+
+_CURRENCY_WORDS = (b"usd", b"eur", b"gbp", b"cad", b"aud", b"dollar", b"euro", b"pound", b"buck")
+
+
+def _money_after(proj: bytes, end: int) -> bool:
+    """Whether a currency follows the number ("123 dollars", "1249 USD"): then it is an amount."""
+    return proj[end : end + 10].lstrip().lower().startswith(_CURRENCY_WORDS)
+
+
+# --- the redactor -------------------------------------------------------------------------------------
 class _Redactor:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.kw = _Keywords(text)
+        self.proj = _project(text)
+        self.kw = _Keywords(self.proj)
         self.spans: list[_Span] = []
         self.flow = _Flow()
 
     def run(self) -> None:
-        text = self.text
+        proj = self.proj
         self._written_shapes()
         taken = _merge([(s.start, s.end) for s in self.spans])
-        slashes = [
-            _SlashExpiry(m.start(), m.end())
-            for m in _SLASH_EXPIRY.finditer(text)
-            if _outside(taken, m.start(), m.end())
-        ]
-        blocked = _merge([*taken, *_barriers(text), *((s.start, s.end) for s in slashes)])
-        toks = [_tok(m) for m in _TOKEN.finditer(text)]
-        toks = [t for t in toks if _outside(blocked, t.start, t.end)]
-        items: list[_Run | _SlashExpiry] = [*_runs(text, toks), *slashes]
+        chains = _trim(_chains(proj), taken)
+        barriers = _barriers(proj)
+        found = self._chain_finds(chains, _merge(barriers))
+        slashes = self._slashes(_merge([*taken, *((f.span.start, f.span.end) for f in found)]))
+        # What the chain pass found stays open to the run pass: where the two read a number differently
+        # ("4242 4242 4242 4242-123. 021000021") the union of both is suppressed, never the difference.
+        blocked = _merge([*taken, *barriers, *((s.start, s.end) for s in slashes)])
+        toks = [*_written_tokens(self.text, proj, chains), *_spoken_tokens(proj)]
+        toks.sort(key=lambda t: t.start)
+        toks = _free(toks, blocked)
+        items: list[_Run | _SlashExpiry | _Found] = [*_runs(proj, toks), *slashes, *found]
         items.sort(key=lambda item: item.start)
         for item in items:
+            if isinstance(item, _Run) and item.end <= self.flow.last_end:
+                continue  # inside a number the chain pass already took; it must not reset the flow
             if isinstance(item, _SlashExpiry):
                 self._slash_expiry(item)
+            elif isinstance(item, _Found):
+                self.spans.append(item.span)
+                self._settle(item.span.end, cardish=item.cardish, bank=item.bank)
             else:
                 self._run(item)
 
+    def _slashes(self, taken: list[tuple[int, int]]) -> list[_SlashExpiry]:
+        proj = self.proj
+        out: list[_SlashExpiry] = []
+        for (start, end), _ in _matches_from(_SLASH_EXPIRY, proj, _slash_fits):
+            if _outside(taken, start, end):
+                out.append(_SlashExpiry(start, end))
+        return out
+
+    def _chain_finds(self, chains: list[_Chain], blocked: list[tuple[int, int]]) -> list[_Found]:
+        found: list[_Found] = []
+        flow_bank = False
+        for chain in chains:
+            groups = chain.groups
+            if len(groups) == 1 and groups[0][1] - groups[0][0] < 13:
+                continue  # too short for a card, and a lone group is the run pass's to judge
+            clean = _pure_strict(chain) and not _glued_edge(self.proj, groups[0][0], -1)
+            clean = clean and not _glued_edge(self.proj, groups[-1][1], 0)
+            if clean and _outside(blocked, groups[0][0], groups[-1][1]):
+                continue  # single spaces and dashes between free-standing groups: the run pass reads it
+            windows = _cards_in_chain(self.proj, chain, blocked)
+            for i, j, claimed in windows:
+                if not claimed:
+                    continue  # the run pass reads it, and reads what follows it
+                number = "".join(self.text[s:e] for s, e in groups[i : j + 1])
+                span = _Span(groups[i][0], groups[j][1], frozenset({SuppressedKind.CARD_NUMBER}), number[-4:])
+                found.append(_Found(span, cardish=True, bank=False))
+            if windows or _pure_strict(chain):
+                continue
+            kind = self._chain_keyword_kind(chain, flow_bank)
+            if kind is not None:
+                span = _Span(groups[0][0], groups[-1][1], frozenset({kind}))
+                flow_bank = kind is SuppressedKind.BANK_ACCOUNT
+                found.append(_Found(span, cardish=False, bank=flow_bank))
+        return found
+
+    def _chain_keyword_kind(self, chain: _Chain, after_bank: bool) -> SuppressedKind | None:
+        """"SSN 123.45.6789", "routing 021.000.021": a keyword names a value whatever its punctuation."""
+        groups = chain.groups
+        start, end = groups[0][0], groups[-1][1]
+        if sum(e - s for s, e in groups) > _MAX_CHAIN_KEYWORD_DIGITS or _amount_or_date(self.proj, chain):
+            return None
+        if self._labelled_reference(start):
+            return None
+        digits = "".join(self.text[s:e] for s, e in groups)
+        # Only a keyword before the value: after it, a loose chain is as likely the end of a list.
+        return _keyword_kind(self.kw, start, end, digits, after_bank, after=False)
+
+    def _labelled_reference(self, start: int) -> bool:
+        """Whether the value right after `start` is labelled as an invoice, order, payment, ... reference."""
+        at = self.kw.last_end_before("ref", start, _W_REF)
+        if at is None:
+            return False
+        return not self.proj[at:start].translate(None, b" \t#:.-")
+
     # IBANs and VAT IDs carry letters, so they are found on the raw text before digit runs are built.
     def _written_shapes(self) -> None:
-        text = self.text
+        proj = self.proj
         taken_to = -1
-        for m in _IBAN_HEAD.finditer(text):
-            if m.start() < taken_to:
+        for m in _matches(_IBAN_HEAD, proj):
+            start = m[0][0]
+            if start < taken_to:
+                continue
+            if start > 0 and (proj[start - 1] in _WORD and proj[start - 1] != 95):
                 continue
             end = self._iban_end(m)
             if end is not None:
-                self.spans.append(_Span(m.start(), end, frozenset({SuppressedKind.IBAN})))
+                self.spans.append(_Span(start, end, frozenset({SuppressedKind.IBAN})))
                 taken_to = end
         taken = _merge([(s.start, s.end) for s in self.spans])
-        for m in _VAT.finditer(text):
-            if not _outside(taken, m.start(), m.end()):
+        for (_, match_end), cc_span, sep, body in _matches(_VAT, proj):
+            start = cc_span[0]
+            if not _outside(taken, start, match_end):
                 continue
-            if m.group("sep") and not m.group("cc").isupper():
+            if sep[1] > sep[0] and not proj[cc_span[0] : cc_span[1]].isupper():
                 continue  # "at 1249 2026" is English, "AT 12345678" may be a VAT ID
-            end = self._vat_end(m)
-            if end is not None and self.kw.any_near(("vat", "tax", "taxid"), m.start(), end):
-                self.spans.append(_Span(m.start(), end, frozenset({SuppressedKind.TAX_ID})))
+            end = _vat_end(proj, body[0], body[1])
+            if end is not None and self.kw.any_near(("vat", "tax", "taxid"), start, end):
+                self.spans.append(_Span(start, end, frozenset({SuppressedKind.TAX_ID})))
         taken = _merge([(s.start, s.end) for s in self.spans])
-        for m in _MONTH_EXPIRY.finditer(text):
-            keyword = self.kw.last_end_before("expiry", m.start(), _W_CARD)
-            if keyword is not None and _outside(taken, m.start(), m.end()):
-                self.spans.append(_Span(m.start(), m.end(), frozenset({SuppressedKind.CARD_EXPIRY})))
+        for _, (start, end) in _matches(_MONTH_EXPIRY, proj):
+            if start > 0 and proj[start - 1] in _WORD:
+                continue
+            keyword = self.kw.last_end_before("expiry", start, _W_CARD)
+            if keyword is not None and _outside(taken, start, end):
+                self.spans.append(_Span(start, end, frozenset({SuppressedKind.CARD_EXPIRY})))
 
-    def _iban_end(self, m: re.Match[str]) -> int | None:
-        text = self.text
-        cc_raw = m.group(1)
+    def _iban_end(self, m: list[tuple[int, int]]) -> int | None:
+        proj = self.proj
+        (_, pos), cc_span, sep, check = m
+        cc_raw = proj[cc_span[0] : cc_span[1]].decode("ascii")
         cc = cc_raw.upper()
         length = _IBAN_LENGTHS.get(cc)
-        if length is None or (m.group(2) and not cc_raw.isupper()):
+        if length is None or (sep[1] > sep[0] and not cc_raw.isupper()):
             return None
-        need, pos, size = length - 4, m.end(), len(text)
+        need, size = length - 4, len(proj)
         body: list[str] = []
         while need and pos < size:
-            ch = text[pos]
-            if ch.isascii() and ch.isalnum():
-                body.append(ch)
+            ch = proj[pos]
+            if ch in _WORD and ch != 95:
+                body.append(chr(ch))
                 need -= 1
                 pos += 1
-            elif ch in " -" and pos + 1 < size and text[pos + 1].isascii() and text[pos + 1].isalnum():
-                # Printed IBANs break every 4 characters; anywhere else only a break between digits is
-                # believable ("37040044 0532013000"), otherwise the next words would be read as letters.
-                if len(body) % 4 and not (text[pos - 1].isdigit() and text[pos + 1].isdigit()):
-                    break
-                pos += 1
-            else:
+                continue
+            gap = pos
+            while gap < size and gap - pos < 3 and proj[gap] in _IBAN_SEPS:
+                gap += 1
+            if gap == pos or gap >= size or proj[gap] not in _WORD or proj[gap] == 95:
                 break
-        if need or (pos < size and text[pos].isalnum()):
+            # Printed IBANs break every 4 characters; anywhere else only a break between digits is
+            # believable ("37040044 0532013000"), otherwise the next words would be read as letters.
+            if len(body) % 4 and not (proj[pos - 1] in _DIGIT and proj[gap] in _DIGIT):
+                break
+            pos = gap
+        if need or (pos < size and proj[pos] in _WORD and proj[pos] != 95):
             return None
-        if _mod97("".join(body).upper() + cc + m.group(3)) != 1:
+        if _mod97("".join(body).upper() + cc + proj[check[0] : check[1]].decode("ascii")) != 1:
             return None
         return pos
-
-    def _vat_end(self, m: re.Match[str]) -> int | None:
-        body_start = m.start("body")
-        chunks = list(_VAT_CHUNK.finditer(m.group("body")))
-        # Trailing chunks may be a year or a quantity that happens to follow: the longest prefix of
-        # chunks that fits a VAT ID wins.
-        for k in range(len(chunks), 0, -1):
-            compact = "".join(c.group() for c in chunks[:k])
-            if 8 <= len(compact) <= 12 and sum(ch.isdigit() for ch in compact) >= 7:
-                return body_start + chunks[k - 1].end()
-        return None
 
     def _slash_expiry(self, item: _SlashExpiry) -> None:
         flow = self.flow
         keyword = self.kw.last_end_before("expiry", item.start, _W_CARD) is not None
-        chained = flow.cardish and _tight_gap(self.text, flow.last_end, item.start)
+        keyword = keyword and not self._labelled_reference(item.start)
+        chained = flow.cardish and self._tight_gap(flow.last_end, item.start)
         if keyword or chained:
             self.spans.append(_Span(item.start, item.end, frozenset({SuppressedKind.CARD_EXPIRY})))
         self._settle(item.end, cardish=keyword or chained)
 
+    def _tight_gap(self, start: int, end: int) -> bool:
+        return 0 <= end - start <= _MAX_TAIL_GAP and _fullmatch(_TAIL_GAP, self.proj[start:end])
+
     def _run(self, run: _Run) -> None:
         toks = run.toks
-        iban = self._spoken_iban(run)
+        digits = run.digits
+        if len(digits) < 3:
+            return  # too short for anything this module removes
+        iban = self._spoken_iban(run) if len(digits) >= 13 else None
         if iban is not None:
             start, used = iban
             self.spans.append(_Span(start, toks[used - 1].end, frozenset({SuppressedKind.IBAN})))
@@ -659,11 +1266,10 @@ class _Redactor:
             if used < len(toks):
                 self._run(_Run(toks[used:], run.seps[used:]))
             return
-        digits = run.digits
-        if not _is_date(run):
+        if len(digits) >= 6 and not _is_date(run) and not self._labelled_reference(run.start):
             flow = self.flow
             after_bank = flow.bank and run.start - flow.last_end <= _W_BANK
-            kind = _keyword_kind(self.kw, run, digits, after_bank)
+            kind = _keyword_kind(self.kw, run.start, run.end, digits, after_bank)
             if kind is not None:
                 self._add(run.start, run.end, kind)
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
@@ -671,8 +1277,6 @@ class _Redactor:
         windows = _card_windows(run)
         if windows:
             self._cards(run, windows)
-            return
-        if len(digits) < 3:
             return
         detail = self._card_detail_kind(run, digits)
         if detail is not None:
@@ -686,10 +1290,15 @@ class _Redactor:
 
     def _spoken_iban(self, run: _Run) -> tuple[int, int] | None:
         """An IBAN whose country code stands apart from its digits: returns (span start, tokens used)."""
-        before = _IBAN_CC_BEFORE.search(self.text, max(0, run.start - 8), run.start)
+        lo = run.start - 9
+        window = self.proj[max(0, lo) : run.start]
+        if lo <= 0:  # the start of the text stands for the character before it
+            window = b" " + window
+        before = _search(_IBAN_CC_BEFORE, window)
         if before is None:
             return None
-        cc = before.group(1) + before.group(2)
+        (_, _), (first, _), (second, _) = before
+        cc = chr(window[first]) + chr(window[second])
         length = _IBAN_LENGTHS.get(cc)
         if length is None:
             return None
@@ -699,7 +1308,7 @@ class _Redactor:
             if total == need:
                 digits = "".join(t.digits for t in run.toks[:used])
                 if _mod97(digits[2:] + cc + digits[:2]) == 1:
-                    return before.start(), used
+                    return run.start - len(window) + first, used
                 return None
             if total > need:
                 return None
@@ -716,7 +1325,7 @@ class _Redactor:
             covered_to = j
             # Whatever follows a card in the same breath, up to the next card, is its expiry and/or CVV.
             stop = windows[n + 1][0] if n + 1 < len(windows) else len(toks)
-            if stop > j + 1:
+            if stop > j + 1 and stop - j - 1 <= 8:
                 tail = "".join(t.digits for t in toks[j + 1 : stop])
                 if 3 <= len(tail) <= 8:
                     self.spans.append(_Span(toks[j + 1].start, toks[stop - 1].end, _tail_kinds(tail)))
@@ -725,6 +1334,10 @@ class _Redactor:
 
     def _card_detail_kind(self, run: _Run, digits: str) -> frozenset[SuppressedKind] | None:
         flow, n = self.flow, len(digits)
+        if n > 8:
+            return None
+        if self._labelled_reference(run.start) or _money_after(self.proj, run.end):
+            return None  # "the security code was wrong so invoice 1042", "... so I paid 123 dollars"
         # A keyword answers the first number after it; "cvv 123 and order 4567" keeps the order number.
         cvv_at = self.kw.last_end_before("cvv", run.start, _W_CARD)
         if flow.cardish:
@@ -743,7 +1356,7 @@ class _Redactor:
             return frozenset({SuppressedKind.CARD_SECURITY_CODE})
         if exp_ok:
             return frozenset({SuppressedKind.CARD_EXPIRY})
-        if n <= 8 and flow.cardish and _tight_gap(self.text, flow.last_end, run.start):
+        if flow.cardish and self._tight_gap(flow.last_end, run.start):
             return _tail_kinds(digits)
         return None
 
@@ -777,6 +1390,31 @@ class _Redactor:
         return Redacted("".join(parts), frozenset(kinds))
 
 
+def _vat_end(proj: bytes, body_start: int, body_end: int) -> int | None:
+    """End of the longest prefix of the body's chunks that fits a VAT ID (a year or quantity may follow).
+
+    Chunks are never empty, so at most twelve are looked at however long the body is.
+    """
+    best: int | None = None
+    length = digits = 0
+    pos = body_start
+    while pos < body_end:
+        if proj[pos] in b" .-":
+            pos += 1
+            continue
+        chunk_end = pos
+        while chunk_end < body_end and proj[chunk_end] not in b" .-":
+            chunk_end += 1
+        length += chunk_end - pos
+        digits += sum(1 for ch in proj[pos:chunk_end] if ch in _DIGIT)
+        if length > 12:
+            break
+        if length >= 8 and digits >= 7:
+            best = chunk_end
+        pos = chunk_end
+    return best
+
+
 def _marker(span: _Span) -> str:
     markers: list[str] = []
     if SuppressedKind.CARD_NUMBER in span.kinds and span.last4 and len(span.kinds) == 1:
@@ -791,10 +1429,11 @@ def _marker(span: _Span) -> str:
 def redact(text: str) -> Redacted:
     """Replace card numbers, security codes, expiries, IBANs, bank and tax IDs with markers.
 
-    A card becomes ``[card ending 4242]``; everything else ``[redacted <kind>]``. The returned kinds
-    say what was suppressed, never the values.
+    A card becomes ``[card ending 4242]``; everything else ``[redacted <kind>]``. The returned text is
+    the normalised form (see `normalise`); the returned kinds say what was suppressed, never the values.
     """
-    if not text or not _MAYBE_NUMBER.search(text):
+    text = normalise(text)
+    if not text or _search(_MAYBE_NUMBER, _project(text)) is None:
         return Redacted(text, _EMPTY)
     redactor = _Redactor(text)
     redactor.run()
@@ -822,3 +1461,50 @@ def redact_value(value: object) -> tuple[object, frozenset[SuppressedKind]]:
     """Recursively redact strings inside dicts/lists (keys kept); non-strings returned unchanged."""
     kinds: set[SuppressedKind] = set()
     return _walk(value, kinds), frozenset(kinds)
+
+
+def card_number_in(value: str) -> bool:
+    """Whether an amount-like value is really a card number: 13-19 Luhn-valid digits once separators and a
+    trailing decimal fraction (".00", ",00") are set aside."""
+    text = normalise(value).strip()
+    if len(text) >= 3 and text[-3] in ".," and text[-2:].isdigit():
+        text = text[:-3]
+    elif len(text) >= 2 and text[-2] in ".," and text[-1].isdigit():
+        text = text[:-2]
+    digits = text.translate(_KEEP_DIGITS)
+    return 13 <= len(digits) <= 19 and _luhn_ok(digits)
+
+
+class _KeepDigits(dict[int, str | None]):
+    def __missing__(self, code: int) -> str | None:
+        out = chr(code) if 48 <= code <= 57 else None
+        self[code] = out
+        return out
+
+
+_KEEP_DIGITS = _KeepDigits()
+
+# Characters that separate the parts of a URL; each becomes a space so "/4242/4242/..." reads as groups.
+_URL_SEPARATORS = str.maketrans({ch: " " for ch in "/-_=&.?#:;,+@!$'()*[]~|"})
+_LONG_DIGITS = _re(r"[0-9]+")
+
+
+def redact_url(url: str) -> tuple[str | None, frozenset[SuppressedKind]]:
+    """The URL unchanged, or None with what it carried when any part of it holds a sensitive value.
+
+    A link cannot be cut safely (a shortened path may still name the resource), so a link carrying a
+    card number, bank detail or tax ID anywhere (path, query, fragment, userinfo, percent-encoded or
+    not) is dropped whole. Any 13-19 digit Luhn-valid number counts as a card here, IDs included.
+    """
+    decoded = normalise(url)
+    for _ in range(3):  # a doubly encoded link decodes one layer per pass
+        step = normalise(unquote_plus(decoded))
+        if step == decoded:
+            break
+        decoded = step
+    kinds = set(redact(decoded).kinds) | set(redact(decoded.translate(_URL_SEPARATORS)).kinds)
+    if any(13 <= len(m.group()) <= 19 and _luhn_ok(m.group().decode()) for m in _LONG_DIGITS.finditer(
+        decoded.encode()
+    )):
+        kinds.add(SuppressedKind.CARD_NUMBER)
+    return (None, frozenset(kinds)) if kinds else (url, _EMPTY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.policy import Policy
+from bot.triage.classify import kinds_in
 from bot.triage.model import BillingKind, Extracted, Routing, Urgency
 
 # Kinds that stop a customer paying or being served: a VIP with one of these is escalated at once.
@@ -18,8 +19,10 @@ PAYMENT_BLOCKERS = frozenset(
         BillingKind.REFUND,
     }
 )
-# Kinds that move money back to the customer and so need approval above the threshold.
-MONEY_OUT = frozenset({BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE})
+# Kinds that move money out (back to a customer, or to a partner) and so need approval above the threshold.
+MONEY_OUT = frozenset({BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE, BillingKind.PAYOUT_REQUEST})
+# Characters of the summary read for secondary signals; real summaries are a few hundred.
+SIGNAL_SCAN = 20_000
 ALWAYS_ESCALATED = {
     BillingKind.FAILED_RENEWAL: "failed renewal",
     BillingKind.DUPLICATE_CHARGE: "duplicate charge",
@@ -40,6 +43,8 @@ def _approval(kind: BillingKind, fields: Extracted, policy: Policy) -> tuple[boo
                 return True, f"no approval threshold is set for {fields.currency}"
         elif fields.amount > threshold:
             return True, f"{fields.amount} {fields.currency} is above the {threshold} {fields.currency} threshold"
+    if kind is BillingKind.PAYOUT_REQUEST and fields.amount is None:
+        return True, "a payout without a confirmed amount"
     if kind in MONEY_OUT and fields.amount is None:
         return True, "money back to the customer without a confirmed amount"
     if fields.credit_request:
@@ -49,7 +54,21 @@ def _approval(kind: BillingKind, fields: Extracted, policy: Policy) -> tuple[boo
     return False, None
 
 
-def route(kind: BillingKind, fields: Extracted, policy: Policy, now: datetime) -> Routing:
+def signal_kinds(kind: BillingKind, fields: Extracted, summary: str | None) -> list[BillingKind]:
+    """The primary kind, then every other kind the call's own words name: the refund or dispute reason,
+    the caller's claim and the summary (a duplicate charge the analysis filed as a refund request)."""
+    kinds = [kind]
+    # Routing runs inside ingest's write transaction, so only the start of a very long summary is read.
+    for text in (fields.refund_reason, fields.dispute_reason, fields.caller_claim, (summary or "")[:SIGNAL_SCAN]):
+        for found in kinds_in(text) if text else []:
+            if found not in kinds:
+                kinds.append(found)
+    return kinds
+
+
+def route(
+    kind: BillingKind, fields: Extracted, policy: Policy, now: datetime, *, summary: str | None = None
+) -> Routing:
     if kind is BillingKind.NOT_BILLING:
         return Routing(
             urgency=Urgency.LOW, is_vip=False, approval_required=False, approval_reason=None,
@@ -58,13 +77,17 @@ def route(kind: BillingKind, fields: Extracted, policy: Policy, now: datetime) -
     is_vip = policy.is_vip(email=fields.email, moonclerk_customer_id=fields.moonclerk_customer_id)
     approval_required, approval_reason = _approval(kind, fields, policy)
 
+    # Reasons come from every signal on the call, not from the primary kind alone.
+    kinds = signal_kinds(kind, fields, summary)
     reasons: list[str] = []
-    if is_vip and kind in PAYMENT_BLOCKERS:
+    if is_vip and any(signal in PAYMENT_BLOCKERS for signal in kinds):
         reasons.append("VIP payment blocker")
-    if kind in ALWAYS_ESCALATED:
-        reasons.append(ALWAYS_ESCALATED[kind])
+    reasons += [ALWAYS_ESCALATED[signal] for signal in kinds if signal in ALWAYS_ESCALATED]
     if kind in MONEY_OUT and approval_required and fields.amount is not None:
-        reasons.append("refund above the approval threshold")
+        reasons.append(
+            "payout above the approval threshold" if kind is BillingKind.PAYOUT_REQUEST
+            else "refund above the approval threshold"
+        )
     if fields.escalation_reason:
         reasons.append(f"caller or agent: {fields.escalation_reason}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
-from bot.web.dialnexa import dialnexa_endpoint
+from bot.web.dialnexa import LargeBodyWorker, dialnexa_endpoint
 from bot.web.moonclerk import moonclerk_endpoint
 from bot.web.poof import poof_endpoint
 from storage.db import is_reachable
@@ -21,6 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(runtime: Runtime) -> Starlette:
+    large_bodies = LargeBodyWorker(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        large_bodies.close()
+
     async def healthz(_: Request) -> Response:
         if not await run_in_threadpool(is_reachable, runtime.engine):
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
@@ -40,7 +49,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/webhooks/dialnexa", dialnexa_endpoint(runtime), methods=["POST"]),
+        Route("/webhooks/dialnexa", dialnexa_endpoint(runtime, large_bodies), methods=["POST"]),
         Route("/webhooks/poof", poof_endpoint(runtime), methods=["POST"]),
         Route("/webhooks/moonclerk/{token}", moonclerk_endpoint(runtime), methods=["POST"]),
         *runtime.extra_routes,
@@ -48,4 +57,5 @@ def create_app(runtime: Runtime) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
     )

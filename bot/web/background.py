@@ -26,7 +26,8 @@ class BackgroundServer:
         sock.bind((host, 0))
         self._socket = sock
         self.url = f"http://{host}:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(runtime), log_config=None, access_log=False, lifespan="off")
+        # lifespan="on": the app's shutdown stops the worker process that ingests large bodies.
+        config = uvicorn.Config(create_app(runtime), log_config=None, access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
 

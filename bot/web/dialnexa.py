@@ -2,40 +2,122 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from decimal import Decimal
+from multiprocessing import get_context
+from typing import Any
 
 from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.ingest import ingest
+from bot.ingest import IngestResult, ingest
+from bot.logs import setup_logging
+from bot.policy import Policy
 from bot.runtime import Runtime
-from bot.web.limits import BodyTooLarge, read_body
+from bot.web.limits import BodyTooLarge, MalformedJson, parse_json, read_body
 from bot.web.signature import SignatureError, verify
 from providers.dialnexa import NotACallEvent
+from storage.db import make_engine
 
 log = logging.getLogger(__name__)
 
 # Writers queue on a limiter rather than inside SQLite's busy handler, which sleeps up to 100 ms and
 # is unfair; on PostgreSQL a few concurrent writers are plenty for one process.
 INGEST_THREADS = 4
+# Triage of a large body can take a second of CPU, most of it Python holding the GIL. In a thread of
+# this process, every other thread (the event loop, ordinary ingests holding SQLite's write lock,
+# Slack acks) would wait up to the GIL switch interval each time it wants the GIL back: with 1 MiB
+# hostile bodies arriving, ordinary deliveries went from a p99 of ~40 ms to ~2 s (bench.ingest
+# --adversarial). Larger bodies are therefore ingested by one worker process, queueing there among
+# themselves. Most calls' bodies are 3-12 KB; the bound is low because a body just under it still runs
+# here, and four hostile ones at 60 KB in the four threads took ordinary p99 to ~700 ms.
+LARGE_BODY_BYTES = 16 * 1024
+
+# Set once in the worker process by its initializer: that process's own engine and policy.
+_worker_state: dict[str, Any] = {}
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
 
 
-def dialnexa_endpoint(runtime: Runtime) -> Callable[[Request], object]:
+def _parse_and_ingest(runtime: Runtime, raw: bytes) -> IngestResult:
+    # Parsed here, in the ingest thread, rather than on the event loop that every request shares.
+    return ingest(runtime.engine, parse_json(raw), raw, runtime.policy, datetime.now(UTC))
+
+
+def _start_worker(database_url: str, policy: Policy, log_level: int) -> None:
+    # When cores are short, the scheduler serves acks and ordinary calls first: large bodies can wait.
+    os.nice(10)
+    setup_logging(log_level)
+    _worker_state.update(engine=make_engine(database_url), policy=policy)
+    threading.Thread(target=_exit_with_server, args=(os.getppid(),), name="server-watch", daemon=True).start()
+
+
+def _exit_with_server(server: int) -> None:
+    # A killed server (SIGKILL, out of memory) tells its worker nothing, and the worker holds its own
+    # task queue open, so it would wait forever: it leaves once it has been re-parented.
+    while os.getppid() == server:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _ingest_in_worker(raw: bytes) -> IngestResult:
+    return ingest(_worker_state["engine"], parse_json(raw), raw, _worker_state["policy"], datetime.now(UTC))
+
+
+class LargeBodyWorker:
+    """The one process that ingests large bodies; started on first use, and again if it dies."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            database_url = self.runtime.engine.url.render_as_string(hide_password=False)
+            level = logging.getLogger().getEffectiveLevel()
+            # spawn, not fork: this process runs threads (uvicorn's, Slack's workers) that fork would copy mid-step.
+            self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_start_worker,
+                                             initargs=(database_url, self.runtime.policy, level))
+        return self._pool
+
+    async def ingest(self, raw: bytes) -> IngestResult:
+        pool = self._executor()
+        try:
+            return await asyncio.wrap_future(pool.submit(_ingest_in_worker, raw))
+        except BrokenProcessPool:
+            # It died mid-delivery (killed, out of memory): the next large body starts a fresh one.
+            if self._pool is pool:
+                self._pool = None
+            raise
+
+    def close(self) -> None:
+        """Stop the worker process, after the body it is ingesting, if any."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def dialnexa_endpoint(runtime: Runtime, large: LargeBodyWorker) -> Callable[[Request], object]:
     limiter: list[CapacityLimiter] = []  # made on first use, inside the server's event loop
 
-    async def endpoint(request: Request) -> Response:
+    async def store(raw: bytes) -> IngestResult:
+        if len(raw) > LARGE_BODY_BYTES:
+            return await large.ingest(raw)
         if not limiter:
             limiter.append(CapacityLimiter(INGEST_THREADS))
+        return await to_thread.run_sync(_parse_and_ingest, runtime, raw, limiter=limiter[0])
+
+    async def endpoint(request: Request) -> Response:
         try:
             raw = await read_body(request)
         except BodyTooLarge as exc:
@@ -46,16 +128,16 @@ def dialnexa_endpoint(runtime: Runtime) -> Callable[[Request], object]:
             log.warning("dialnexa delivery refused: %s", exc)
             return error(401, "invalid_signature", str(exc))
         try:
-            # Decimal for every JSON number with a fraction: amounts must never pass through float.
-            body = json.loads(raw, parse_float=Decimal)
-        except (ValueError, RecursionError) as exc:
-            return error(400, "malformed_json", f"body is not valid JSON: {exc.__class__.__name__}")
-        try:
-            result = await to_thread.run_sync(
-                ingest, runtime.engine, body, raw, runtime.policy, datetime.now(UTC), limiter=limiter[0]
-            )
+            result = await store(raw)
+        except MalformedJson as exc:
+            return error(400, "malformed_json", str(exc))
         except NotACallEvent as exc:
             return error(400, "not_a_call_event", str(exc))
+        except RecursionError:
+            # The body's nesting, not an outage: a retry cannot help. No traceback: a thousand frames
+            # cost ~0.2 s to format and redact, per delivery, on a body anyone with the secret can repeat.
+            log.error("dialnexa delivery nests deeper than triage can read; not stored")
+            return error(400, "too_deeply_nested", "the body nests deeper than finance-desk can read")
         except Exception:
             # DialNexa retries non-2xx answers, so the delivery is not lost; say nothing internal.
             log.exception("dialnexa delivery could not be stored")

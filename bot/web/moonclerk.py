@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.moonclerk_events import MalformedEvent, handle_event
 from bot.runtime import Runtime
-from bot.web.limits import BodyTooLarge, read_body
+from bot.web.limits import BodyTooLarge, MalformedJson, parse_json, read_body
 from providers.base import NotFound, ProviderError
 from providers.moonclerk import MoonClerkClient
 
@@ -43,9 +41,9 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
         except BodyTooLarge as exc:
             return _error(413, "body_too_large", str(exc))
         try:
-            body = json.loads(raw, parse_float=Decimal)
-        except (ValueError, RecursionError) as exc:
-            return _error(400, "malformed_json", f"body is not valid JSON: {exc.__class__.__name__}")
+            body = parse_json(raw)
+        except MalformedJson as exc:
+            return _error(400, "malformed_json", str(exc))
         if not isinstance(body, dict) or "event" not in body:
             return _error(400, "not_a_moonclerk_event", "expected {event, object, data}")
         client = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url,

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from sqlalchemy import Engine
 
-from blocks.format import code
+from blocks.actions import SlashCommand
+from blocks.format import code, inline
 from blocks.lookup import (
     CustomerResult,
     LookupAnswer,
     case_message,
     help_message,
     lookup_message,
+    notice,
     queue_message,
     usage_message,
 )
+from bot.actions.authz import permits
 from bot.actions.runner import ActionContext
 from bot.lookup.customers import MoonClerkLookup, find, lookup_for
 from bot.lookup.queries import (
@@ -44,11 +46,12 @@ from bot.lookup.queries import (
     queue,
 )
 from bot.runtime import Runtime
+from bot.slack.listeners.context import interaction
 from providers.base import ProviderError
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
-COMMAND: Final = "/finance"
 LOOKING_UP: Final = "Looking up in MoonClerk…"
 NOT_ALLOWED: Final = "Only finance approvers named in the policy file can use /finance lookups and queues."
 
@@ -58,11 +61,7 @@ class FinanceContext:
     engine: Engine
     lookup: MoonClerkLookup | None
     is_finance: Callable[[str], bool]
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"text": text}
+    clock: Callable[[], datetime] = utcnow
 
 
 def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
@@ -72,13 +71,13 @@ def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
     if isinstance(command, Usage):
         return usage_message(command.problem, USAGE)
     if not ctx.is_finance(user):
-        return _text(NOT_ALLOWED)
+        return notice(NOT_ALLOWED)
     if isinstance(command, Lookup):
         return _lookup(ctx, command)
     if isinstance(command, CaseQuery):
         detail = case_detail(ctx.engine, command.call_id)
         if detail is None:
-            return _text(f"No finance-desk case has DialNexa call ID {code(command.call_id, 210)}.")
+            return notice(f"No finance-desk case has DialNexa call ID {code(command.call_id, 210)}.")
         reminders = [(row.kind, row.due_at) for row in detail.reminders]
         return case_message(detail.case, detail.actions, detail.audit, detail.audit_total, reminders)
     if isinstance(command, Queue):
@@ -89,13 +88,14 @@ def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
 
 def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
     if ctx.lookup is None:
-        return _text("MoonClerk is not configured (MOONCLERK_API_KEY), so there is nothing to look up.")
+        return notice("MoonClerk is not configured (MOONCLERK_API_KEY), so there is nothing to look up.")
     term = command.term
     label = f"{term.noun} {code(term.value, 120)}"
     try:
         hits = find(ctx.lookup, term)
     except ProviderError as exc:
-        return _text(f"MoonClerk did not answer the lookup: {exc}. Try again in a minute.")
+        # The provider's own words are untrusted text like any other.
+        return notice(f"MoonClerk did not answer the lookup: {inline(exc, 300)}. Try again in a minute.")
     results: list[CustomerResult] = []
     for customer in hits.customers:
         try:
@@ -114,41 +114,38 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
 
 def finance_context(runtime: Runtime, actions: ActionContext) -> FinanceContext:
     lookup = lookup_for(actions.moonclerk) if actions.moonclerk is not None else None
-    return FinanceContext(engine=runtime.engine, lookup=lookup, is_finance=actions.directory.is_finance)
+    return FinanceContext(engine=runtime.engine, lookup=lookup, clock=actions.clock,
+                          is_finance=lambda user: permits(actions.directory, user, SlashCommand.FINANCE))
 
 
-def listener(ctx: FinanceContext, background: Executor | None = None) -> Callable[..., None]:
-    """The Bolt listener. `background`, when given, runs lookups off Bolt's threads, so slow MoonClerk
-    answers never hold the threads that acknowledge other requests."""
-
-    def finish(parsed: Command, user: str, respond: Respond, deferred: bool) -> None:
-        try:
-            message = answer(ctx, parsed, user)
-        except Exception as exc:  # never leave the person waiting on a silent failure
-            log.error("/finance failed: %s: %s", exc.__class__.__name__, exc)
-            message = _text("Something went wrong answering that; nothing was changed. Try again in a minute.")
-        respond(response_type="ephemeral", replace_original=deferred, **message)
-
-    def finance(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        parsed = parse_command(str(command.get("text") or ""))
-        if isinstance(parsed, Help | Usage):
-            ack(response_type="ephemeral", **answer(ctx, parsed, ""))
-            return
-        user = str(command.get("user_id") or "")
-        if isinstance(parsed, Lookup):
-            ack(response_type="ephemeral", text=LOOKING_UP)
-            if background is not None:
-                background.submit(finish, parsed, user, respond, True)
-                return
-            finish(parsed, user, respond, True)
-            return
-        ack()
-        finish(parsed, user, respond, False)
-
-    return finance
+def _finish(ctx: FinanceContext, parsed: Command, user: str, respond: Respond, deferred: bool) -> None:
+    try:
+        message = answer(ctx, parsed, user)
+    except Exception as exc:  # never leave the person waiting on a silent failure
+        log.error("/finance failed: %s: %s", exc.__class__.__name__, exc)
+        message = notice("Something went wrong answering that; nothing was changed. Try again in a minute.")
+    respond(response_type="ephemeral", replace_original=deferred, **message)
 
 
-def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
-    # ActionContext.background (a provider executor) is used when this version has one.
-    background: Executor | None = getattr(actions, "background", None)
-    app.command(COMMAND)(listener(finance_context(runtime, actions), background))
+def finance(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+    parsed = parse_command(str(command.get("text") or ""))
+    it = interaction(context)
+    ctx = finance_context(it.desk.runtime, it.desk.actions)
+    if isinstance(parsed, Help | Usage):
+        ack(response_type="ephemeral", **answer(ctx, parsed, it.user))
+        return
+    if isinstance(parsed, Lookup):
+        ack(response_type="ephemeral", text=LOOKING_UP)
+        # Off Bolt's threads: a slow MoonClerk must never hold the threads that ack other requests.
+        it.desk.actions.background.submit(_finish, ctx, parsed, it.user, respond, True)
+        return
+    ack()
+    _finish(ctx, parsed, it.user, respond, False)
+
+
+COMMANDS: dict[str, Callable[..., None]] = {SlashCommand.FINANCE: finance}
+
+
+def register(app: App) -> None:
+    for name, listener in COMMANDS.items():
+        app.command(name)(listener)

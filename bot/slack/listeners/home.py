@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from blocks.home import OPEN_ACTION_PREFIX, home_view
+from blocks.actions import HOME_OPEN_PREFIX
+from blocks.home import home_view
 from bot.actions.authz import refusal
 from bot.actions.runner import ActionContext
 from bot.lookup.queries import home_data
 from bot.runtime import Runtime
+from bot.slack.listeners.context import interaction
 from storage.models import Case
-
-log = logging.getLogger(__name__)
 
 
 def build_home(runtime: Runtime, actions: ActionContext, user: str, now: datetime) -> dict[str, Any]:
@@ -33,15 +33,25 @@ def build_home(runtime: Runtime, actions: ActionContext, user: str, now: datetim
     return home_view(data)
 
 
-def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
-    @app.event("app_home_opened")
-    def app_home_opened(event: dict[str, Any], client: WebClient) -> None:
-        # Bolt acks events itself before this runs.
-        if event.get("tab", "home") != "home" or not event.get("user"):
-            return
-        user = str(event["user"])
-        client.views_publish(user_id=user, view=build_home(runtime, actions, user, datetime.now(UTC)))
+def app_home_opened(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    # Bolt acks events itself before this runs.
+    if event.get("tab", "home") != "home" or not event.get("user"):
+        return
+    it = interaction(context)
+    user = str(event["user"])
+    client.views_publish(user_id=user, view=build_home(it.desk.runtime, it.desk.actions, user, it.now()))
 
-    @app.action(re.compile(f"^{OPEN_ACTION_PREFIX}"))
-    def open_link(ack: Ack) -> None:
-        ack()  # URL buttons open the link in Slack; the click itself needs only an ack
+
+def open_link(ack: Ack) -> None:
+    ack()  # URL buttons open the link in Slack; the click itself needs only an ack
+
+
+EVENTS: dict[str, Callable[..., None]] = {"app_home_opened": app_home_opened}
+ACTIONS: dict[re.Pattern[str], Callable[..., None]] = {re.compile(f"^{HOME_OPEN_PREFIX}"): open_link}
+
+
+def register(app: App) -> None:
+    for event, listener in EVENTS.items():
+        app.event(event)(listener)
+    for action_id, link in ACTIONS.items():
+        app.action(action_id)(link)

@@ -1,139 +1,136 @@
 """Provider-action buttons and modals: ack at once, then call bot.actions.runner.
 
 A slow provider never delays the ack: Bolt returns the HTTP answer as soon as ack() runs, and the
-provider call happens afterwards on the listener thread.
+provider call happens afterwards on the provider executor (`Interaction.later`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from blocks.actions import ActionId, ButtonValue
-from blocks.modals import INVOICE_CALLBACK, PAYOUT_CALLBACK, invoice_modal, payout_modal, submitted
+from blocks.actions import ActionId, ButtonValue, CallbackId, ControlId
+from blocks.modals import invoice_modal, payout_modal, submitted
 from bot.actions import runner
 from bot.actions.forms import parse_invoice, parse_payout
 from bot.actions.runner import ActionContext
-from bot.workflow import Outcome
+from bot.outcome import Outcome
+from bot.slack.listeners.context import Interaction, interaction
 from storage.models import Case
 
-log = logging.getLogger(__name__)
+Check = Callable[[ActionContext, Case, str], str | None]
 
 
-def _case(ctx: ActionContext, value: str) -> Case | None:
-    try:
-        button = ButtonValue.parse(value)
-    except ValueError:
-        return None
-    with Session(ctx.engine) as session:
-        return session.get(Case, button.case_id)
+def _case(it: Interaction) -> Case | None:
+    with Session(it.desk.runtime.engine) as session:
+        return session.get(Case, it.ref(ButtonValue).case_id)
 
 
-def _say(respond: Respond, outcome: Outcome | str) -> None:
-    text = outcome if isinstance(outcome, str) else outcome.message
-    respond(response_type="ephemeral", replace_original=False, text=text)
-
-
-def _tell(client: WebClient, case: Case | None, user: str, outcome: Outcome) -> None:
-    """After a modal there is no response_url: answer with an ephemeral message in the card's channel."""
-    if case is None or case.slack_channel is None:
+def _open_modal(it: Interaction, trigger_id: str, client: WebClient, check: Check,
+                modal: Callable[[Case], dict[str, Any]]) -> None:
+    case = _case(it)
+    if case is None:
+        it.reply.ephemeral(ButtonValue.stale)
         return
-    client.chat_postEphemeral(channel=case.slack_channel, user=user, text=outcome.message,
-                              thread_ts=case.slack_ts)
+    problem = check(it.desk.actions, case, it.user)
+    if problem:
+        it.reply.ephemeral(problem)
+        return
+    # trigger_id expires 3 s after the click: open the modal before anything slow.
+    client.views_open(trigger_id=trigger_id, view=modal(case))
 
 
-def _later(ctx: ActionContext, work: Callable[[], None]) -> None:
-    """Run the slow part after the ack, off Bolt's listener threads; failures are logged, not lost."""
-    def run() -> None:
-        try:
-            work()
-        except Exception:
-            log.exception("provider action failed after its ack")
-
-    ctx.background.submit(run)
+def invoice_poof(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    _open_modal(interaction(context), body["trigger_id"], client, runner.check_invoice, invoice_modal)
 
 
-def register(app: App, ctx: ActionContext) -> None:
-    def opener(check: Callable[[ActionContext, Case, str], str | None],
-               modal: Callable[[Case], dict[str, Any]]) -> Callable[..., None]:
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
-                     respond: Respond) -> None:
-            ack()
-            case = _case(ctx, str(action.get("value", "")))
-            if case is None:
-                _say(respond, "That button is out of date.")
-                return
-            problem = check(ctx, case, body["user"]["id"])
-            if problem:
-                _say(respond, problem)
-                return
-            # trigger_id expires 3 s after the click: open the modal before anything slow.
-            client.views_open(trigger_id=body["trigger_id"], view=modal(case))
+def payout_poof(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    _open_modal(interaction(context), body["trigger_id"], client, runner.check_payout, payout_modal)
 
-        return listener
 
-    app.action(ActionId.INVOICE_POOF.value)(opener(runner.check_invoice, invoice_modal))
-    app.action(ActionId.PAYOUT_POOF.value)(opener(runner.check_payout, payout_modal))
+def submit_invoice(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
+    parsed = parse_invoice(submitted(view))
+    if isinstance(parsed, dict):
+        ack(response_action="errors", errors=parsed)
+        return
+    ack()
+    it = interaction(context)
+    case_id = it.ref(ButtonValue).case_id
+    it.later(lambda: runner.submit_invoice(it.desk.actions, case_id, it.user, parsed).message)
 
-    def submit_invoice(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        parsed = parse_invoice(submitted(view))
-        if isinstance(parsed, dict):
-            ack(response_action="errors", errors=parsed)
-            return
-        ack()
-        case = _case(ctx, view.get("private_metadata", ""))
-        if case is None or case.id is None:
-            return
-        user, case_id = body["user"]["id"], case.id
-        _later(ctx, lambda: _tell(client, case, user, runner.submit_invoice(ctx, case_id, user, parsed)))
 
-    def submit_payout(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        parsed = parse_payout(submitted(view))
-        if isinstance(parsed, dict):
-            ack(response_action="errors", errors=parsed)
-            return
-        ack()
-        case = _case(ctx, view.get("private_metadata", ""))
-        if case is None or case.id is None:
-            return
-        user, case_id = body["user"]["id"], case.id
-        _later(ctx, lambda: _tell(client, case, user, runner.submit_payout(ctx, case_id, user, parsed)))
+def submit_payout(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
+    parsed = parse_payout(submitted(view))
+    if isinstance(parsed, dict):
+        ack(response_action="errors", errors=parsed)
+        return
+    ack()
+    it = interaction(context)
+    case_id = it.ref(ButtonValue).case_id
+    it.later(lambda: runner.submit_payout(it.desk.actions, case_id, it.user, parsed).message)
 
-    app.view(INVOICE_CALLBACK)(submit_invoice)
-    app.view(PAYOUT_CALLBACK)(submit_payout)
 
-    def simple(run: Callable[[ActionContext, int, str], Outcome]) -> Callable[..., None]:
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-            ack()
-            case = _case(ctx, str(action.get("value", "")))
-            if case is None or case.id is None:
-                _say(respond, "That button is out of date.")
-                return
-            case_id, user = case.id, body["user"]["id"]
-            _later(ctx, lambda: _say(respond, run(ctx, case_id, user)))
+def _run_later(it: Interaction, run: Callable[[ActionContext, int, str], Outcome]) -> None:
+    if _case(it) is None:
+        it.reply.ephemeral(ButtonValue.stale)
+        return
+    case_id = it.ref(ButtonValue).case_id
+    it.later(lambda: run(it.desk.actions, case_id, it.user).message)
 
-        return listener
 
-    app.action(ActionId.NOTE_MOONCLERK.value)(simple(runner.note_moonclerk))
-    app.action(runner.CONFIRM_PAYOUT)(simple(runner.confirm_payout))
+def note_moonclerk(ack: Ack, context: BoltContext) -> None:
+    ack()
+    _run_later(interaction(context), runner.note_moonclerk)
 
-    def on_ledger_action(run: Callable[[ActionContext, int, str, str], Outcome]) -> Callable[..., None]:
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-            ack()
-            case = _case(ctx, str(action.get("value", "")))
-            which = str(action.get("block_id", "")).rsplit(":", 1)[-1]
-            if case is None or case.id is None or which not in {a.value for a in ActionId}:
-                _say(respond, "That button is out of date.")
-                return
-            case_id, user = case.id, body["user"]["id"]
-            _later(ctx, lambda: _say(respond, run(ctx, case_id, user, which)))
 
-        return listener
+def confirm_payout(ack: Ack, context: BoltContext) -> None:
+    ack()
+    _run_later(interaction(context), runner.confirm_payout)
 
-    app.action(runner.RETRY_ACTION)(on_ledger_action(runner.retry))
-    app.action(runner.RECONCILE_ACTION)(on_ledger_action(runner.reconcile))
+
+def _ledger_later(it: Interaction, action: dict[str, Any],
+                  run: Callable[[ActionContext, int, str, str], Outcome]) -> None:
+    # The ledger line's block ID ends with the action it is about (invoice_poof or payout_poof).
+    which = str(action.get("block_id", "")).rsplit(":", 1)[-1]
+    if _case(it) is None or which not in set(ActionId):
+        it.reply.ephemeral(ButtonValue.stale)
+        return
+    case_id = it.ref(ButtonValue).case_id
+    it.later(lambda: run(it.desk.actions, case_id, it.user, which).message)
+
+
+def retry_action(ack: Ack, action: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    _ledger_later(interaction(context), action, runner.retry)
+
+
+def reconcile_action(ack: Ack, action: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    _ledger_later(interaction(context), action, runner.reconcile)
+
+
+ACTIONS: dict[str, Callable[..., None]] = {
+    ActionId.INVOICE_POOF: invoice_poof,
+    ActionId.PAYOUT_POOF: payout_poof,
+    ActionId.NOTE_MOONCLERK: note_moonclerk,
+    ControlId.CONFIRM_PAYOUT: confirm_payout,
+    ControlId.RETRY_ACTION: retry_action,
+    ControlId.RECONCILE_ACTION: reconcile_action,
+}
+VIEWS: dict[str, Callable[..., None]] = {
+    CallbackId.INVOICE_POOF: submit_invoice,
+    CallbackId.PAYOUT_POOF: submit_payout,
+}
+
+
+def register(app: App) -> None:
+    for action_id, listener in ACTIONS.items():
+        app.action(action_id)(listener)
+    for callback_id, listener in VIEWS.items():
+        app.view(callback_id)(listener)

@@ -3,29 +3,36 @@ the review message with the outcome, or tell the picker why nothing changed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext
 
-from blocks.review import PICK_ACTION, review_settled
-from bot.actions.runner import ActionContext
+from blocks.actions import ControlId
+from blocks.review import review_settled
+from bot.actions import authz
 from bot.lookup.review import pick
-from bot.runtime import Runtime
+from bot.slack.listeners.context import interaction
 
 
-def register(app: App, runtime: Runtime, actions: ActionContext) -> None:
-    may_decide = actions.directory.is_finance
+def review_pick(ack: Ack, action: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    it = interaction(context)
+    runtime = it.desk.runtime
+    # pick() reads the option value itself (it is also called without Slack); the middleware has already
+    # answered options that do not parse.
+    value = str((action.get("selected_option") or {}).get("value") or "")
+    outcome = pick(runtime.engine, value, it.user, it.now(), policy=runtime.policy,
+                   may_decide=lambda user: authz.permits(it.desk.actions.directory, user, ControlId.REVIEW_PICK))
+    if outcome.ok and outcome.case is not None:
+        it.reply.replace(review_settled(outcome.case, it.user))
+    else:
+        it.reply.ephemeral(outcome.message)
 
-    @app.action(PICK_ACTION)
-    def review_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        ack()
-        user = str(body.get("user", {}).get("id") or "")
-        value = str((action.get("selected_option") or {}).get("value") or "")
-        outcome = pick(runtime.engine, value, user, datetime.now(UTC), may_decide=may_decide,
-                       policy=runtime.policy)
-        if outcome.ok and outcome.case is not None:
-            message = review_settled(outcome.case, user)
-            respond(replace_original=True, text=message["text"], blocks=message["blocks"])
-        else:
-            respond(response_type="ephemeral", replace_original=False, text=outcome.message)
+
+ACTIONS: dict[str, Callable[..., None]] = {ControlId.REVIEW_PICK: review_pick}
+
+
+def register(app: App) -> None:
+    for action_id, listener in ACTIONS.items():
+        app.action(action_id)(listener)

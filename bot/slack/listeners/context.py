@@ -1,0 +1,154 @@
+"""What every listener is handed, written once as Bolt middleware: `interaction(context)`.
+
+Before any listener runs, `Prepare` reads the interaction's value into its typed model (blocks.actions
+says which element carries which), answers "out of date" itself when it does not parse, and puts an
+`Interaction` in Bolt's `context`: the runtime, who acted, the value, one clock and one way to reply.
+A listener is then a plain module-level function that acks and calls a plain function; tests call it
+with a hand-built `BoltContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from slack_bolt import BoltContext, BoltRequest, BoltResponse, Respond
+from slack_bolt.middleware import Middleware
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from blocks.actions import VALUE_OF, CaseRef
+from bot.actions import authz
+from bot.actions.runner import ActionContext
+from bot.runtime import Runtime
+from storage.models import Case
+
+log = logging.getLogger(__name__)
+
+KEY: Final = "interaction"
+V = TypeVar("V", bound=CaseRef)
+
+
+@dataclass(frozen=True)
+class Desk:
+    """The parts of the process every listener may use: the same for every request."""
+
+    runtime: Runtime
+    actions: ActionContext
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The one way to answer the person who acted: through response_url when Slack gave one, else
+    (after a modal, which has none) ephemerally in the card's thread."""
+
+    respond: Respond | None
+    client: WebClient | None
+    desk: Desk
+    user: str
+    case_id: int | None
+
+    def ephemeral(self, text: str) -> None:
+        if self.respond is not None:
+            self.respond(response_type="ephemeral", replace_original=False, text=text)
+            return
+        if self.client is None or self.case_id is None:
+            return
+        with Session(self.desk.runtime.engine) as session:
+            case = session.get(Case, self.case_id)
+        if case is None or case.slack_channel is None:
+            return
+        self.client.chat_postEphemeral(channel=case.slack_channel, user=self.user, text=text,
+                                       thread_ts=case.slack_ts)
+
+    def replace(self, message: dict[str, Any]) -> None:
+        """Replace the message the control was on (`text`, optionally `blocks`), so it cannot be used twice."""
+        if self.respond is not None:
+            self.respond(replace_original=True, **message)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    desk: Desk
+    user: str
+    value: CaseRef | None
+    reply: Reply
+
+    def now(self) -> datetime:
+        """The one clock listeners read (the money actions' clock, so tests can move both)."""
+        return self.desk.actions.clock()
+
+    def ref(self, model: type[V]) -> V:
+        """The parsed value; the middleware guarantees its model for the listener's element."""
+        if not isinstance(self.value, model):
+            raise TypeError(f"{model.__name__} expected, the middleware parsed {self.value!r}")
+        return self.value
+
+    def permits(self, what: str) -> bool:
+        return authz.permits(self.desk.actions.directory, self.user, what)
+
+    def later(self, work: Callable[[], str]) -> None:
+        """Run the slow part after the ack, off Bolt's listener threads, and tell the person its result.
+
+        Failures are logged, not lost: a provider call must never hold the threads that ack other clicks.
+        """
+        def run() -> None:
+            try:
+                self.reply.ephemeral(work())
+            except Exception:
+                log.exception("listener work failed after its ack")
+
+        self.desk.actions.background.submit(run)
+
+
+def interaction(context: BoltContext) -> Interaction:
+    found = context[KEY]
+    assert isinstance(found, Interaction)
+    return found
+
+
+def _element_id(body: dict[str, Any]) -> str:
+    if body.get("type") == "block_actions":
+        return str((body.get("actions") or [{}])[0].get("action_id"))
+    if body.get("type") == "view_submission":
+        return str((body.get("view") or {}).get("callback_id"))
+    return ""
+
+
+def parsed_value(body: dict[str, Any]) -> tuple[CaseRef | None, str | None]:
+    """The interaction's value in its model, or what to answer when it should have one and does not parse."""
+    model = VALUE_OF.get(_element_id(body))
+    if model is None:
+        return None, None
+    try:
+        if body.get("type") == "view_submission":
+            return model.parse(str(body["view"].get("private_metadata") or "")), None
+        return model.read(body["actions"][0]), None
+    except ValueError:
+        return None, model.stale
+
+
+class Prepare(Middleware):
+    """Global middleware: an `Interaction` in `context`, or the "out of date" answer without a listener."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse,
+                next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        context = req.context
+        value, stale = parsed_value(req.body)
+        # Bolt hands a Respond even when the payload has no response_url (a modal's): it then cannot be used.
+        respond = context.respond if context.respond is not None and context.respond.response_url else None
+        reply = Reply(respond, context.client, self.desk, context.user_id or "",
+                      value.case_id if value is not None else None)
+        if stale is not None:
+            if req.body.get("type") == "block_actions":
+                # After the HTTP ack, never before it: a response_url round trip could outlast Slack's 3 s.
+                self.desk.actions.background.submit(reply.ephemeral, stale)
+            return BoltResponse(status=200, body="")  # a view with unreadable metadata just closes
+        context[KEY] = Interaction(self.desk, context.user_id or "", value, reply)
+        return next()

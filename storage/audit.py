@@ -1,0 +1,32 @@
+"""The one way an audit event is written: who did what to which case, where it went, why, how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from storage.models import AuditEvent, Case
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened, apart from who, when and to which case (those come from the caller)."""
+
+    action: str  # e.g. "case.dismissed", "invoice_poof.succeeded"
+    outcome: str = "ok"
+    reason: str | None = None
+    record: str | None = None  # which invoice/payment/customer
+    target: str | None = None  # where it was sent
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def write_audit(session: Session, case: Case, actor: str, now: datetime, event: Event) -> AuditEvent:
+    """Add the event to the caller's transaction: it commits, or rolls back, with the change it records."""
+    row = AuditEvent(at=now, actor=actor, action=event.action, case_id=case.id, call_id=case.call_id,
+                     record=event.record, target=event.target, reason=event.reason, outcome=event.outcome,
+                     detail=dict(event.detail))
+    session.add(row)
+    return row
