@@ -45,8 +45,8 @@ from sqlmodel import Session, SQLModel, col, select
 import storage.reminders  # noqa: F401  (registers the reminders table)
 from bench import EXAMPLE_POLICY, percentile
 from bot.policy import load_policy
+from bot.reminders.rows import FireSettings
 from bot.reminders.scheduler import ReminderScheduler
-from bot.reminders.store import FireSettings
 from bot.slack.delivery import ChannelPacer, OutboxWorker
 from bot.standins.slack_api import SlackStandIn
 from storage.db import make_engine

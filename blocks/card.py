@@ -36,7 +36,6 @@ from blocks.limits import (
     truncate,
     truncate_mrkdwn,
 )
-from bot.actions.gates import caller_matched, note_gate
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
@@ -368,11 +367,11 @@ def has_invoice_details(case: Case) -> bool:
     kind, _ = _kind(case)
     if kind in _MONEY_BACK or kind is BillingKind.DISPUTE:
         return False
-    return caller_matched(case) and case.amount is not None and bool(case.currency)
+    return case.caller_matched and case.amount is not None and bool(case.currency)
 
 
 def has_moonclerk_reference(case: Case) -> bool:
-    return note_gate(case) is None
+    return case.has_moonclerk_reference
 
 
 # Once an action has happened (or is under way) its button goes; the ledger refuses a second run anyway.

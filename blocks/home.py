@@ -8,14 +8,37 @@ Slack still sends a block_actions event for a URL button, so their action IDs (a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from blocks.actions import HOME_OPEN_PREFIX, ControlId
 from blocks.format import plain, slack_date
 from blocks.limits import MAX_VIEW_BLOCKS
 from blocks.lookup import card_permalink, case_line, channel_link, context, divider, header, section
-from bot.lookup.queries import CaseList, HomeData
 from storage.models import Case
+
+
+@dataclass(frozen=True)
+class CaseList:
+    """Some of the cases a query found (as many as fit), and how many it found."""
+
+    cases: list[Case]
+    total: int
+
+
+@dataclass(frozen=True)
+class HomeData:
+    """What one person's Home tab shows (built by bot.lookup.queries.home_data)."""
+
+    user: str
+    is_approver: bool
+    assigned: CaseList
+    awaiting: CaseList
+    overdue: CaseList
+    review_size: int
+    now: datetime
+    review_channel: str | None = None
 
 
 def _row(case: Case, group: str, *, overdue: bool = False) -> dict[str, Any]:

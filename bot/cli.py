@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from blocks.builder import block_kit_builder_url
+from blocks.card import case_card
+from bot.audit_export import ExportError, export
 from bot.config import ConfigError, Settings, load_settings, read_settings
+from bot.ingest import preview_case
 from bot.logs import setup_logging
-from bot.policy import PolicyError
-from bot.runtime import Runtime
+from bot.policy import PolicyError, load_policy
+from bot.runtime import Runtime, build_runtime
+from providers.dialnexa import NotACallEvent
+from storage.db import make_engine, normalise_url
+from storage.migrate import current_revision, upgrade
+
+# The serving commands import the server stack (uvicorn, Starlette, Bolt, APScheduler) inside
+# themselves, so `preview`, `config check`, `db` and `audit` start without loading it. Nothing imports
+# this module, so no import here can hide a cycle.
 
 
 def _fail(problems: list[str]) -> NoReturn:
@@ -71,8 +89,6 @@ def serve(host: str, port: int) -> None:
 
 
 def _runtime(settings: Settings) -> Runtime:
-    from bot.runtime import build_runtime
-
     try:
         return build_runtime(settings)
     except PolicyError as exc:
@@ -114,10 +130,6 @@ def socket(host: str, port: int) -> None:
               help="Fire the reminders that are due, send everything the outbox holds, then exit (cron, one-off runs).")
 def worker(drain: bool) -> None:
     """Run the Slack outbox worker and the reminder scheduler (no HTTP); several may share one PostgreSQL."""
-    import json
-    import signal
-    import threading
-
     from bot.reminders.scheduler import drain as drain_once
     from bot.reminders.scheduler import scheduler_for
     from bot.slack.service import action_context, outbox_worker, recover_provider_calls, web_client
@@ -158,16 +170,6 @@ def demo(workdir: Path) -> None:
 @click.argument("call_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def preview(call_file: Path) -> None:
     """Print the card a saved DialNexa event would produce, and a Block Kit Builder link."""
-    import json
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
-    from blocks.builder import block_kit_builder_url
-    from blocks.card import case_card
-    from bot.ingest import preview_case
-    from bot.policy import load_policy
-    from providers.dialnexa import NotACallEvent
-
     try:
         body = json.loads(call_file.read_bytes(), parse_float=Decimal)
     except ValueError as exc:
@@ -196,9 +198,6 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
 def db_upgrade(revision: str) -> None:
     """Create or migrate the tables in DATABASE_URL."""
-    from storage.db import make_engine
-    from storage.migrate import current_revision, upgrade
-
     settings = _read_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine, revision)
@@ -217,12 +216,6 @@ def audit() -> None:
 @click.option("--output", type=click.File("w"), default="-", help="File to write; default standard output.")
 def audit_export(since: datetime, fmt: str, output: TextIO) -> None:
     """Write every audit event since DATE: who, what, which record, where, why, when, outcome."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bot.audit_export import ExportError, export
-    from storage.db import make_engine, normalise_url
-
     settings = _read_settings()  # DATABASE_URL is validated there
     url = make_url(normalise_url(settings.database_url))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
@@ -250,10 +243,6 @@ def config() -> None:
 @config.command("check")
 def config_check() -> None:
     """Validate the environment and the policy file, printing one line per problem."""
-    import os
-
-    from bot.policy import load_policy
-
     problems: list[str] = []
     try:
         policy_path: Path | None = load_settings().finance_desk_policy

@@ -9,6 +9,10 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from storage.db import normalise_url
 
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 MIN_WEBHOOK_TOKEN_LENGTH = 24
@@ -78,11 +82,6 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url_shape(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        from storage.db import normalise_url
-
         try:
             backend = make_url(normalise_url(value)).get_backend_name()
         except ArgumentError:

@@ -26,8 +26,8 @@ from sqlmodel import Session, col, select
 
 from blocks.text import render
 from bot.config import Settings
+from bot.reminders.rows import OPEN
 from bot.reminders.schedule import Kind
-from bot.reminders.store import OPEN
 from bot.runtime import Runtime, build_runtime
 from bot.slack.service import start_slack
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn

@@ -6,15 +6,20 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, bindparam, insert
+from sqlmodel import Session, col, select
 
+from bot.lookup.review import identity, mark_for_matching
 from bot.policy import Policy
-from bot.triage.model import BillingKind, Classification, Extracted
+from bot.reminders.store import sync_case
+from bot.slack.outbox import enqueue_card
+from bot.triage.model import Classification
 from bot.triage.pipeline import Triage, triage
 from bot.triage.redact import redact
-from bot.triage.route import route
+from bot.triage.route import apply_routing
 from providers.dialnexa import CallEvent, EventKind, Ignored, NotACallEvent, parse_event
 from storage.audit import Event, write_audit
 from storage.cases import lock_or_create
@@ -63,38 +68,55 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
         # A call's deliveries are stored with its case and cases are never deleted, so a case this
         # transaction created has no earlier delivery to compare with: one query fewer.
         seen = None if created else session.exec(
-            select(WebhookDelivery.id).where(
-                WebhookDelivery.call_id == parsed.call_id, WebhookDelivery.body_sha256 == digest
-            )
+            _statements()["seen"], params={"call": parsed.call_id, "digest": digest}
         ).first()
         outcome = "duplicate" if seen is not None else "stored"
         if seen is None:
-            from bot.lookup.review import identity, mark_for_matching  # late import, like the outbox
-
-            before = None if created else identity(case)
-            _merge(case, parsed, result)
-            apply_routing(case, policy, now)
-            # Matching runs later, off this hot path (MatchWorker); this only queues the case for it.
-            # Its look-up reads only audit rows, so the merged case need not be flushed for it: the
-            # case is then written once, with the card's changes, instead of twice.
+            # Everything below reads only rows that are written with Core statements (audit, outbox,
+            # reminders), never the merged case: it is flushed once, at commit, with all its changes
+            # (the card version, the next reminder), instead of once per statement that follows.
             with session.no_autoflush:
-                mark_for_matching(session, case, before)
-            case.updated_at = now
-            session.add(case)
-            write_audit(session, case, "dialnexa", now, Event(
-                "case.created" if created else "case.updated", outcome=case.kind, record=_record_of(case),
-                reason=f"{parsed.event_name} ({parsed.event.value})", detail=_audit_detail(case, result),
-            ))
-            on_case_changed(session, case, policy, now)
-        session.add(
-            WebhookDelivery(
-                received_at=now, call_id=parsed.call_id, event_name=parsed.event_name,
-                event_kind=parsed.event.value, body_sha256=digest, outcome=outcome,
-            )
-        )
+                _store(session, case, created, parsed, result, policy, now)
+        session.execute(_statements()["delivery"], {
+            **_delivery_defaults(), "received_at": now, "call_id": parsed.call_id, "event_name": parsed.event_name,
+            "event_kind": parsed.event.value, "body_sha256": digest, "outcome": outcome,
+        })
     log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind)
     return IngestResult(outcome=outcome, call_id=parsed.call_id, case_id=case.id, created=created,
                         is_billing=case.is_billing)
+
+
+def _store(session: Session, case: Case, created: bool, parsed: CallEvent, result: Triage, policy: Policy,
+           now: datetime) -> None:
+    """Merge a new delivery into its case, then write what follows from it: audit, card, reminders."""
+    before = None if created else identity(case)
+    _merge(case, parsed, result)
+    apply_routing(case, policy, now)
+    # Matching runs later, off this hot path (MatchWorker); this only queues the case for it.
+    mark_for_matching(session, case, before)
+    case.updated_at = now
+    write_audit(session, case, "dialnexa", now, Event(
+        "case.created" if created else "case.updated", outcome=case.kind, record=_record_of(case),
+        reason=f"{parsed.event_name} ({parsed.event.value})", detail=_audit_detail(case, result),
+    ))
+    on_case_changed(session, case, policy, now, created=created)
+
+
+@cache
+def _statements() -> dict[str, Any]:
+    # Built once, then only bound: they run in every delivery's transaction.
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    return {
+        "seen": select(WebhookDelivery.id).where(col(WebhookDelivery.call_id) == bindparam("call"),
+                                                 col(WebhookDelivery.body_sha256) == bindparam("digest")).limit(1),
+        "delivery": insert(table),
+    }
+
+
+@cache
+def _delivery_defaults() -> dict[str, Any]:
+    # Column defaults live on the model; computed once, then merged into each row's parameters.
+    return WebhookDelivery(body_sha256="-", outcome="-").model_dump(exclude={"id"})
 
 
 def _ignored_name(parsed: Ignored) -> str | None:
@@ -115,14 +137,15 @@ def preview_case(body: object, policy: Policy, now: datetime) -> Case:
     return case
 
 
-def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime) -> None:
-    """What follows a change, in the same transaction: the card, its reminders and escalation pages."""
-    from bot import reminders  # late imports: Slack delivery and reminders sit above ingest
-    from bot.slack.outbox import enqueue_card
+def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime, *, created: bool = False) -> None:
+    """What follows a change, in the same transaction: the card, its reminders and escalation pages.
 
+    `created=True` when this transaction created the case (it has no reminder rows to look at yet).
+    """
     if case.is_billing:
         enqueue_card(session, case, now)
-    reminders.on_case_changed(session, case, policy, now)
+    # The card is enqueued above anyway, so the reminders need not enqueue it for their own change.
+    sync_case(session, case, policy, now, update_card=False, created=created)
 
 
 def _audit_detail(case: Case, result: Triage) -> dict[str, object]:
@@ -188,16 +211,3 @@ def _merge_classification(case: Case, new: Classification) -> None:
         case.confidence = new.confidence
         case.classification_source = new.source
         case.evidence = new.evidence
-
-
-def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
-    """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
-    fields = Extracted.model_validate(case, from_attributes=True)
-    routing = route(BillingKind(case.kind), fields, policy, now, summary=case.summary)
-    case.urgency = routing.urgency.value
-    case.is_vip = routing.is_vip
-    case.approval_required = routing.approval_required
-    case.approval_reason = routing.approval_reason
-    case.escalation_reasons = routing.escalation_reasons
-    if set_owner:
-        case.owner = routing.owner

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from bot.ingest import apply_routing, on_case_changed
+from bot.ingest import on_case_changed
 from bot.policy import Policy
 from bot.slack.outbox import enqueue_thread
+from bot.triage.route import apply_routing
 from providers.moonclerk import Customer, MoonClerkClient
 from storage.audit import Event, write_audit
 from storage.cases import lock_or_create

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from functools import cache
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
 from storage.models import Case, utcnow
@@ -18,8 +19,11 @@ def _default_row() -> dict[str, Any]:
     return Case(call_id="-").model_dump(exclude={"id", "call_id", "created_at", "updated_at"})
 
 
-def _defaults() -> dict[str, Any]:
-    return copy.deepcopy(_default_row())
+@cache
+def _stored_defaults() -> dict[str, Any]:
+    # The insert leaves out the columns whose default is NULL anyway (no column has a server default):
+    # fewer parameters to bind.
+    return {name: value for name, value in _default_row().items() if value is not None}
 
 
 @cache
@@ -39,13 +43,31 @@ def lock_or_create(session: Session, call_id: str) -> tuple[Case, bool]:
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
-    row = {**_defaults(), "call_id": call_id, "created_at": now, "updated_at": now}
-    created = session.execute(_create_statement(dialect), row).first() is not None
+    # Only the JSON lists are mutable; each case gets its own.
+    row = {**{name: list(value) if isinstance(value, list) else value for name, value in _stored_defaults().items()},
+           "call_id": call_id, "created_at": now, "updated_at": now}
+    inserted = session.execute(_create_statement(dialect), row).first()
+    if inserted is not None:
+        return _attach(session, {**_default_row(), **row, "id": inserted[0]}), True
     query = select(Case).where(Case.call_id == call_id).execution_options(populate_existing=True)
     if dialect == "postgresql":
         query = query.with_for_update()
-    case = session.exec(query).one()
-    return case, created
+    return session.exec(query).one(), False
+
+
+def _attach(session: Session, row: dict[str, Any]) -> Case:
+    """The row this transaction just inserted, as if loaded: reading it back would only return what
+    was written. No other transaction can lock it first: until this one commits it is invisible to
+    them, and their insert of the same call ID waits on the unique index.
+
+    Built the way the ORM builds a loaded row (a bare instance, then its attribute dict): the model's
+    constructor, which sets ~70 fields one by one through instrumentation, cost more than the insert.
+    """
+    case: Case = inspect(Case).class_manager.new_instance()
+    case.__dict__.update(row)
+    make_transient_to_detached(case)
+    session.add(case)
+    return case
 
 
 def get_by_call_id(session: Session, call_id: str) -> Case | None:

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.fields import CaseFields
+from storage.states import MatchStatus
 from storage.types import DecimalString, UTCDateTime
 
 
@@ -90,6 +91,19 @@ class Case(CaseFields, table=True):
     slack_channel: str | None = Field(default=None, max_length=40)
     slack_ts: str | None = Field(default=None, max_length=40)
     card_version: int = 0
+
+    # The two facts both the action gates (bot.actions.gates) and the card's buttons (blocks.card) read:
+    # here, on the data, so the view never asks the domain for a verdict.
+    @property
+    def caller_matched(self) -> bool:
+        """The caller is a known customer: named by MoonClerk ID on the call, or matched (or picked in
+        review) to a MoonClerk customer. A name or email the caller merely said is not a match."""
+        return self.moonclerk_customer_id is not None or self.match_status == MatchStatus.MATCHED
+
+    @property
+    def has_moonclerk_reference(self) -> bool:
+        """A MoonClerk customer or payment a note can be verified against."""
+        return self.moonclerk_customer_id is not None or bool(self.payment_id)
 
 
 class WebhookDelivery(SQLModel, table=True):

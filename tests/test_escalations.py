@@ -25,8 +25,8 @@ from bot import workflow
 from bot.ingest import ingest
 from bot.policy import Policy
 from bot.reminders import escalations, on_case_changed, on_case_closed
+from bot.reminders.rows import FireSettings
 from bot.reminders.scheduler import ReminderScheduler
-from bot.reminders.store import FireSettings
 from bot.slack.delivery import ChannelPacer, OutboxWorker
 from bot.standins import SlackStandIn
 from storage.db import session_scope

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bot.triage.extract import KEYS, TEXT_LIMIT, extract
 from bot.triage.model import Extracted
 from storage.models import Case
+from tests.linear import BOUND, doubling_ratio
 
 # A Wednesday morning, so weekday phrases have a fixed meaning.
 NOW = datetime(2026, 3, 11, 10, 0, tzinfo=UTC)
@@ -762,29 +763,14 @@ ADVERSARIAL_UNITS = [
 ]
 
 
-def _cost(text: str) -> float:
-    import statistics
-    import time
-
-    samples = []
-    for _ in range(5):
-        started = time.process_time()
-        run({}, text, text)
-        samples.append(time.process_time() - started)
-    return statistics.median(samples)
+def _triage_text(text: str) -> object:
+    return run({}, text, text)
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
 def test_doubling_a_hostile_text_at_most_about_doubles_the_cost(unit: str) -> None:
-    # A ratio, not a time: the bound is loose enough for a busy machine and far below the 4x a
-    # quadratic scan shows. The input grows until it costs enough to stand above timer noise.
-    small = unit * (100_000 // len(unit))
-    small_cost = _cost(small)
-    while small_cost < 0.02 and len(small) < 16 * 100_000:
-        small *= 2
-        small_cost = _cost(small)
-    ratio = _cost(small * 2) / max(small_cost, 1e-6)
-    assert ratio < 3.5, f"{unit!r}: doubling the input multiplied the cost by {ratio:.1f}"
+    ratio = doubling_ratio(_triage_text, unit, 100_000)
+    assert ratio < BOUND, f"{unit!r}: doubling the input multiplied the cost by {ratio:.1f}"
 
 
 def test_a_card_number_given_as_the_amount_is_not_money() -> None:

@@ -35,6 +35,7 @@ from bot import workflow
 from bot.ingest import ingest
 from bot.policy import Policy
 from bot.reminders import on_case_changed, on_case_closed, store
+from bot.reminders.rows import FireSettings
 from bot.reminders.schedule import (
     Hours,
     SnoozeChoice,
@@ -46,7 +47,6 @@ from bot.reminders.schedule import (
     tomorrow_at,
 )
 from bot.reminders.scheduler import ReminderScheduler
-from bot.reminders.store import FireSettings
 from bot.runtime import Runtime
 from bot.standins import SlackStandIn
 from storage.db import session_scope

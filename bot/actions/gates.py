@@ -6,18 +6,11 @@ Each gate returns the reason the case must go to review instead, or None when it
 from __future__ import annotations
 
 from storage.models import Case
-from storage.states import MatchStatus
-
-
-def caller_matched(case: Case) -> bool:
-    """The caller is a known customer: named by MoonClerk ID on the call, or matched (or picked in
-    review) to a MoonClerk customer. A name or email the caller merely said is not a match."""
-    return case.moonclerk_customer_id is not None or case.match_status == MatchStatus.MATCHED
 
 
 def invoice_gate(case: Case) -> str | None:
     missing = []
-    if not caller_matched(case):
+    if not case.caller_matched:
         missing.append("a matched caller (a verified MoonClerk customer)")
     if not (case.invoice_number or case.payment_id or case.subscription_id or case.moonclerk_customer_id is not None):
         missing.append("a clear destination record (invoice, payment, subscription or MoonClerk customer)")
@@ -42,7 +35,7 @@ def payout_gate(case: Case) -> str | None:
 
 
 def note_gate(case: Case) -> str | None:
-    if case.moonclerk_customer_id is None and not case.payment_id:
+    if not case.has_moonclerk_reference:
         return "a MoonClerk note needs a MoonClerk customer or payment to verify"
     return None
 

@@ -28,6 +28,7 @@ from bot.actions.authz import Directory, refusal
 from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
 from bot.lifecycle import Reply
 from bot.outcome import Outcome
+from bot.slack.errors import Refused
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from providers.base import (
     InvoiceProvider,
@@ -107,7 +108,7 @@ def _not_configured(action: str) -> Outcome:
 def _load(session: Session, case_id: int) -> Case:
     case = session.get(Case, case_id, with_for_update=True)
     if case is None:
-        raise LookupError("That case no longer exists.")
+        raise Refused("That case no longer exists.")
     return case
 
 
@@ -461,14 +462,27 @@ def _already(row: ProviderAction) -> str:
     return f"The {label} for this call is already {row.status}; it runs at most once."
 
 
-def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
-    assert ctx.invoices is not None and row.amount is not None and row.currency is not None
+def _call(ctx: ActionContext, row: ProviderAction, user: str, call: Callable[[], ProviderResult]) -> Outcome:
+    """Make a money action's provider call, once, and record how it ended."""
     try:
-        result = ctx.invoices.create_fiat_invoice(row.amount, row.currency, str(row.params.get("method", "paypal")),
-                                              metadata={"dialnexa_call_id": row.call_id})
+        result = call()
     except ProviderError as exc:
         return _finish(ctx, row, None, exc, user)
+    except Exception as exc:
+        # A crash mid-call may or may not have reached the provider: "unknown" at once (Reconcile, never
+        # Retry) rather than "running" until recover_stale, then raised for the caller to tell the approver.
+        lost = OutcomeUnknown(f"finance-desk failed during the call ({exc.__class__.__name__})", provider=row.provider)
+        _finish(ctx, row, None, lost, user)
+        raise
     return _finish(ctx, row, result, None, user)
+
+
+def _run_invoice(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
+    invoices = ctx.invoices
+    assert invoices is not None and row.amount is not None and row.currency is not None
+    amount, currency = row.amount, row.currency
+    return _call(ctx, row, user, lambda: invoices.create_fiat_invoice(
+        amount, currency, str(row.params.get("method", "paypal")), metadata={"dialnexa_call_id": row.call_id}))
 
 
 # -- Poof payout (two approvers) -----------------------------------------------------------------
@@ -557,14 +571,11 @@ def _ledger_row(ctx: ActionContext, case_id: int, action: str) -> ProviderAction
 
 
 def _send_payout(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
-    assert ctx.payouts is not None and row.amount is not None
-    try:
-        # Never retried by finance-desk: Poof documents no idempotency key, so a repeat could pay twice.
-        result = ctx.payouts.send_payout(Decimal(str(row.params["crypto_amount"])), str(row.params["crypto"]),
-                                      str(row.params["address"]))
-    except ProviderError as exc:
-        return _finish(ctx, row, None, exc, user)
-    return _finish(ctx, row, result, None, user)
+    payouts = ctx.payouts
+    assert payouts is not None and row.amount is not None
+    # Never retried by finance-desk: Poof documents no idempotency key, so a repeat could pay twice.
+    return _call(ctx, row, user, lambda: payouts.send_payout(
+        Decimal(str(row.params["crypto_amount"])), str(row.params["crypto"]), str(row.params["address"])))
 
 
 def confirm_payout(ctx: ActionContext, case_id: int, user: str) -> Outcome:

@@ -11,6 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
+from blocks.home import CaseList, HomeData
 from bot.lookup.customers import BadTerm, LookupTerm, parse_term
 from storage.models import AuditEvent, Case, ProviderAction
 from storage.reminders import Reminder
@@ -154,12 +155,6 @@ def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
     return CaseDetail(case, actions, list(reversed(latest)), int(total), pending_reminders(engine, case.id))
 
 
-@dataclass(frozen=True)
-class CaseList:
-    cases: list[Case]
-    total: int
-
-
 def _listed(session: Session, where: list[Any], order: list[Any], limit: int) -> CaseList:
     total = session.exec(select(func.count()).select_from(Case).where(*where)).one()
     cases = list(session.exec(select(Case).where(*where).order_by(*order).limit(limit)).all())
@@ -192,18 +187,6 @@ def queue(engine: Engine, now: datetime, limit: int = LIST_LIMIT) -> QueueView:
 
 # ---------------------------------------------------------------------------------------------------
 # Home tab
-
-
-@dataclass(frozen=True)
-class HomeData:
-    user: str
-    is_approver: bool
-    assigned: CaseList
-    awaiting: CaseList
-    overdue: CaseList
-    review_size: int
-    now: datetime
-    review_channel: str | None = None
 
 
 def home_data(

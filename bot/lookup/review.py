@@ -19,18 +19,21 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, col, select
 
 from blocks.actions import PickValue
 from blocks.format import code, mention
 from blocks.review import review_message
+from bot import reminders
 from bot.lookup.customers import MoonClerkLookup, candidates_for, lookup_for
 from bot.lookup.matching import CallerFacts, MatchResult, decide, nothing_to_match, score_customer
 from bot.policy import Policy
 from bot.slack.outbox import enqueue_card, enqueue_message, enqueue_thread
+from bot.triage.route import apply_routing
 from providers.base import ProviderError
 from providers.moonclerk import MoonClerkClient
 from storage.audit import Event, write_audit
@@ -109,9 +112,6 @@ def _apply(case: Case, result: MatchResult, stated: int | None) -> bool:
 def _reroute(session: Session, case: Case, policy: Policy, now: datetime) -> None:
     """A matched customer ID can make the case a VIP's: refresh routing (never the owner) and page
     for any escalation reason that is new, as ingest does."""
-    from bot import reminders
-    from bot.ingest import apply_routing
-
     apply_routing(case, policy, now, set_owner=False)
     reminders.on_case_changed(session, case, policy, now)
 
@@ -216,19 +216,30 @@ def identity(case: Case) -> tuple[Any, ...]:
 def mark_for_matching(session: Session, case: Case, before: tuple[Any, ...] | None) -> bool:
     """In ingest's transaction: queue the case for (re-)matching when what identifies the caller changed.
 
-    Nothing changes once a person has decided. Returns True when the case was marked pending.
+    `before` is None for a case created in this transaction. Nothing changes once a person has
+    decided. Returns True when the case was marked pending.
     """
     if not case.is_billing or case.id is None:
         return False
     if before is not None and identity(case) == before and case.match_status != MatchStatus.PENDING:
         return False
-    decided = session.exec(select(AuditEvent.id).where(AuditEvent.case_id == case.id,
-                                                       col(AuditEvent.action).in_(sorted(HUMAN)))).first()
-    if decided is not None:
+    # Nobody can have decided on a case this transaction created: one query fewer per new call.
+    if before is not None and _decided(session, case.id):
         return False
     case.match_status = MatchStatus.PENDING
     session.add(case)
     return True
+
+
+@cache
+def _decided_statement() -> Any:
+    # Built once: this runs in every ingest of a known billing case.
+    return select(AuditEvent.id).where(col(AuditEvent.case_id) == bindparam("case"),
+                                       col(AuditEvent.action).in_(sorted(HUMAN))).limit(1)
+
+
+def _decided(session: Session, case_id: int) -> bool:
+    return session.exec(_decided_statement(), params={"case": case_id}).first() is not None
 
 
 class MatchWorker:

@@ -15,18 +15,15 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.policy import Policy
+from bot.reminders.store import cancel_case, sync_case
 from storage.models import Case
 
 
 def on_case_changed(session: Session, case: Case, policy: Policy, now: datetime) -> None:
-    from bot.reminders.store import sync_case
-
     sync_case(session, case, policy, now, update_card=False)
 
 
 def on_case_closed(session: Session, case: Case, now: datetime, reason: str = "closed") -> None:
-    from bot.reminders.store import cancel_case
-
     cancel_case(session, case, now, reason)
 
 

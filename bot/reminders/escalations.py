@@ -21,8 +21,7 @@ from sqlmodel import Session, col, select
 
 from blocks.format import is_user_id
 from blocks.reminders import card_reference, escalation_message
-from bot.reminders.schedule import Kind
-from bot.reminders.store import (
+from bot.reminders.rows import (
     CANCELLED,
     OPEN,
     PENDING,
@@ -34,6 +33,7 @@ from bot.reminders.store import (
     reason_digest,
     row_params,
 )
+from bot.reminders.schedule import Kind
 from bot.slack.outbox import enqueue_message
 from storage.models import AuditEvent, Case
 from storage.reminders import Reminder

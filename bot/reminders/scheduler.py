@@ -30,7 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from bot.reminders import store
-from bot.reminders.store import FireSettings
+from bot.reminders.rows import FireSettings
 from bot.runtime import Runtime
 from bot.slack.delivery import OutboxWorker
 from storage.models import utcnow

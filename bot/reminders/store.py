@@ -11,30 +11,34 @@ never deadlocks two writers on one case.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import cache
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from blocks.format import is_user_id
 from blocks.reminders import policy_date, reminder_message
 from bot.outcome import Outcome
 from bot.policy import Policy
-from bot.reminders.schedule import (
-    REMINDER_KINDS,
-    SCHEDULED_KINDS,
-    Hours,
-    Kind,
-    effective_deadline,
-    plan,
+from bot.reminders import escalations
+from bot.reminders.rows import (
+    CANCELLED,
+    CLAIMED,
+    OPEN,
+    PENDING,
+    SENT,
+    FireSettings,
+    add,
+    add_many,
+    owner_of,
+    reminders_table,
+    row_params,
+    run,
 )
+from bot.reminders.schedule import REMINDER_KINDS, Hours, Kind, effective_deadline, plan
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from storage.audit import Event, write_audit
 from storage.db import session_scope
@@ -44,103 +48,14 @@ from storage.states import is_closed
 
 log = logging.getLogger(__name__)
 
-PENDING, CLAIMED, SENT, CANCELLED = "pending", "claimed", "sent", "cancelled"
-OPEN = (PENDING, CLAIMED)
 LEASE = timedelta(seconds=60)
-# Fired more than this after its due time counts as late (the process was down or stopped).
-LATE_AFTER = timedelta(seconds=60)
 SNOOZE_STEP = timedelta(hours=1)
 # A row whose firing raised this many times (one per claim) is cancelled as "failed".
 MAX_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class FireSettings:
-    policy: Policy
-    escalation_channel: str | None = None
-    finance_channel: str | None = None
-    late_after: timedelta = LATE_AFTER
-
-
-def _table() -> Any:
-    return Reminder.__table__  # type: ignore[attr-defined]
-
-
 def _key(case_id: int, kind: str, due_at: datetime) -> str:
     return f"{case_id}:{kind}:{int(due_at.timestamp())}"
-
-
-def reason_digest(reason: str) -> str:
-    return hashlib.sha256(reason.encode("utf-8")).hexdigest()[:16]
-
-
-@cache
-def _statements(dialect: str) -> dict[str, Any]:
-    """Core statements built once per dialect (compiled once, then only bound): sync runs inside every
-    ingest transaction, so it must stay cheap."""
-    table = _table()
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    rearm = {"status": PENDING, "cancel_reason": None, "due_at": insert.excluded.due_at, "claimed_by": None,
-             "claim_expires_at": None, "late": False}
-    cancelled: dict[str, Any] = {"status": CANCELLED, "cancel_reason": bindparam("why"), "claimed_by": None,
-                                 "claim_expires_at": None}
-    return {
-        # A deadline that changes back revives the rows it had; sent or done rows stay as they are.
-        "schedule": insert.on_conflict_do_update(
-            index_elements=["dedup_key"], set_=rearm,
-            where=and_(table.c.status == CANCELLED, table.c.cancel_reason == "rescheduled"),
-        ),
-        # A snooze is a person's request: it re-arms its row whatever state that row is in.
-        "snooze": insert.on_conflict_do_update(
-            index_elements=["dedup_key"],
-            set_={**rearm, "sent_at": None, "created_by": insert.excluded.created_by,
-                  "reason": insert.excluded.reason},
-        ),
-        "once": insert.on_conflict_do_nothing(index_elements=["dedup_key"]),
-        # The case's planned reminders that are no longer planned (the deadline moved or went away).
-        "cancel_stale": update(table).where(
-            table.c.case_id == bindparam("case"), table.c.kind.in_([k.value for k in SCHEDULED_KINDS]),
-            table.c.status.in_(OPEN), table.c.dedup_key.not_in(bindparam("keep", expanding=True)),
-        ).values(**cancelled),
-        "cancel": update(table).where(
-            table.c.case_id == bindparam("case"), table.c.status.in_(OPEN),
-            table.c.kind.in_(bindparam("kinds", expanding=True)),
-        ).values(**cancelled),
-        "next": select(func.min(table.c.due_at)).where(
-            table.c.case_id == bindparam("case"), table.c.kind.in_([k.value for k in REMINDER_KINDS]),
-            table.c.status.in_(OPEN),
-        ),
-    }
-
-
-def _run(session: Session, name: str, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
-    return session.execute(_statements(session.get_bind().dialect.name)[name], params)
-
-
-@cache
-def _defaults() -> dict[str, Any]:
-    # Column defaults live on the model; computed once and copied into each row (a model per row costs
-    # more than the insert).
-    return Reminder(case_id=0, kind="-", dedup_key="-", due_at=datetime(2000, 1, 1, tzinfo=UTC)).model_dump(
-        exclude={"id", "case_id", "kind", "dedup_key", "due_at", "created_at"})
-
-
-def row_params(*, case_id: int, kind: str, dedup_key: str, due_at: datetime, created_at: datetime,
-               **fields: Any) -> dict[str, Any]:
-    """The parameters of one reminders row, column defaults filled in."""
-    return {**_defaults(), "case_id": case_id, "kind": kind, "dedup_key": dedup_key, "due_at": due_at,
-            "created_at": created_at, **fields}
-
-
-def add(session: Session, statement: str, **fields: Any) -> None:
-    """Insert one row with `statement`: "schedule", "snooze" (upserts, see above) or "once"."""
-    _run(session, statement, row_params(**fields))
-
-
-def add_many(session: Session, statement: str, rows: list[dict[str, Any]]) -> None:
-    """`add` for several rows in one round trip (an executemany)."""
-    if rows:
-        _run(session, statement, rows)
 
 
 def is_open(case: Case) -> bool:
@@ -158,32 +73,40 @@ def deadline_of(case: Case, policy: Policy) -> tuple[datetime | None, bool]:
 # Scheduling (inside the caller's transaction)
 
 
-def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, update_card: bool = True) -> None:
+def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, update_card: bool = True,
+              created: bool = False) -> None:
     """Make the case's reminders and escalation pages match the case. Idempotent; call it after
     every change (ingest does), in the same transaction, with the case row locked.
 
     `update_card=False` when the caller enqueues the card in this transaction anyway (ingest does).
+    `created=True` when this transaction created the case: it has no reminder rows yet, so there is
+    nothing to cancel and its next reminder is the earliest row added here (two statements fewer).
     """
-    from bot.reminders import escalations
-
     assert case.id is not None
     if not is_open(case):
-        cancel_case(session, case, now, "closed", update_card=update_card)
+        if not created:
+            cancel_case(session, case, now, "closed", update_card=update_card)
         return
     deadline, _ = deadline_of(case, policy)
     planned = plan(deadline, policy) if deadline is not None else []
-    keys = [_key(case.id, item.kind, item.due_at) for item in planned]
-    _run(session, "cancel_stale", {"case": case.id, "keep": keys, "why": "rescheduled"})
+    if not created:
+        keys = [_key(case.id, item.kind, item.due_at) for item in planned]
+        run(session, "cancel_stale", {"case": case.id, "keep": keys, "why": "rescheduled"})
     # Reminders already in the past when planned are not sent one after another: only the latest of
     # due/overdue goes out (at once); a lead reminder that has passed is pointless.
     past = [item for item in planned if item.due_at <= now and item.kind is not Kind.LEAD]
-    add_many(session, "schedule", [
+    rows = [
         row_params(case_id=case.id, kind=item.kind.value, due_at=item.due_at,
                    dedup_key=_key(case.id, item.kind, item.due_at), created_at=now)
         for item in [item for item in planned if item.due_at > now] + past[-1:]
-    ])
+    ]
+    add_many(session, "schedule", rows)
     escalations.schedule(session, case, now)
-    refresh_next(session, case, now, update_card=update_card)
+    if created:
+        # Every row added is a pending reminder (no key of a new case can clash with an older row).
+        _set_next(session, case, min((row["due_at"] for row in rows), default=None), now, update_card=update_card)
+    else:
+        refresh_next(session, case, now, update_card=update_card)
 
 
 ALL_KINDS = [kind.value for kind in Kind]
@@ -193,7 +116,7 @@ def cancel_case(session: Session, case: Case, now: datetime, reason: str,
                 kinds: Iterable[str] | None = None, *, update_card: bool = True) -> int:
     """Cancel the case's pending reminders (all kinds unless given); the card's next reminder is cleared."""
     assert case.id is not None
-    result = _run(session, "cancel", {"case": case.id, "kinds": list(kinds or ALL_KINDS), "why": reason})
+    result = run(session, "cancel", {"case": case.id, "kinds": list(kinds or ALL_KINDS), "why": reason})
     refresh_next(session, case, now, update_card=update_card)
     return int(result.rowcount)
 
@@ -203,7 +126,10 @@ def refresh_next(session: Session, case: Case, now: datetime, *, update_card: bo
 
     Reads the reminders table directly: flush ORM changes to Reminder rows before calling.
     """
-    soonest = _run(session, "next", {"case": case.id}).scalar()
+    return _set_next(session, case, run(session, "next", {"case": case.id}).scalar(), now, update_card=update_card)
+
+
+def _set_next(session: Session, case: Case, soonest: datetime | None, now: datetime, *, update_card: bool) -> bool:
     if soonest == case.next_reminder_at:
         return False
     case.next_reminder_at = soonest
@@ -221,7 +147,7 @@ def claim_due(engine: Engine, worker_id: str, now: datetime, *, limit: int = 100
               lease: timedelta = LEASE) -> list[int]:
     """Claim up to `limit` due rows for this worker, oldest first; rows another worker holds under a
     live lease are skipped, rows whose lease expired (a dead worker) are claimed again."""
-    table = _table()
+    table = reminders_table()
     due = or_(and_(table.c.status == PENDING, table.c.due_at <= now),
               and_(table.c.status == CLAIMED, table.c.claim_expires_at < now))
     with session_scope(engine) as session:
@@ -279,7 +205,7 @@ def fire_batch(engine: Engine, reminder_ids: list[int], worker_id: str, now: dat
 
 def _give_up(engine: Engine, reminder_id: int, worker_id: str) -> str | None:
     """After MAX_ATTEMPTS failed claims a row is cancelled ("failed") instead of retried for ever."""
-    table = _table()
+    table = reminders_table()
     with session_scope(engine) as session:
         stopped = session.execute(
             update(table).where(table.c.id == reminder_id, table.c.claimed_by == worker_id,
@@ -313,8 +239,6 @@ def _fire_all(session: Session, reminder_ids: list[int], worker_id: str, now: da
 
 def _fire_row(session: Session, case: Case | None, row: Reminder, worker_id: str, now: datetime,
               settings: FireSettings) -> str | None:
-    from bot.reminders import escalations
-
     if row.status != CLAIMED or row.claimed_by != worker_id:
         return None  # the lease ran out and another worker took it, or it was cancelled meanwhile
     row.claimed_by, row.claim_expires_at = None, None
@@ -339,10 +263,6 @@ def _fire_row(session: Session, case: Case | None, row: Reminder, worker_id: str
         session.flush()
         refresh_next(session, case, now)
     return outcome
-
-
-def owner_of(case: Case, policy: Policy) -> str | None:
-    return case.owner or policy.default_finance_owner
 
 
 def _fire_reminder(session: Session, case: Case, row: Reminder, now: datetime, late: bool,

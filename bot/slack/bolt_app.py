@@ -7,18 +7,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
 from bot.slack.listeners import case_actions, commands, home, money_actions, reminders, review
-from bot.slack.listeners.context import Desk, Prepare
-from bot.web.limits import BodyTooLarge, read_body
+from bot.slack.listeners.context import Desk, Prepare, on_error
+from bot.web.limits import read_body
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +47,13 @@ def build_bolt_app(runtime: Runtime, client: WebClient, actions: ActionContext, 
     app.use(Prepare(Desk(runtime, actions)))
     for register in LISTENERS:
         register(app)
-
-    @app.error
-    def handle_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
-        # One place for failures: log without the payload (it may hold customer data) and let
-        # Slack show nothing alarming; the user-facing explanation is sent by the listener itself.
-        logger.error("slack listener failed: %s: %s", error.__class__.__name__, error)
-        return BoltResponse(status=200, body="")
-
+    app.error(on_error)
     return app
 
 
 def slack_events_endpoint(bolt: App) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        try:
-            raw = await read_body(request)
-        except BodyTooLarge as exc:
-            return JSONResponse({"ok": False, "error": "body_too_large", "detail": str(exc)}, status_code=413)
+        raw = await read_body(request)  # BodyTooLarge is a Refusal: the app answers 413
         bolt_request = BoltRequest(
             body=raw.decode("utf-8", errors="replace"),
             query=request.url.query,

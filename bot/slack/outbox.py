@@ -32,8 +32,17 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     return rearm, once
 
 
-def _row(row: OutboxMessage) -> dict[str, Any]:
-    return row.model_dump(exclude={"id"})
+@cache
+def _defaults() -> dict[str, Any]:
+    # Column defaults live on the model; computed once and merged into each row (building a model per
+    # row cost more than the insert).
+    return OutboxMessage(case_id=0, kind="-", dedup_key="-").model_dump(
+        exclude={"id", "case_id", "kind", "dedup_key", "created_at", "due_at"})
+
+
+def _row(**fields: Any) -> dict[str, Any]:
+    """The parameters of one outbox row, column defaults filled in."""
+    return {**_defaults(), **fields}
 
 
 def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> None:
@@ -42,9 +51,8 @@ def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> N
     now = now or utcnow()
     case.card_version += 1
     session.add(case)
-    row = OutboxMessage(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now)
     rearm, _ = _statements(session.get_bind().dialect.name)
-    session.execute(rearm, _row(row))
+    session.execute(rearm, _row(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now))
 
 
 def enqueue_thread(
@@ -54,12 +62,9 @@ def enqueue_thread(
     """One reply in the card's thread, at most once per key (e.g. "action:42:succeeded")."""
     assert case.id is not None
     now = now or utcnow()
-    row = OutboxMessage(
-        case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text, blocks=blocks,
-        due_at=now, created_at=now,
-    )
     _, once = _statements(session.get_bind().dialect.name)
-    session.execute(once, _row(row))
+    session.execute(once, _row(case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text,
+                               blocks=blocks, due_at=now, created_at=now))
 
 
 def enqueue_message(
@@ -69,9 +74,6 @@ def enqueue_message(
     """One standalone post to another channel (escalation pings, the review queue), at most once per key."""
     assert case.id is not None
     now = now or utcnow()
-    row = OutboxMessage(
-        case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}", channel=channel, text=text,
-        blocks=blocks, due_at=now, created_at=now,
-    )
     _, once = _statements(session.get_bind().dialect.name)
-    session.execute(once, _row(row))
+    session.execute(once, _row(case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}",
+                               channel=channel, text=text, blocks=blocks, due_at=now, created_at=now))

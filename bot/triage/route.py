@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from bot.policy import Policy
 from bot.triage.classify import kinds_in
 from bot.triage.model import BillingKind, Extracted, Routing, Urgency
+from storage.models import Case
 
 # Kinds that stop a customer paying or being served: a VIP with one of these is escalated at once.
 PAYMENT_BLOCKERS = frozenset(
@@ -114,3 +115,16 @@ def route(
 
 def _is_user_id(value: str) -> bool:
     return value[:1] in {"U", "W"} and value.isalnum() and len(value) <= 20
+
+
+def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
+    """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
+    fields = Extracted.model_validate(case, from_attributes=True)
+    routing = route(BillingKind(case.kind), fields, policy, now, summary=case.summary)
+    case.urgency = routing.urgency.value
+    case.is_vip = routing.is_vip
+    case.approval_required = routing.approval_required
+    case.approval_reason = routing.approval_reason
+    case.escalation_reasons = routing.escalation_reasons
+    if set_owner:
+        case.owner = routing.owner

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,11 +14,10 @@ from starlette.routing import Route
 
 from bot.runtime import Runtime
 from bot.web.dialnexa import LargeBodyWorker, dialnexa_endpoint
+from bot.web.errors import Refusal, http_error, refused, server_error
 from bot.web.moonclerk import moonclerk_endpoint
 from bot.web.poof import poof_endpoint
 from storage.db import is_reachable
-
-log = logging.getLogger(__name__)
 
 
 def create_app(runtime: Runtime) -> Starlette:
@@ -39,14 +37,6 @@ def create_app(runtime: Runtime) -> Starlette:
             body.update(status="degraded", problems=problems)
         return JSONResponse(body)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code)
-
-    async def server_error(_: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %s", exc.__class__.__name__)
-        return JSONResponse({"ok": False, "error": "internal_error"}, status_code=500)
-
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/webhooks/dialnexa", dialnexa_endpoint(runtime, large_bodies), methods=["POST"]),
@@ -56,6 +46,6 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={Refusal: refused, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

@@ -22,7 +22,8 @@ from bot.ingest import IngestResult, ingest
 from bot.logs import setup_logging
 from bot.policy import Policy
 from bot.runtime import Runtime
-from bot.web.limits import BodyTooLarge, MalformedJson, parse_json, read_body
+from bot.web.errors import Refusal, storage_unavailable
+from bot.web.limits import parse_json, read_body
 from bot.web.signature import SignatureError, verify
 from providers.dialnexa import NotACallEvent
 from storage.db import make_engine
@@ -43,10 +44,6 @@ LARGE_BODY_BYTES = 16 * 1024
 
 # Set once in the worker process by its initializer: that process's own engine and policy.
 _worker_state: dict[str, Any] = {}
-
-
-def error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
 
 
 def _parse_and_ingest(runtime: Runtime, raw: bytes) -> IngestResult:
@@ -118,30 +115,28 @@ def dialnexa_endpoint(runtime: Runtime, large: LargeBodyWorker) -> Callable[[Req
         return await to_thread.run_sync(_parse_and_ingest, runtime, raw, limiter=limiter[0])
 
     async def endpoint(request: Request) -> Response:
-        try:
-            raw = await read_body(request)
-        except BodyTooLarge as exc:
-            return error(413, "body_too_large", str(exc))
+        raw = await read_body(request)
         try:
             verify(request.headers, raw, runtime.settings.webhook_secrets(), now=time.time())
         except SignatureError as exc:
             log.warning("dialnexa delivery refused: %s", exc)
-            return error(401, "invalid_signature", str(exc))
+            raise Refusal(401, "invalid_signature", str(exc)) from None
         try:
             result = await store(raw)
-        except MalformedJson as exc:
-            return error(400, "malformed_json", str(exc))
+        except Refusal:
+            raise  # malformed JSON: the body is parsed off the event loop, in the ingest thread or worker
         except NotACallEvent as exc:
-            return error(400, "not_a_call_event", str(exc))
+            raise Refusal(400, "not_a_call_event", str(exc)) from None
         except RecursionError:
             # The body's nesting, not an outage: a retry cannot help. No traceback: a thousand frames
             # cost ~0.2 s to format and redact, per delivery, on a body anyone with the secret can repeat.
             log.error("dialnexa delivery nests deeper than triage can read; not stored")
-            return error(400, "too_deeply_nested", "the body nests deeper than finance-desk can read")
+            raise Refusal(400, "too_deeply_nested", "the body nests deeper than finance-desk can read") from None
         except Exception:
-            # DialNexa retries non-2xx answers, so the delivery is not lost; say nothing internal.
+            # The database or the large-body worker failed; DialNexa retries non-2xx answers, so the
+            # delivery is not lost.
             log.exception("dialnexa delivery could not be stored")
-            return error(503, "storage_unavailable", "the delivery could not be stored; retry later")
+            raise storage_unavailable("delivery") from None
         if runtime.wake_workers is not None and result.is_billing and result.outcome == "stored":
             runtime.wake_workers()
         return JSONResponse(

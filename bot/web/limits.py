@@ -7,15 +7,25 @@ from decimal import Decimal
 
 from starlette.requests import Request
 
+from bot.web.errors import Refusal
+
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Refusal):
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, "body_too_large", detail)
 
 
-class MalformedJson(Exception):
-    """str() names what kind of problem it was, never the body."""
+class MalformedJson(Refusal):
+    """The detail names what kind of problem it was, never the body.
+
+    It takes the detail alone so that it survives the trip back from the large-body worker process
+    (an exception is pickled as its class and its args).
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, "malformed_json", detail)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

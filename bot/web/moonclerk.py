@@ -15,15 +15,12 @@ from starlette.responses import JSONResponse, Response
 
 from bot.moonclerk_events import MalformedEvent, handle_event
 from bot.runtime import Runtime
-from bot.web.limits import BodyTooLarge, MalformedJson, parse_json, read_body
+from bot.web.errors import Refusal, storage_unavailable
+from bot.web.limits import parse_json, read_body
 from providers.base import NotFound, ProviderError
 from providers.moonclerk import MoonClerkClient
 
 log = logging.getLogger(__name__)
-
-
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
 
 
 def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
@@ -33,19 +30,12 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
         offered = str(request.path_params.get("token", ""))
         # A wrong token looks exactly like a missing route: nothing tells a prober it was close.
         if token is None or not hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
-            return _error(404, "not_found", "no such route")
+            raise Refusal(404, "not_found", "no such route")
         if settings.moonclerk_api_key is None:
-            return _error(503, "not_configured", "MOONCLERK_API_KEY is not set")
-        try:
-            raw = await read_body(request)
-        except BodyTooLarge as exc:
-            return _error(413, "body_too_large", str(exc))
-        try:
-            body = parse_json(raw)
-        except MalformedJson as exc:
-            return _error(400, "malformed_json", str(exc))
+            raise Refusal(503, "not_configured", "MOONCLERK_API_KEY is not set")
+        body = parse_json(await read_body(request))
         if not isinstance(body, dict) or "event" not in body:
-            return _error(400, "not_a_moonclerk_event", "expected {event, object, data}")
+            raise Refusal(400, "not_a_moonclerk_event", "expected {event, object, data}")
         client = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url,
                                  timeout=settings.provider_timeout_seconds)
         try:
@@ -53,16 +43,16 @@ def moonclerk_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
                                              datetime.now(UTC))
         except MalformedEvent as exc:
             # Nothing was read from MoonClerk: retrying the same body cannot help.
-            return _error(400, "malformed_event", str(exc))
+            raise Refusal(400, "malformed_event", str(exc)) from None
         except NotFound:
             return JSONResponse({"ok": True, "result": "ignored: MoonClerk has no such record"})
         except ProviderError:
             # A non-2xx makes MoonClerk retry (up to 10 times), so the event is not lost.
             log.warning("moonclerk webhook could not be confirmed with MoonClerk")
-            return _error(503, "provider_unavailable", "could not confirm with MoonClerk; retry later")
+            raise Refusal(503, "provider_unavailable", "could not confirm with MoonClerk; retry later") from None
         except SQLAlchemyError:
             log.exception("moonclerk webhook could not be stored")
-            return _error(503, "storage_unavailable", "the event could not be stored; retry later")
+            raise storage_unavailable("event") from None
         finally:
             client.close()
         if runtime.wake_workers is not None:

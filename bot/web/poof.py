@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +23,8 @@ from blocks.format import code, money
 from bot import lifecycle
 from bot.lifecycle import Reply
 from bot.runtime import Runtime
-from bot.web.limits import BodyTooLarge, MalformedJson, parse_json, read_body
+from bot.web.errors import Refusal, storage_unavailable
+from bot.web.limits import parse_json, read_body
 from providers.base import NotFound, ProviderError
 from providers.poof import PoofClient
 from storage.audit import Event
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 # The body is parsed on the event loop before its secret can be checked, so anyone can send one: a
 # payment notice is a few hundred bytes, and this keeps a stranger's body from costing more than ~5 ms.
 POOF_MAX_BODY_BYTES = 64 * 1024
-
-
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": code, "detail": detail}, status_code=status)
 
 
 def mark_invoice_paid(engine: Engine, poof: PoofClient, payment_id: str, now: datetime) -> str:
@@ -81,32 +79,29 @@ def poof_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         settings = runtime.settings
         if settings.poof_webhook_secret is None or settings.poof_api_key is None:
-            return _error(404, "not_configured", "POOF_WEBHOOK_SECRET and POOF_API_KEY are not set")
-        try:
-            raw = await read_body(request, POOF_MAX_BODY_BYTES)
-        except BodyTooLarge as exc:
-            return _error(413, "body_too_large", str(exc))
-        try:
-            body = parse_json(raw)
-        except MalformedJson as exc:
-            return _error(400, "malformed_json", str(exc))
+            raise Refusal(404, "not_configured", "POOF_WEBHOOK_SECRET and POOF_API_KEY are not set")
+        body = parse_json(await read_body(request, POOF_MAX_BODY_BYTES))
         if not isinstance(body, dict):
-            return _error(400, "not_a_poof_event", "body must be a JSON object")
+            raise Refusal(400, "not_a_poof_event", "body must be a JSON object")
         offered = str(body.get("x-poof-signature", ""))
         if not hmac.compare_digest(offered.encode(), settings.poof_webhook_secret.get_secret_value().encode()):
-            return _error(401, "invalid_signature", "x-poof-signature does not match the shared secret")
+            raise Refusal(401, "invalid_signature", "x-poof-signature does not match the shared secret")
         payment_id = body.get("payment_id")
         if not isinstance(payment_id, str) or not payment_id:
-            return _error(400, "not_a_poof_event", "no payment_id")
+            raise Refusal(400, "not_a_poof_event", "no payment_id")
         poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url,
                           timeout=settings.provider_timeout_seconds)
         try:
             result = await run_in_threadpool(mark_invoice_paid, runtime.engine, poof, payment_id, datetime.now(UTC))
         except NotFound:
-            return _error(400, "unknown_transaction", "Poof has no such transaction")
+            raise Refusal(400, "unknown_transaction", "Poof has no such transaction") from None
         except ProviderError:
             log.warning("poof webhook for %s: Poof could not be reached to confirm it", payment_id)
-            return _error(503, "provider_unavailable", "could not confirm with Poof; retry later")
+            raise Refusal(503, "provider_unavailable", "could not confirm with Poof; retry later") from None
+        except SQLAlchemyError:
+            # Poof retries a non-2xx notice, and the retry re-fetches the transaction all the same.
+            log.exception("poof webhook for %s could not be stored", payment_id)
+            raise storage_unavailable("payment notice") from None
         finally:
             poof.close()
         if runtime.wake_workers is not None:

@@ -24,6 +24,7 @@ from blocks.actions import VALUE_OF, CaseRef
 from bot.actions import authz
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
+from bot.slack.errors import failure_answer
 from storage.models import Case
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,17 @@ class Reply:
         self.client.chat_postEphemeral(channel=case.slack_channel, user=self.user, text=text,
                                        thread_ts=case.slack_ts)
 
+    def after_ack(self, text: str) -> None:
+        """`ephemeral` for work after the ack, where an exception would reach no one: it is logged instead."""
+        try:
+            self.ephemeral(text)
+        except Exception as unsent:  # Slack down, or the response_url expired
+            log.error("an answer after the ack could not be sent: %s", unsent.__class__.__name__)
+
+    def failed(self, error: Exception, doing: str) -> None:
+        """Tell the person that `error` stopped what they asked for, under an error ID that is in the log."""
+        self.after_ack(failure_answer(error, doing))
+
     def replace(self, message: dict[str, Any]) -> None:
         """Replace the message the control was on (`text`, optionally `blocks`), so it cannot be used twice."""
         if self.respond is not None:
@@ -93,13 +105,15 @@ class Interaction:
     def later(self, work: Callable[[], str]) -> None:
         """Run the slow part after the ack, off Bolt's listener threads, and tell the person its result.
 
-        Failures are logged, not lost: a provider call must never hold the threads that ack other clicks.
+        A provider call must never hold the threads that ack other clicks. Bolt's error handler never sees
+        this work (it runs on another executor), so a failure here is told to the person the same way.
         """
         def run() -> None:
             try:
-                self.reply.ephemeral(work())
-            except Exception:
-                log.exception("listener work failed after its ack")
+                text = work()
+            except Exception as error:
+                text = failure_answer(error, "work after the ack")
+            self.reply.after_ack(text)
 
         self.desk.actions.background.submit(run)
 
@@ -108,6 +122,26 @@ def interaction(context: BoltContext) -> Interaction:
     found = context[KEY]
     assert isinstance(found, Interaction)
     return found
+
+
+def on_error(error: Exception, body: dict[str, Any], context: BoltContext,
+             response: BoltResponse | None) -> BoltResponse | None:
+    """Bolt's one error handler (`app.error`), for every listener and middleware.
+
+    A `Refused` is answered with its own words, anything else with a generic answer; both carry an
+    error ID that is also in the log line. Slack gets an empty 200 rather than a 500, which it would
+    show as a bare "something went wrong" of its own.
+    """
+    kind = body.get("type") or ("command" if "command" in body else "request")
+    doing = f"slack {kind} {_element_id(body) or body.get('command') or ''}".rstrip()
+    found = context.get(KEY)
+    if isinstance(found, Interaction):
+        # After the HTTP ack, never before it: a response_url round trip could outlast Slack's 3 s.
+        found.desk.actions.background.submit(found.reply.failed, error, doing)
+    else:
+        failure_answer(error, doing)  # the middleware failed first: there is no one to answer, only a log line
+    # Bolt hands a response only while the request is still unanswered; after the ack it must get none.
+    return BoltResponse(status=200, body="") if response is not None else None
 
 
 def _element_id(body: dict[str, Any]) -> str:
@@ -148,7 +182,7 @@ class Prepare(Middleware):
         if stale is not None:
             if req.body.get("type") == "block_actions":
                 # After the HTTP ack, never before it: a response_url round trip could outlast Slack's 3 s.
-                self.desk.actions.background.submit(reply.ephemeral, stale)
+                self.desk.actions.background.submit(reply.after_ack, stale)
             return BoltResponse(status=200, body="")  # a view with unreadable metadata just closes
         context[KEY] = Interaction(self.desk, context.user_id or "", value, reply)
         return next()

@@ -1,0 +1,1 @@
+"""The ASGI app and its routes: the webhooks and /healthz (`app.create_app`)."""
