@@ -55,7 +55,7 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
 
     Raises providers.dialnexa.NotACallEvent for bodies that are not call events.
     """
-    parsed = parse_event(body)
+    parsed = _parse(body)
     digest = hashlib.sha256(raw).hexdigest()
     if isinstance(parsed, Ignored):
         with session_scope(engine) as session:
@@ -126,9 +126,18 @@ def _ignored_name(parsed: Ignored) -> str | None:
     return redact(parsed.event_name).text[:_EVENT_NAME_LIMIT]
 
 
+def _parse(body: object) -> CallEvent | Ignored:
+    parsed = parse_event(body)
+    # The call ID is the case's key, stored and shown as it is, so it cannot be redacted like other
+    # text: one that carries a sensitive value is refused whole (DialNexa's own IDs never do).
+    if isinstance(parsed, CallEvent) and redact(parsed.call_id).kinds:
+        raise NotACallEvent("the call ID carries a card number, bank detail or tax ID; it is not stored")
+    return parsed
+
+
 def preview_case(body: object, policy: Policy, now: datetime) -> Case:
     """The case one delivery would produce, in memory only (for `finance-desk preview`)."""
-    parsed = parse_event(body)
+    parsed = _parse(body)
     if isinstance(parsed, Ignored):
         raise NotACallEvent(f"{parsed.event_name or 'this body'} is not a call event ({parsed.reason})")
     case = Case(id=1, call_id=parsed.call_id, created_at=now, updated_at=now)

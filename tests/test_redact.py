@@ -349,6 +349,13 @@ def test_ordinary_text_unchanged(text: str) -> None:
         ("amount $4242424242424242.00", "amount $[card ending 4242].00", {K.CARD_NUMBER}),
         ("card 4242. 4242. 4242. 4242, cvv 123", "card [card ending 4242], cvv [redacted card_security_code]",
          {K.CARD_NUMBER, K.CARD_SECURITY_CODE}),
+        # Found trying it from outside: underscores, brackets and hashes are punctuation too, and a label
+        # that names the ID does not shield it as a reference.
+        ("cc 4242_4242_4242_4242", "cc [card ending 4242]", {K.CARD_NUMBER}),
+        ("card (4242) 4242-4242-4242", "card ([card ending 4242]", {K.CARD_NUMBER}),
+        ("card #4242 #4242 #4242 #4242", "card #[card ending 4242]", {K.CARD_NUMBER}),
+        ("ssn-123-45-6789", "ssn-[redacted tax_id]", {K.TAX_ID}),
+        ("EIN-12-3456789", "EIN-[redacted tax_id]", {K.TAX_ID}),
     ],
 )
 def test_issue_10_separators_redacted(text: str, expected: str, kinds: set[SuppressedKind]) -> None:
@@ -795,3 +802,37 @@ def test_thirteen_digit_non_luhn_numbers_come_through(digits: str) -> None:
 
 def _luhn_valid(digits: str) -> bool:
     return luhn_complete(digits[:-1]) == digits
+
+
+# --- shortcuts taken for speed read the same as the long way ----------------------------------------
+def test_a_vat_id_followed_by_more_digit_groups_takes_only_its_own() -> None:
+    # The digits after a VAT ID stay in their chain (cut where the ID was taken) and are read as usual.
+    text = "VAT DE 1 2 3 4 5 6 7 8 9 0 1 2 3 4 and VAT DE 1 2 3 4 5 6 7 8 9 0 1 2 3 4"
+    expected = "VAT [redacted tax_id] 3 4 and VAT [redacted tax_id] 3 4"
+    assert redact(text) == Redacted(expected, frozenset({K.TAX_ID}))
+
+
+def test_cards_among_small_numbers_in_one_punctuated_chain() -> None:
+    # One chain of many groups: only windows starting at a brand prefix are walked, and both cards count.
+    text = "12. 7. 4242. 4242. 4242. 4242. 9, 5. 4111 1111 1111 1111, 3."
+    expected = "12. 7. [card ending 4242]. 9, 5. [card ending 1111], 3."
+    assert redact(text) == Redacted(expected, frozenset({K.CARD_NUMBER}))
+
+
+def test_many_short_values_with_dates_and_amounts_come_through() -> None:
+    # The shape of a large analysis: thousands of short values, each redacted on its own.
+    values = [f"ref {i} on 2026-11-22, ${i}.00" for i in range(0, 20_000, 997)]
+    assert [redact(value) for value in values] == [Redacted(value, frozenset()) for value in values]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call (555) 123-4567 about INV-2026-00017",
+        "order-1042-55 and ref_2026_1042",
+        "invoices #1042 #1043 #1044 #1045",
+        "prices (49.99), (59.00) and [12] items",
+    ],
+)
+def test_brackets_hashes_and_underscores_do_not_make_cards_of_ordinary_numbers(text: str) -> None:
+    assert redact(text) == Redacted(text, frozenset())

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from bot.triage.pipeline import redact_analysis, triage
 from bot.triage.redact import SuppressedKind
-from providers.dialnexa import CallEvent, parse_event
+from providers.dialnexa import CallEvent, parse_event, parse_transcript
+from tests.linear import BOUND, doubling_ratio
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -110,23 +111,14 @@ def test_escalation_reasons_come_from_every_signal() -> None:
     assert "dispute or chargeback" not in quiet.escalation_reasons
 
 
+def _parse_one_turn(text: str) -> object:
+    turns = parse_transcript("Agent: hello\n" + text)
+    assert len(turns) == 1
+    return turns
+
+
 def test_transcript_continuation_lines_cost_linear_time() -> None:
-    import statistics
-    import time
-
-    from providers.dialnexa import parse_transcript
-
-    def cost(lines: int) -> float:
-        text = "Agent: hello\n" + "and then some more words on this line\n" * lines
-        samples = []
-        for _ in range(5):
-            started = time.process_time()
-            turns = parse_transcript(text)
-            samples.append(time.process_time() - started)
-        assert len(turns) == 1
-        return statistics.median(samples)
-
-    assert cost(40_000) / max(cost(20_000), 1e-6) < 3.5
+    assert doubling_ratio(_parse_one_turn, "and then some more words on this line\n", 800_000) < BOUND
 
 
 def test_a_dropped_key_is_named_redacted_and_cut() -> None:

@@ -280,6 +280,18 @@ def test_malformed_bodies_are_400_with_a_named_problem(live_server: LiveServer, 
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize("call_id", ["4242 4242 4242 4242", "call-4242.4242.4242.4242", "ssn-123-45-6789"])
+def test_a_call_id_carrying_a_card_number_or_tax_id_is_refused_and_never_stored(
+    live_server: LiveServer, call_id: str
+) -> None:
+    payload = sample("01_refund.json")
+    payload["payload"]["call"]["id"] = call_id
+    response = post(live_server, payload)
+    assert response.status_code == 400 and response.json()["error"] == "not_a_call_event"
+    assert "4242" not in response.text and "6789" not in response.text
+    assert count(live_server, Case) == 0
+
+
 def test_oversize_body_is_413(live_server: LiveServer) -> None:
     payload = sample("01_refund.json")
     payload["payload"]["call"]["summary"] = "x" * (1024 * 1024)

@@ -26,7 +26,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from itertools import accumulate
+from itertools import accumulate, compress, count
+from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -198,6 +199,7 @@ _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 _DIGIT = frozenset(b"0123456789")
 _GLUE = frozenset(b".,:/")  # between two digits: one amount, time, date or ID, not two groups
 _GLUE_GAPS = frozenset({b".", b",", b":", b"/"})
+_GLUED_BEFORE = _WORD | frozenset(b"$+")  # see _glued_edge
 
 
 def _at(proj: bytes, i: int) -> int:
@@ -249,7 +251,7 @@ _G_MULT, _G_MU, _G_TENS, _G_TU, _G_TEEN, _G_UNIT = (
 # Written digit groups and what joins them. Any short run of spaces and punctuation is a separator, as
 # speech-to-text writes pauses ("4242. 4242."), French grouping writes spaces and payment forms write
 # dots; how strongly it joins is decided per gap (see _strict and _cards_in_chain).
-_CHAIN = _re(r"[0-9]+(?:[\s.,;:/\\|'~*-]{1,4}[0-9]+)*")
+_CHAIN = _re(r"[0-9]+(?:[\s.,;:/\\|'~*_()\[\]{}#\"!?-]{1,4}[0-9]+)*")
 _STRICT_GAPS = frozenset({b" ", b"-", b" -", b"- ", b" - "})
 
 # Between two groups of one number. Digit groups join on a single space or dash (how cards and account
@@ -263,6 +265,8 @@ _MAX_LOOSE_GAP = 24
 # their digit groups must not be read as a dashed number.
 _HYPHEN_CHAIN = _re(r"[0-9A-Za-z_]+(?:-[0-9A-Za-z_]+)+")
 _NUMBER_WORDS = frozenset({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS, "and"})
+_ID_LABELS = frozenset({"ssn", "itin", "ein", "fein", "tin", "taxid", "tax", "vat", "iban", "aba", "rtn", "routing",
+                        "acct", "account", "sortcode", "bsb", "cvv", "cvc", "exp", "expiry"})
 # Markers we wrote ourselves: redacting an already-redacted line must not redact the marker.
 _MARKER = _re(r"\[(?:card ending [0-9]{4}|redacted [a-z_]+)\]")
 
@@ -412,22 +416,19 @@ class _Span:
     last4: str = ""  # only for card numbers
 
 
-@dataclass(slots=True)
 class _Run:
-    toks: list[_Tok]
-    seps: list[bytes]  # seps[i] sits between toks[i] and toks[i + 1]
+    # Not a dataclass: start and end are read many times per run, so they are kept, not looked up.
+    __slots__ = ("end", "seps", "start", "toks")
 
-    @property
-    def start(self) -> int:
-        return self.toks[0].start
-
-    @property
-    def end(self) -> int:
-        return self.toks[-1].end
+    def __init__(self, toks: list[_Tok], seps: list[bytes]) -> None:
+        self.toks = toks
+        self.seps = seps  # seps[i] sits between toks[i] and toks[i + 1]
+        self.start = toks[0].start
+        self.end = toks[-1].end
 
     @property
     def digits(self) -> str:
-        return "".join(t.digits for t in self.toks)
+        return "".join([t.digits for t in self.toks])
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,22 +450,54 @@ class _Found:
         return self.span.start
 
 
+# Every category _keyword_kind asks about: with none of them near, a value cannot be a bank or tax ID.
+_BANK_NAMES = frozenset({"routing", "sort", "account", "account_weak", "iban", "ssn", "taxid", "vat"})
+
+
+_NO_POSITIONS: list[int] = []
+
+
 class _Keywords:
     """Keyword positions per category, for "is there one just before / just after this value"."""
 
     def __init__(self, proj: bytes) -> None:
-        self._starts: dict[str, list[int]] = {name: [] for name in _KEYWORDS}
-        self._ends: dict[str, list[int]] = {name: [] for name in _KEYWORDS}
+        # Only categories that occur get a list: most texts have none or one, and redact runs per field.
+        self._starts: dict[str, list[int]] = {}
+        self._ends: dict[str, list[int]] = {}
+        # The same positions for the bank and tax categories together, so most numbers (far from any of
+        # them) are cleared with two bisections instead of one per category.
+        self._bank_starts: list[int] = []
+        self._bank_ends: list[int] = []
         for spans in _matches_from(_KEYWORD, proj, _at_word_start):
             for index, name in _KEYWORD_GROUPS:
                 s, e = spans[index]
                 if s >= 0:
-                    self._starts[name].append(s)
-                    self._ends[name].append(e)
+                    self._starts.setdefault(name, []).append(s)
+                    self._ends.setdefault(name, []).append(e)
+                    if name in _BANK_NAMES:
+                        self._bank_starts.append(s)
+                        self._bank_ends.append(e)
                     break
 
+    def has(self, name: str) -> bool:
+        return name in self._ends
+
+    def bank_near(self, start: int, end: int, after: bool) -> bool:
+        """Whether any bank or tax keyword is near enough for `near` to hold for one of them."""
+        ends = self._bank_ends
+        i = bisect_right(ends, start) - 1
+        if i >= 0 and start - ends[i] <= _W_BANK:
+            return True
+        if not after:
+            return False
+        starts = self._bank_starts
+        i = bisect_left(starts, end)
+        return i < len(starts) and starts[i] - end <= _W_AFTER
+
     def last_end_before(self, name: str, pos: int, window: int) -> int | None:
-        ends = self._ends[name]
+        ends = self._ends.get(name)
+        if ends is None:
+            return None
         i = bisect_right(ends, pos) - 1
         if i >= 0 and pos - ends[i] <= window:
             return ends[i]
@@ -475,7 +508,7 @@ class _Keywords:
             return True
         if not after:
             return False
-        starts = self._starts[name]
+        starts = self._starts.get(name, _NO_POSITIONS)
         i = bisect_left(starts, end)
         return i < len(starts) and starts[i] - end <= _W_AFTER
 
@@ -545,6 +578,9 @@ def _brand_lengths(prefix: int) -> frozenset[int]:
 
 # Card lengths each four-digit prefix may have: one lookup per candidate number.
 _BRAND_LENGTHS = [_brand_lengths(prefix) for prefix in range(10_000)]
+# The same, keyed by the four digits as written, for the prefixes some brand has.
+_PLUS_FOUR = (4).__add__
+_BRAND_BY_PREFIX = {b"%04d" % prefix: lengths for prefix, lengths in enumerate(_BRAND_LENGTHS) if lengths}
 
 
 def _branded(number: str) -> bool:
@@ -571,10 +607,6 @@ class _Luhn:
         even_doubled[0::2] = doubled[0::2]
         # Window ending at b: b - 1 even (b odd) doubles odd offsets, b - 1 odd (b even) even ones.
         self.sums = ([0, *accumulate(even_doubled)], [0, *accumulate(odd_doubled)])  # by b's parity
-
-    def ok(self, a: int, b: int) -> bool:
-        sums = self.sums[b & 1]
-        return (sums[b] - sums[a]) % 10 == 0
 
 
 # --- tokens, chains and runs --------------------------------------------------------------------------
@@ -627,45 +659,79 @@ class _Chain:
 
 def _chains(proj: bytes) -> list[_Chain]:
     chains: list[_Chain] = []
-    for (start, end), *_ in _matches(_CHAIN, proj):
+    for spans in _matches(_CHAIN, proj):
+        start, end = spans[0]
         seg = proj[start:end]
         if seg.isdigit():  # most numbers stand alone
             chains.append(_Chain([(start, end)], []))
             continue
-        groups: list[tuple[int, int]] = []
-        seps: list[bytes] = []
-        pos = 0
-        for part in seg.translate(_DIGITS_ONLY).split():
-            at = seg.index(part, pos)
-            if groups:
-                seps.append(seg[pos:at])
-            groups.append((start + at, start + at + len(part)))
-            pos = at + len(part)
+        if len(seg) < 24:  # an amount, a date, a short list: a loop costs less than the set-up below
+            _short_chain(chains, start, seg)
+            continue
+        # Groups, separators and their positions by translation, split and sum, not a search per group.
+        parts = seg.translate(_DIGITS_ONLY).split()
+        seps = list(filter(None, seg.translate(_DIGITS_MARKED).split(b"\x80")))  # never empty between groups
+        widths = [0] * (2 * len(parts) - 1)
+        widths[0::2] = map(len, parts)
+        widths[1::2] = map(len, seps)
+        bounds = list(accumulate(widths, initial=start))
+        groups = list(zip(bounds[0::2], bounds[1::2], strict=True))
         chains.append(_Chain(groups, seps))
     return chains
 
 
+def _short_chain(chains: list[_Chain], start: int, seg: bytes) -> None:
+    groups: list[tuple[int, int]] = []
+    seps: list[bytes] = []
+    pos = 0
+    for part in seg.translate(_DIGITS_ONLY).split():
+        at = seg.index(part, pos)
+        if groups:
+            seps.append(seg[pos:at])
+        groups.append((start + at, start + at + len(part)))
+        pos = at + len(part)
+    chains.append(_Chain(groups, seps))
+
+
 _DIGITS_ONLY = bytes(b if b in _DIGIT else 32 for b in range(256))
+_DIGITS_MARKED = bytes(0x80 if b in _DIGIT else b for b in range(256))  # 0x80 is never in the projection
+_NOT_DIGITS = bytes(b for b in range(256) if b not in _DIGIT)
 
 
 def _trim(chains: list[_Chain], taken: list[tuple[int, int]]) -> list[_Chain]:
-    """The chains without the groups already taken (by an IBAN, say), split where a group was removed."""
+    """The chains without the groups already taken (by an IBAN, say), split where a group was removed.
+
+    Chains and taken spans are both sorted: one sweep pairs each chain with the spans that reach into
+    it, and a bisection per span finds the groups it covers.
+    """
+    if not taken:
+        return chains
     out: list[_Chain] = []
+    k, n = 0, len(taken)
     for chain in chains:
         groups, seps = chain.groups, chain.seps
-        if _outside(taken, groups[0][0], groups[-1][1]):
+        chain_start, chain_end = groups[0][0], groups[-1][1]
+        while k < n and taken[k][1] <= chain_start:
+            k += 1
+        if k == n or taken[k][0] >= chain_end:
             out.append(chain)
             continue
-        cur: _Chain | None = None
-        for k, (start, end) in enumerate(groups):
-            if not _outside(taken, start, end):
-                cur = None
-            elif cur is None:
-                cur = _Chain([(start, end)], [])
-                out.append(cur)
-            else:
-                cur.groups.append((start, end))
-                cur.seps.append(seps[k - 1])
+        starts = [start for start, _ in groups]
+        ends = [end for _, end in groups]
+        kept = 0  # groups before this index are emitted or removed
+        while k < n and taken[k][0] < chain_end:
+            span_start, span_end = taken[k]
+            first = bisect_right(ends, span_start)  # the first group ending after the span starts
+            stop = bisect_left(starts, span_end)  # the first group starting after the span ends
+            if first < stop:
+                if first > kept:
+                    out.append(_Chain(groups[kept:first], seps[kept : first - 1]))
+                kept = max(kept, stop)
+            if span_end > chain_end:
+                break  # it reaches into the next chain too
+            k += 1
+        if kept < len(groups):
+            out.append(_Chain(groups[kept:], seps[kept:]))
     return out
 
 
@@ -677,41 +743,52 @@ def _written_tokens(text: str, proj: bytes, chains: list[_Chain]) -> list[_Tok]:
     tax ID.
     """
     toks: list[_Tok] = []
+    append = toks.append
+    size = len(proj)
     for chain in chains:
         groups, seps = chain.groups, chain.seps
-        if not seps:
+        if not seps:  # most numbers stand alone: _glued_edge on both sides, inlined
             start, end = groups[0]
-            if not _glued_edge(proj, start, -1) and not _glued_edge(proj, end, 0):
-                toks.append(_Tok(start, end, text[start:end], False))
+            before = proj[start - 1] if start else 32
+            if before in _GLUED_BEFORE or (before in _GLUE and start > 1 and proj[start - 2] in _DIGIT):
+                continue
+            after = proj[end] if end < size else 32
+            if after in _WORD or (after in _GLUE and end + 1 < size and proj[end + 1] in _DIGIT):
+                continue
+            append(_Tok(start, end, text[start:end], False))
             continue
-        # A group is glued to its neighbour in the chain by a one-character "." "," ":" or "/".
-        glued = [sep in _GLUE_GAPS for sep in seps]
-        free = [not _glued_edge(proj, groups[0][0], -1), *(not g for g in glued)]
-        for k, g in enumerate(glued):
-            free[k] = free[k] and not g
-        free[-1] = free[-1] and not _glued_edge(proj, groups[-1][1], 0)
-        toks.extend(
-            _Tok(start, end, text[start:end], False)
-            for (start, end), ok in zip(groups, free, strict=True)
-            if ok
-        )
+        # glued[k]: whether group k is glued to the one before it (to what precedes the chain, for k = 0);
+        # inside the chain a one-character "." "," ":" or "/" glues.
+        glued = [
+            _glued_edge(proj, groups[0][0], -1),
+            *map(_GLUE_GAPS.__contains__, seps),
+            _glued_edge(proj, groups[-1][1], 0),
+        ]
+        for (start, end), before, after in zip(groups, glued[:-1], glued[1:], strict=True):
+            if not (before or after):
+                append(_Tok(start, end, text[start:end], False))
     return toks
 
 
 def _barriers(proj: bytes) -> list[tuple[int, int]]:
-    spans = [m[0] for m in _matches(_MARKER, proj)]
+    spans = [m[0] for m in _matches(_MARKER, proj)] if b"[" in proj else []
+    if b"-" not in proj:
+        return spans
     for (start, end), *_ in _matches(_HYPHEN_CHAIN, proj):
         if _at(proj, start - 1) == 45 or _at(proj, end) == 45:  # a dangling "-" on either side
             continue
         if start > 0 and proj[start - 1] in _WORD:
             continue
+        if not proj[start:end].translate(None, b"0123456789-"):
+            continue  # digits only ("12-3456789"): nothing to shield, the number is the run pass's
         parts = proj[start:end].decode("ascii").split("-")
         digits = sum(len(p) for p in parts if p.isdigit())
         words = [p for p in parts if not p.isdigit() and p.lower() not in _NUMBER_WORDS]
         # A card glued to a label ("ref-4242424242424242") is still a card: only short IDs are shielded.
         # A shielded group can still be part of a card ("Visa-4111 1111 1111 1111"): the chain pass
         # reads across barriers, with a brand and a checksum.
-        if 0 < digits < 13 and words:
+        # A label that names a bank or tax ID ("SSN-123-45-6789", "EIN-12-3456789") shields nothing.
+        if 0 < digits < 13 and words and not any(word.lower() in _ID_LABELS for word in words):
             spans.append((start, end))
     return spans
 
@@ -778,26 +855,28 @@ def _runs(proj: bytes, toks: list[_Tok]) -> list[_Run]:
 
 def _close_run(out: list[_Run], toks: list[_Tok], seps: list[bytes], spoken: bool) -> None:
     # Once words are involved, speech rhythm joins the run; digits alone only join on strict gaps.
-    if spoken or all(sep in _STRICT_GAPS for sep in seps):
-        _keep_run(out, _Run(toks, seps))
+    if spoken or all(map(_STRICT_GAPS.__contains__, seps)):
+        if _worth_a_run(toks, 0, len(toks) - 1):
+            out.append(_Run(toks, seps))
         return
-    cur = _Run([toks[0]], [])
-    for sep, tok in zip(seps, toks[1:], strict=True):
-        if sep in _STRICT_GAPS:
-            cur.toks.append(tok)
-            cur.seps.append(sep)
-        else:
-            _keep_run(out, cur)
-            cur = _Run([tok], [])
-    _keep_run(out, cur)
+    first = 0
+    for k, sep in enumerate(seps):
+        if sep not in _STRICT_GAPS:
+            if _worth_a_run(toks, first, k):
+                out.append(_Run(toks[first : k + 1], seps[first:k]))
+            first = k + 1
+    if _worth_a_run(toks, first, len(toks) - 1):
+        out.append(_Run(toks[first:], seps[first:]))
 
 
-def _keep_run(out: list[_Run], run: _Run) -> None:
+def _worth_a_run(toks: list[_Tok], first: int, last: int) -> bool:
     # Fewer than three digits is nothing this module removes, and such a run leaves the flow as it was.
-    if len(run.toks) > 2 or sum(len(t.digits) for t in run.toks) > 2:
-        out.append(run)
+    if last - first >= 2:
+        return True
+    return len(toks[first].digits) + (len(toks[last].digits) if last > first else 0) > 2
 
 
+_START = attrgetter("start")
 _DASHES = (b"-", b" -", b"- ", b" - ")
 
 
@@ -827,24 +906,31 @@ def _is_date(run: _Run) -> bool:
 
 
 # --- classification -----------------------------------------------------------------------------------
-def _best_windows(m: int, candidates: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
-    """The set of non-overlapping windows with the highest total score (a linear dynamic programme)."""
-    best = [0] * (m + 1)
-    choice: list[int | None] = [None] * (m + 1)
-    for k in range(m - 1, -1, -1):
-        best[k], choice[k] = best[k + 1], None
-        for j, score in candidates[k]:
-            if score + best[j + 1] > best[k]:
-                best[k], choice[k] = score + best[j + 1], j
+def _best_windows(candidates: dict[int, list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """The set of non-overlapping windows with the highest total score (a dynamic programme).
+
+    `candidates` maps a start to its (end, score) windows. Only starts with a candidate are visited
+    (between two of them the best total does not change, and a long chain has few candidate starts);
+    a bisection finds where the best total after a window is kept.
+    Ties go to leaving a start unused (so to later windows), then to the first candidate listed.
+    """
+    starts = sorted(candidates)
+    size = len(starts)
+    best = [0] * (size + 1)  # best[x]: the best total from starts[x] on
+    choice: list[int | None] = [None] * size
+    for x in range(size - 1, -1, -1):
+        value, pick = best[x + 1], None
+        for j, score in candidates[starts[x]]:
+            total = score + best[bisect_left(starts, j + 1, x + 1)]
+            if total > value:
+                value, pick = total, j
+        best[x], choice[x] = value, pick
     windows: list[tuple[int, int]] = []
-    k = 0
-    while k < m:
-        end = choice[k]
-        if end is None:
-            k += 1
-        else:
-            windows.append((k, end))
-            k = end + 1
+    next_free = 0
+    for start, end in zip(starts, choice, strict=True):
+        if end is not None and start >= next_free:
+            windows.append((start, end))
+            next_free = end + 1
     return windows
 
 
@@ -855,18 +941,17 @@ def _crosses_date(dates: set[int], i: int, j: int) -> bool:
     return any(d in dates and not (i <= d and j >= d + 2) for d in range(i - 2, j + 1))
 
 
-def _card_windows(run: _Run) -> list[tuple[int, int]]:
+def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
     """Non-overlapping token windows that are Luhn-valid 13-19 digit card numbers.
 
     A run can hold more than the card ("oh, four two ..." or a CVV read straight after), so every
     token-aligned window is tried and the set covering the most digits wins; ties go to windows that
     look like a real brand, then to the later window, because speakers pad the front ("oh", "uh, one").
     """
-    toks = run.toks
-    m = len(toks)
-    digits = "".join(t.digits for t in toks)
     if len(digits) < 13:
         return []
+    toks = run.toks
+    m = len(toks)
     if len(digits) > _MAX_CARD_RUN_DIGITS:
         # Nobody reads a card, its expiry and its code in one breath as more than this many digits: a
         # longer unbroken run is a blob to suppress whole, not a few hundred thousand windows to score.
@@ -877,7 +962,7 @@ def _card_windows(run: _Run) -> list[tuple[int, int]]:
     offsets = [0, *accumulate(len(t.digits) for t in toks)]
     spoken_digits = [0, *accumulate(len(t.digits) if t.spoken else 0 for t in toks)]
     even_end, odd_end = _Luhn(digits).sums
-    candidates: list[list[tuple[int, int]]] = [[] for _ in range(m)]
+    candidates: dict[int, list[tuple[int, int]]] = {}
     for i in range(m):
         a = offsets[i]
         # Only windows ending 13-19 digits after this start can be cards; jump straight to them.
@@ -898,8 +983,8 @@ def _card_windows(run: _Run) -> list[tuple[int, int]]:
             if 0 < spoken < 4:
                 continue
             score = length * 100 + (10 if _branded(number) else 0)
-            candidates[i].append((j, score))
-    return _best_windows(m, candidates)
+            candidates.setdefault(i, []).append((j, score))
+    return _best_windows(candidates)
 
 
 def _looks_like_epoch_ms(toks: list[_Tok], i: int, j: int, number: str) -> bool:
@@ -924,8 +1009,10 @@ def _keyword_kind(
     kw: _Keywords, start: int, end: int, digits: str, after_bank: bool, after: bool = True
 ) -> SuppressedKind | None:
     """The kind a keyword gives the value; `after` allows the keyword to follow it ("... is my SSN")."""
+    if not kw.bank_near(start, end, after):
+        return None
     n = len(digits)
-    if kw.near("routing", start, end, after) and _aba_ok(digits):
+    if n == 9 and kw.near("routing", start, end, after) and _aba_ok(digits):
         return SuppressedKind.BANK_ACCOUNT
     if n == 6 and kw.near("sort", start, end, after):
         return SuppressedKind.BANK_ACCOUNT
@@ -954,7 +1041,7 @@ def _keyword_kind(
 
 
 def _shape_kind(run: _Run) -> SuppressedKind | None:
-    if any(t.spoken for t in run.toks):
+    if len(run.toks) not in (2, 3) or any(t.spoken for t in run.toks):
         return None
     lengths = tuple(len(t.digits) for t in run.toks)
     if lengths == (3, 2, 4) and all(s.strip() in (b"", b"-") for s in run.seps):
@@ -969,7 +1056,7 @@ _MAX_CHAIN_KEYWORD_DIGITS = 34  # the longest bank or tax ID (an IBAN body)
 
 
 def _pure_strict(chain: _Chain) -> bool:
-    return all(sep in _STRICT_GAPS for sep in chain.seps)
+    return all(map(_STRICT_GAPS.__contains__, chain.seps))
 
 
 def _chain_dates(proj: bytes, chain: _Chain) -> set[int]:
@@ -1004,19 +1091,34 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
     m = len(groups)
     sizes = [e - s for s, e in groups]
     offsets = [0, *accumulate(sizes)]
-    if offsets[-1] < 13:
+    total = offsets[-1]
+    if total < 13:
         return []
-    digits = b"".join(proj[s:e] for s, e in groups).decode("ascii")
-    luhn = _Luhn(digits)
-    strict = [sep in _STRICT_GAPS for sep in seps]
-    fenced = [not _outside(blocked, s, e) for s, e in groups]
+    raw = proj[groups[0][0] : groups[-1][1]].translate(None, _NOT_DIGITS)  # separators hold no digits
+    digits = raw.decode("ascii")
+    even_end, odd_end = _Luhn(digits).sums
+    strict = list(map(_STRICT_GAPS.__contains__, seps))
+    fenced = _overlapping(groups, blocked)
     dates: set[int] | None = None
-    candidates: list[list[tuple[int, int]]] = [[] for _ in range(m)]
+    candidates: dict[int, list[tuple[int, int]]] = {}
     claimed: dict[tuple[int, int], bool] = {}
-    for i in range(m):
+    # Every window must fit a brand, and its first four digits say which lengths can: only groups that
+    # start such a prefix, with 13 digits still to come, can start a window.
+    starts = offsets[: bisect_right(offsets, total - 13)]
+    prefixes = map(raw.__getitem__, map(slice, starts, map(_PLUS_FOUR, starts)))
+    ends_at = set(offsets)
+    for i in compress(count(), map(_BRAND_BY_PREFIX.__contains__, prefixes)):
+        a = offsets[i]
+        lengths = _BRAND_BY_PREFIX[raw[a : a + 4]]
+        for length in lengths:
+            b = a + length
+            sums = odd_end if b & 1 else even_end
+            if b in ends_at and (sums[b] - sums[a]) % 10 == 0:
+                break
+        else:
+            continue  # no group ends a brand's length away with a valid checksum: no window starts here
         segment = sizes[i]  # digits since the last loose separator
         needs_brand = fenced[i] or _glued_edge(proj, groups[i][0], -1)
-        a = offsets[i]
         for j in range(i, m):
             if j > i:
                 if strict[j - 1]:
@@ -1028,11 +1130,13 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
                     needs_brand = True
                 needs_brand = needs_brand or fenced[j]
             b = offsets[j + 1]
-            if b - a > 19:
+            length = b - a
+            if length > 19:
                 break
-            if b - a < 13 or not luhn.ok(a, b):
+            if length not in lengths:
                 continue
-            if not _branded(digits[a:b]):
+            sums = odd_end if b & 1 else even_end  # the Luhn check, inlined as in _card_windows
+            if (sums[b] - sums[a]) % 10:
                 continue
             if dates is None:
                 dates = _chain_dates(proj, chain)
@@ -1040,8 +1144,21 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
                 continue
             claimed[(i, j)] = needs_brand or _glued_edge(proj, groups[j][1], 0)
             # At equal length a window written as cards are written wins: the run pass reads it the same.
-            candidates[i].append((j, 10 * (b - a) + (0 if claimed[(i, j)] else 1)))
-    return [(i, j, claimed[(i, j)]) for i, j in _best_windows(m, candidates)]
+            candidates.setdefault(i, []).append((j, 10 * length + (0 if claimed[(i, j)] else 1)))
+    return [(i, j, claimed[(i, j)]) for i, j in _best_windows(candidates)]
+
+
+def _overlapping(groups: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """For each group (sorted), whether it overlaps any of the spans (sorted, merged), in one sweep."""
+    if not spans or _outside(spans, groups[0][0], groups[-1][1]):
+        return [False] * len(groups)
+    out: list[bool] = []
+    k, n = 0, len(spans)
+    for start, end in groups:
+        while k < n and spans[k][1] <= start:
+            k += 1
+        out.append(k < n and spans[k][0] < end)
+    return out
 
 
 def _glued_edge(proj: bytes, pos: int, side: int) -> bool:
@@ -1088,9 +1205,9 @@ def _money_after(proj: bytes, end: int) -> bool:
 
 # --- the redactor -------------------------------------------------------------------------------------
 class _Redactor:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, proj: bytes) -> None:
         self.text = text
-        self.proj = _project(text)
+        self.proj = proj
         self.kw = _Keywords(self.proj)
         self.spans: list[_Span] = []
         self.flow = _Flow()
@@ -1110,21 +1227,23 @@ class _Redactor:
         toks.sort(key=lambda t: t.start)
         toks = _free(toks, blocked)
         items: list[_Run | _SlashExpiry | _Found] = [*_runs(proj, toks), *slashes, *found]
-        items.sort(key=lambda item: item.start)
+        items.sort(key=_START)
+        flow = self.flow
         for item in items:
-            if isinstance(item, _Run) and item.end <= self.flow.last_end:
-                continue  # inside a number the chain pass already took; it must not reset the flow
-            if isinstance(item, _SlashExpiry):
+            if isinstance(item, _Run):
+                if item.end > flow.last_end:  # else inside a number the chain pass already took: the
+                    self._run(item)  # flow must not be reset
+            elif isinstance(item, _SlashExpiry):
                 self._slash_expiry(item)
-            elif isinstance(item, _Found):
+            else:
                 self.spans.append(item.span)
                 self._settle(item.span.end, cardish=item.cardish, bank=item.bank)
-            else:
-                self._run(item)
 
     def _slashes(self, taken: list[tuple[int, int]]) -> list[_SlashExpiry]:
         proj = self.proj
         out: list[_SlashExpiry] = []
+        if b"/" not in proj:
+            return out
         for (start, end), _ in _matches_from(_SLASH_EXPIRY, proj, _slash_fits):
             if _outside(taken, start, end):
                 out.append(_SlashExpiry(start, end))
@@ -1137,18 +1256,20 @@ class _Redactor:
             groups = chain.groups
             if len(groups) == 1 and groups[0][1] - groups[0][0] < 13:
                 continue  # too short for a card, and a lone group is the run pass's to judge
-            clean = _pure_strict(chain) and not _glued_edge(self.proj, groups[0][0], -1)
+            strict = _pure_strict(chain)
+            clean = strict and not _glued_edge(self.proj, groups[0][0], -1)
             clean = clean and not _glued_edge(self.proj, groups[-1][1], 0)
             if clean and _outside(blocked, groups[0][0], groups[-1][1]):
                 continue  # single spaces and dashes between free-standing groups: the run pass reads it
-            windows = _cards_in_chain(self.proj, chain, blocked)
+            # Fewer than 13 characters from first to last digit cannot hold a card (most amounts).
+            windows = _cards_in_chain(self.proj, chain, blocked) if groups[-1][1] - groups[0][0] >= 13 else []
             for i, j, claimed in windows:
                 if not claimed:
                     continue  # the run pass reads it, and reads what follows it
                 number = "".join(self.text[s:e] for s, e in groups[i : j + 1])
                 span = _Span(groups[i][0], groups[j][1], frozenset({SuppressedKind.CARD_NUMBER}), number[-4:])
                 found.append(_Found(span, cardish=True, bank=False))
-            if windows or _pure_strict(chain):
+            if windows or strict:
                 continue
             kind = self._chain_keyword_kind(chain, flow_bank)
             if kind is not None:
@@ -1161,6 +1282,8 @@ class _Redactor:
         """"SSN 123.45.6789", "routing 021.000.021": a keyword names a value whatever its punctuation."""
         groups = chain.groups
         start, end = groups[0][0], groups[-1][1]
+        if not self.kw.bank_near(start, end, after=False):
+            return None
         if sum(e - s for s, e in groups) > _MAX_CHAIN_KEYWORD_DIGITS or _amount_or_date(self.proj, chain):
             return None
         if self._labelled_reference(start):
@@ -1190,6 +1313,13 @@ class _Redactor:
             if end is not None:
                 self.spans.append(_Span(start, end, frozenset({SuppressedKind.IBAN})))
                 taken_to = end
+        if self.kw.has("vat") or self.kw.has("tax") or self.kw.has("taxid"):
+            self._vat_ids()
+        if self.kw.has("expiry"):
+            self._month_expiries()
+
+    def _vat_ids(self) -> None:
+        proj = self.proj
         taken = _merge([(s.start, s.end) for s in self.spans])
         for (_, match_end), cc_span, sep, body in _matches(_VAT, proj):
             start = cc_span[0]
@@ -1200,6 +1330,9 @@ class _Redactor:
             end = _vat_end(proj, body[0], body[1])
             if end is not None and self.kw.any_near(("vat", "tax", "taxid"), start, end):
                 self.spans.append(_Span(start, end, frozenset({SuppressedKind.TAX_ID})))
+
+    def _month_expiries(self) -> None:
+        proj = self.proj
         taken = _merge([(s.start, s.end) for s in self.spans])
         for _, (start, end) in _matches(_MONTH_EXPIRY, proj):
             if start > 0 and proj[start - 1] in _WORD:
@@ -1266,7 +1399,12 @@ class _Redactor:
             if used < len(toks):
                 self._run(_Run(toks[used:], run.seps[used:]))
             return
-        if len(digits) >= 6 and not _is_date(run) and not self._labelled_reference(run.start):
+        if (
+            len(digits) >= 6
+            and self.kw.bank_near(run.start, run.end, after=True)
+            and not _is_date(run)
+            and not self._labelled_reference(run.start)
+        ):
             flow = self.flow
             after_bank = flow.bank and run.start - flow.last_end <= _W_BANK
             kind = _keyword_kind(self.kw, run.start, run.end, digits, after_bank)
@@ -1274,7 +1412,7 @@ class _Redactor:
                 self._add(run.start, run.end, kind)
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
                 return
-        windows = _card_windows(run)
+        windows = _card_windows(run, digits)
         if windows:
             self._cards(run, windows)
             return
@@ -1336,8 +1474,6 @@ class _Redactor:
         flow, n = self.flow, len(digits)
         if n > 8:
             return None
-        if self._labelled_reference(run.start) or _money_after(self.proj, run.end):
-            return None  # "the security code was wrong so invoice 1042", "... so I paid 123 dollars"
         # A keyword answers the first number after it; "cvv 123 and order 4567" keeps the order number.
         cvv_at = self.kw.last_end_before("cvv", run.start, _W_CARD)
         if flow.cardish:
@@ -1345,6 +1481,10 @@ class _Redactor:
             if weak is not None and (cvv_at is None or weak > cvv_at):
                 cvv_at = weak
         exp_at = self.kw.last_end_before("expiry", run.start, _W_CARD)
+        if cvv_at is None and exp_at is None and not flow.cardish:
+            return None  # most numbers: no card keyword and no card just before
+        if self._labelled_reference(run.start) or _money_after(self.proj, run.end):
+            return None  # "the security code was wrong so invoice 1042", "... so I paid 123 dollars"
         cvv_ok = cvv_at is not None and cvv_at >= flow.last_end and 3 <= n <= 4
         exp_ok = exp_at is not None and exp_at >= flow.last_end and _valid_expiry(digits)
         if cvv_ok and exp_ok:
@@ -1393,36 +1533,41 @@ class _Redactor:
 def _vat_end(proj: bytes, body_start: int, body_end: int) -> int | None:
     """End of the longest prefix of the body's chunks that fits a VAT ID (a year or quantity may follow).
 
-    Chunks are never empty, so at most twelve are looked at however long the body is.
+    Chunks are never empty and one separator apart, so twelve characters of chunks lie within the
+    first 24 of the body; a chunk cut at 40 is already past the limit, however long the body is.
     """
     best: int | None = None
     length = digits = 0
     pos = body_start
-    while pos < body_end:
-        if proj[pos] in b" .-":
-            pos += 1
-            continue
-        chunk_end = pos
-        while chunk_end < body_end and proj[chunk_end] not in b" .-":
-            chunk_end += 1
-        length += chunk_end - pos
-        digits += sum(1 for ch in proj[pos:chunk_end] if ch in _DIGIT)
+    window = proj[body_start : min(body_end, body_start + 40)]
+    chunks = window.translate(_VAT_SEPS).split(b" ")
+    chunk_digits = window.translate(_VAT_SEPS, _LETTERS).split(b" ")  # the same chunks, letters dropped
+    for chunk, chunk_digit in zip(chunks, chunk_digits, strict=True):
+        length += len(chunk)
         if length > 12:
             break
+        digits += len(chunk_digit)
+        pos += len(chunk)
         if length >= 8 and digits >= 7:
-            best = chunk_end
-        pos = chunk_end
+            best = pos
+        pos += 1
     return best
 
 
+_VAT_SEPS = bytes.maketrans(b".-", b"  ")
+_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_MARKERS: dict[frozenset[SuppressedKind], str] = {}
+
+
 def _marker(span: _Span) -> str:
-    markers: list[str] = []
     if SuppressedKind.CARD_NUMBER in span.kinds and span.last4 and len(span.kinds) == 1:
         return f"[card ending {span.last4}]"
-    for kind in SuppressedKind:
-        if kind in span.kinds:
-            markers.append(f"[redacted {kind.value}]")
-    return " ".join(markers)
+    marker = _MARKERS.get(span.kinds)
+    if marker is None:  # at most one per set of kinds, so the cache stays small
+        marker = _MARKERS[span.kinds] = " ".join(
+            f"[redacted {kind.value}]" for kind in SuppressedKind if kind in span.kinds
+        )
+    return marker
 
 
 # --- public API ---------------------------------------------------------------------------------------
@@ -1433,9 +1578,10 @@ def redact(text: str) -> Redacted:
     the normalised form (see `normalise`); the returned kinds say what was suppressed, never the values.
     """
     text = normalise(text)
-    if not text or _search(_MAYBE_NUMBER, _project(text)) is None:
+    proj = _project(text)
+    if not text or _search(_MAYBE_NUMBER, proj) is None:
         return Redacted(text, _EMPTY)
-    redactor = _Redactor(text)
+    redactor = _Redactor(text, proj)
     redactor.run()
     return redactor.result()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
@@ -56,6 +57,11 @@ def _start_worker(database_url: str, policy: Policy, log_level: int) -> None:
     os.nice(10)
     setup_logging(log_level)
     _worker_state.update(engine=make_engine(database_url), policy=policy)
+    # Triage of a large body makes hundreds of thousands of small objects that die with it and hold no
+    # cycles; the default thresholds would run the collector over them again and again (a third of
+    # the time of a hostile 1 MiB body). Rare collections are enough in this single-purpose process.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     threading.Thread(target=_exit_with_server, args=(os.getppid(),), name="server-watch", daemon=True).start()
 
 
