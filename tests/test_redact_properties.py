@@ -9,9 +9,6 @@ cost about doubles too: ratios, never absolute timings, so a slow or busy machin
 
 from __future__ import annotations
 
-import gc
-import statistics
-import time
 import unicodedata
 
 import pytest
@@ -19,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.triage.redact import SuppressedKind, card_number_in, normalise, redact, redact_url
+from tests.linear import BOUND, cost, doubling_ratio
 
 K = SuppressedKind
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -313,39 +311,11 @@ ADVERSARIAL = {
 }
 
 
-def cost(text: str, repeats: int = 3) -> float:
-    """Median CPU seconds of one redaction (process time: other processes' load does not count).
-
-    The garbage collector is paused while measuring: its full collections come at thresholds of live
-    objects, so they land in one size and not the other and would blur the ratio this measures.
-    """
-    samples = []
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            start = time.process_time()
-            redact(text)
-            samples.append(time.process_time() - start)
-    finally:
-        gc.enable()
-    return statistics.median(samples)
-
-
-def doubling_ratio(unit: str, size: int, attempts: int = 3) -> float:
-    """Cost of twice the input over cost of the input; the least of a few attempts.
-
-    A quadratic pass shows a ratio near four in every attempt, while a busy machine only inflates some.
-    """
-    small = unit * (size // len(unit))
-    return min(cost(small + small) / max(cost(small), 1e-6) for _ in range(attempts))
-
-
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_doubling_a_hostile_input_about_doubles_its_cost(name: str) -> None:
     # 20 KB is large enough that a quadratic pass would show (it would cost about four times as much)
     # and small enough to keep the suite quick; the margin absorbs timer noise on a shared machine.
-    assert doubling_ratio(ADVERSARIAL[name], 20_000) < 3.5
+    assert doubling_ratio(redact, ADVERSARIAL[name], 20_000) < BOUND
 
 
 if __name__ == "__main__":  # python -m tests.test_redact_properties [size]: a table of costs per input
@@ -354,5 +324,5 @@ if __name__ == "__main__":  # python -m tests.test_redact_properties [size]: a t
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     for name, unit in ADVERSARIAL.items():
         text = unit * (size // len(unit))
-        once = cost(text, 3)
-        print(f"{name:16s} {len(text) / 1000:7.0f} KB {once * 1000:8.1f} ms  x2: {doubling_ratio(unit, size, 1):.2f}")
+        once, ratio = cost(redact, text), doubling_ratio(redact, unit, size, 1)
+        print(f"{name:16s} {len(text) / 1000:7.0f} KB {once * 1000:8.1f} ms  x2: {ratio:.2f}")
