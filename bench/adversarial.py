@@ -34,6 +34,7 @@ import sys
 import time
 import urllib.parse
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def parse_sizes(text: str) -> list[int]:
     for part in text.split(","):
         part = part.strip().lower()
         scale = 1000 if part.endswith("k") else 1
-        sizes.append(int(float(part.rstrip("k")) * scale))
+        sizes.append(int(Decimal(part.rstrip("k")) * scale))
     return sorted(sizes)
 
 
@@ -293,8 +294,8 @@ class _Probe:
         await asyncio.gather(*tasks)
         return {"requests": count, "statuses": dict(statuses), "latency": summarize_ms(latencies)}
 
-    async def _attacker(self, client: httpx.AsyncClient, stop: asyncio.Event, done: list[float],
-                        statuses: Counter[str]) -> None:
+    async def _attacker(self, client: httpx.AsyncClient, stop: asyncio.Event, flowing: asyncio.Event,
+                        done: list[float], statuses: Counter[str]) -> None:
         while not stop.is_set():
             template = self.attacks[self.attack_count % len(self.attacks)]
             self.attack_count += 1
@@ -306,19 +307,22 @@ class _Probe:
                 done.append(time.monotonic() - started)
             except httpx.HTTPError as exc:
                 statuses[type(exc).__name__] += 1
+            flowing.set()
 
     async def phase(self, args: argparse.Namespace, attackers: int) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
         # Separate pools: a probe never waits behind an attacker's connection, only behind the server.
         async with (httpx.AsyncClient(base_url=self.server.url, limits=limits, timeout=60) as probes,
                     httpx.AsyncClient(base_url=self.server.url, timeout=300) as attack):
-            stop = asyncio.Event()
+            stop, flowing = asyncio.Event(), asyncio.Event()
             done: list[float] = []
             attack_statuses: Counter[str] = Counter()
-            senders = [asyncio.create_task(self._attacker(attack, stop, done, attack_statuses))
+            senders = [asyncio.create_task(self._attacker(attack, stop, flowing, done, attack_statuses))
                        for _ in range(attackers)]
             if attackers:
-                await asyncio.sleep(1.0)  # let the first hostile bodies arrive before measuring
+                # Measure only once hostile bodies are flowing: the first one answered has started
+                # the large-body worker and the rest are queued behind it.
+                await flowing.wait()
             meter = CpuMeter(self.server)
             started = time.monotonic()
             slack, ordinary = await asyncio.gather(

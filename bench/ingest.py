@@ -150,7 +150,7 @@ def _serve(kind: str, database_url: str, log_level: str) -> None:
     setup_logging(getattr(logging, log_level))
     slack: dict[str, Any] = {"slack_bot_token": None}
     if kind == "app-slack":
-        slack = {"slack_bot_token": SecretStr("xoxb-bench-not-a-real-token"),
+        slack = {"slack_bot_token": SecretStr("xoxb-fake"),
                  "slack_signing_secret": SecretStr(os.environ[SLACK_SECRET_ENV]),
                  "slack_api_url": os.environ[SLACK_URL_ENV], "finance_channel": BENCH_CHANNEL}
     settings = Settings(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +319,7 @@ def test_a_message_slack_took_but_whose_answer_was_lost_is_posted_once(
     looks = [{**call.query, **(call.form or {})} for call in slack.calls(method)]
     # The look-up read only what was posted since the first attempt: a thread oldest first, so the
     # lost reply is on its first page; a channel newest first, page by page back to the lost message.
-    assert looks and all(float(look["oldest"]) < float(lost["ts"]) for look in looks)
+    assert looks and all(Decimal(look["oldest"]) < Decimal(lost["ts"]) for look in looks)
     assert all(look["include_all_metadata"] == "1" for look in looks)
     if kind != "thread reply":
         assert len(looks) == 3 and looks[-1]["cursor"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import multiprocessing
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from typing import Any
 
 from anyio import CapacityLimiter, to_thread
@@ -62,14 +64,16 @@ def _start_worker(database_url: str, policy: Policy, log_level: int) -> None:
     # the time of a hostile 1 MiB body). Rare collections are enough in this single-purpose process.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    threading.Thread(target=_exit_with_server, args=(os.getppid(),), name="server-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_server, name="server-watch", daemon=True).start()
 
 
-def _exit_with_server(server: int) -> None:
+def _exit_with_server() -> None:
     # A killed server (SIGKILL, out of memory) tells its worker nothing, and the worker holds its own
-    # task queue open, so it would wait forever: it leaves once it has been re-parented.
-    while os.getppid() == server:
-        time.sleep(1.0)
+    # task queue open, so it would wait forever. multiprocessing hands a spawned child its parent's
+    # sentinel, which becomes ready the moment the parent is gone: wait on it, then leave.
+    server = multiprocessing.parent_process()
+    if server is not None:
+        wait([server.sentinel])
     os._exit(0)
 
 
