@@ -54,26 +54,24 @@ def payout_poof(ack: Ack, body: dict[str, Any], client: WebClient, context: Bolt
     _open_modal(interaction(context), body["trigger_id"], client, runner.check_payout, payout_modal)
 
 
-def submit_invoice(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
-    parsed = parse_invoice(submitted(view))
-    if isinstance(parsed, dict):
+def _submit(ack: Ack, view: dict[str, Any], context: BoltContext, parse: Callable[[dict[str, Any]], Any],
+            run: Callable[[ActionContext, int, str, Any], Outcome]) -> None:
+    parsed = parse(submitted(view))
+    if isinstance(parsed, dict):  # the form's errors, shown beside their fields
         ack(response_action="errors", errors=parsed)
         return
     ack()
     it = interaction(context)
     case_id = it.ref(ButtonValue).case_id
-    it.later(lambda: runner.submit_invoice(it.desk.actions, case_id, it.user, parsed).message)
+    it.later(lambda: run(it.desk.actions, case_id, it.user, parsed).message)
+
+
+def submit_invoice(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
+    _submit(ack, view, context, parse_invoice, runner.submit_invoice)
 
 
 def submit_payout(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
-    parsed = parse_payout(submitted(view))
-    if isinstance(parsed, dict):
-        ack(response_action="errors", errors=parsed)
-        return
-    ack()
-    it = interaction(context)
-    case_id = it.ref(ButtonValue).case_id
-    it.later(lambda: runner.submit_payout(it.desk.actions, case_id, it.user, parsed).message)
+    _submit(ack, view, context, parse_payout, runner.submit_payout)
 
 
 def _run_later(it: Interaction, run: Callable[[ActionContext, int, str], Outcome]) -> None:
