@@ -36,8 +36,7 @@ _STAGE_RANK = {
 }
 _SOURCE_RANK = {"none": 0, "rules": 1, "analysis": 2}
 # Column sizes (storage.models.Case): outside text longer than its column would fail the whole write.
-_CALL_TEXT_LIMITS = {"direction": 20, "agent_id": 200, "hangup_reason": 100}
-_STATUS_LIMIT = 40
+_CALL_TEXT = ("direction", "agent_id", "hangup_reason")
 _EVENT_NAME_LIMIT = 100
 
 
@@ -174,16 +173,29 @@ def _record_of(case: Case) -> str | None:
     return None
 
 
+@cache
+def _column_lengths() -> dict[str, int]:
+    table = Case.__table__  # type: ignore[attr-defined]
+    return {column.name: column.type.length for column in table.columns if getattr(column.type, "length", None)}
+
+
+def _fit(name: str, text: str) -> str:
+    """Outside text cut to its column: a value longer than the column (a 700-character "e-mail" in a
+    transcript) would fail the whole write on PostgreSQL, and DialNexa would retry it forever."""
+    limit = _column_lengths().get(name)
+    return text[:limit] if limit is not None else text
+
+
 def _merge(case: Case, event: CallEvent, result: Triage) -> None:
     """Fold a delivery into the case; an empty value never erases what an earlier event filled."""
     # The call's own text fields are outside text too: stored as triage redacted them.
     if _STAGE_RANK[event.event] >= _STAGE_RANK.get(EventKind(case.stage), 0):
         case.stage = event.event.value
-        case.call_status = (result.call_text.get("status") or "")[:_STATUS_LIMIT] or case.call_status
-    for name, limit in _CALL_TEXT_LIMITS.items():
+        case.call_status = _fit("call_status", result.call_text.get("status") or "") or case.call_status
+    for name in _CALL_TEXT:
         text = result.call_text.get(name)
         if text is not None:
-            setattr(case, name, text[:limit])
+            setattr(case, name, _fit(name, text))
     if event.duration_seconds is not None:
         case.duration_seconds = event.duration_seconds
     case.caller_phone = event.caller_number or case.caller_phone
@@ -200,7 +212,7 @@ def _merge(case: Case, event: CallEvent, result: Triage) -> None:
         if value is None:
             continue
         if getattr(case, name) is None or authoritative:
-            setattr(case, name, value)
+            setattr(case, name, _fit(name, value) if isinstance(value, str) else value)
 
     if result.suppressed:
         case.suppressed = True

@@ -567,3 +567,14 @@ def test_a_large_body_worker_that_dies_is_replaced(live_server: LiveServer) -> N
     assert statuses in ([200, 200], [503, 200]), statuses
     assert post(live_server, None, raw=large("call_large_after_2")).status_code == 200
     assert workers() and worker not in workers()
+
+
+def test_a_value_longer_than_its_column_is_cut_not_retried_forever(live_server: LiveServer) -> None:
+    # PostgreSQL refuses a string longer than its VARCHAR: the whole delivery would answer 503 forever.
+    payload = sample("01_refund.json")
+    call = payload["payload"]["call"]
+    call["transcript"] = "User: I want a refund, write to " + "b" * 700 + "@example.com please"
+    del call["post_call_analysis"]["customer_email"]  # so the e-mail is taken from the transcript
+    response = post(live_server, payload)
+    assert response.status_code == 200 and response.json()["outcome"] == "stored"
+    assert count(live_server, Case) == 1
