@@ -25,6 +25,11 @@ What is measured
 
   - note:    `note_moonclerk` button (block_actions)      -> MoonClerk lookup:          1 x delay
   - invoice: `invoice_poof_modal` submission (view_submission) -> MoonClerk verify + Poof: 2 x delay
+  - approve: `approve` button (block_actions) on a case the call flagged for approval (200.00 USD,
+             under the threshold, so an approver's one approval decides it) -> bot.decisions.approve:
+             one locked transaction (approval row, audit, card update and thread reply queued), no
+             provider call. Its result is the thread reply "Approved by ..." (or "... approved this
+             case" where the policy asks for two approvals).
 
   Every click is on its own case, so the at-most-once ledger never short-circuits it. The same
   payloads (freshly signed) go to the floor. Phases, each open loop (latency counts from the
@@ -40,12 +45,14 @@ What is measured
   the result message (click -> ephemeral) and how many provider calls the stand-ins saw. Little's
   law gives the threads a phase needs: rate x hold (5/s x 7.5 s mean = 37.5 > 16). The target from
   the issue (app p99 <= 1.5 x floor p99 and far under 3 s, read as < 300 ms, a tenth of Slack's
-  deadline) is printed per phase, never asserted.
+  deadline) is printed per phase, never asserted; so is the approve click's own ack p99 against the
+  floor's p99 for the same approve payloads, with the ratio (target <= 1.5 x).
 
 Run
   python -m bench.actions                            # ~1.5 minutes
   python -m bench.actions --clicks 100 --rate 10     # heavier paced phase
   python -m bench.actions --kind note                # note clicks only (one provider call each)
+  python -m bench.actions --kind approve             # approve clicks only (no provider call)
   python -m bench.actions --provider-delay 1 --concurrency 64
   python -m bench.actions --keep                     # keep the temp dir (database, server logs)
   python -m bench.actions --json                     # one JSON document on stdout
@@ -99,7 +106,10 @@ NOTE_DONE = "MoonClerk note written"
 INVOICE_DONE = "Poof invoice* done"
 SIGNING_ENV = "BENCH_SLACK_SIGNING_SECRET"
 SLACK_URL_ENV = "BENCH_SLACK_API_URL"
-KINDS = ("note", "invoice")
+KINDS = ("note", "invoice", "approve")
+# What the card must offer for each kind of click, and what the clicker is finally told on success.
+NEEDS = {"note": "note_moonclerk", "invoice": "invoice_poof", "approve": "approve"}
+APPROVED = "pproved"  # "✅ Approved by …" or "👍 … approved this case …" in the card's thread
 
 
 # ------------------------------------------------------------------------------------------ signing
@@ -317,14 +327,18 @@ def app_env(standins: StandIns, database_url: str, slack_secret: str, dialnexa_s
 # ------------------------------------------------------------------------------------------ cases and clicks
 
 
-def renewal(call_id: str) -> dict[str, Any]:
-    """A failed renewal of the seeded MoonClerk customer: the card offers the note and the invoice."""
+def renewal(call_id: str, kind: str = "note") -> dict[str, Any]:
+    """A failed renewal of the seeded MoonClerk customer: the card offers the note and the invoice. For
+    an approve click the call's analysis flags approval as required, so the card offers Approve."""
+    analysis: dict[str, Any] = {"billing_intent": "payment_failed", "customer_email": CUSTOMER_EMAIL,
+                                "moonclerk_customer_id": CUSTOMER_ID, "subscription_id": "sub_3oLgqlp4MgTZC3",
+                                "amount": "200.00", "currency": "USD"}
+    if kind == "approve":
+        analysis["approval_required"] = True
     return {"event_type": "call_ended", "payload": {"call": {
         "id": call_id, "status": "completed", "from_number": "12125550199",
         "summary": "Customer's renewal failed; they asked for an invoice to pay by another method.",
-        "post_call_analysis": {"billing_intent": "payment_failed", "customer_email": CUSTOMER_EMAIL,
-                               "moonclerk_customer_id": CUSTOMER_ID, "subscription_id": "sub_3oLgqlp4MgTZC3",
-                               "amount": "200.00", "currency": "USD"}}}}
+        "post_call_analysis": analysis}}}
 
 
 @dataclass
@@ -344,8 +358,8 @@ class Click:
     name: str  # unique; the note's response_url ends in it
 
     def payload(self, slack: SlackStandIn) -> dict[str, Any]:
-        if self.case.kind == "note":
-            return action_payload(self.case, "note_moonclerk", slack.response_url(self.name))
+        if self.case.kind in {"note", "approve"}:
+            return action_payload(self.case, NEEDS[self.case.kind], slack.response_url(self.name))
         assert self.case.view is not None
         return submission_payload(self.case.view)
 
@@ -424,10 +438,32 @@ def _response_times(slack: SlackStandIn) -> dict[str, tuple[float, str]]:
     return seen
 
 
+def _approval_times(slack: SlackStandIn) -> dict[str, tuple[float, str]]:
+    """card ts -> (when, text) of the first thread reply that says the case was approved."""
+    seen: dict[str, tuple[float, str]] = {}
+    for request in slack.calls("/api/chat.postMessage"):
+        params: dict[str, Any] = dict(request.form or {})
+        if isinstance(request.json, dict):
+            params.update(request.json)
+        thread, text = str(params.get("thread_ts") or ""), str(params.get("text", ""))
+        if thread and APPROVED in text and thread not in seen:
+            seen[thread] = (request.at, text)
+    return seen
+
+
 def outcomes(slack: SlackStandIn, clicks: Sequence[Click]) -> list[tuple[float, str] | None]:
-    """What each click's approver was finally told, and when (wall clock), or None so far."""
-    ephemerals, responses = _ephemeral_times(slack), _response_times(slack)
-    return [responses.get(c.name) if c.case.kind == "note" else ephemerals.get(c.case.card_ts) for c in clicks]
+    """What each click's approver was finally told, and when (wall clock), or None so far. A refused
+    approve is told by ephemeral; an accepted one shows in the card's thread."""
+    ephemerals, responses, approvals = _ephemeral_times(slack), _response_times(slack), _approval_times(slack)
+
+    def told(click: Click) -> tuple[float, str] | None:
+        if click.case.kind == "note":
+            return responses.get(click.name)
+        if click.case.kind == "approve":
+            return approvals.get(click.case.card_ts) or responses.get(click.name) or ephemerals.get(click.case.card_ts)
+        return ephemerals.get(click.case.card_ts)
+
+    return [told(c) for c in clicks]
 
 
 # ------------------------------------------------------------------------------------------ load
@@ -497,17 +533,17 @@ class Phase:
 
 
 def _hold(kind: str, delay: float) -> float:
-    """Seconds a click keeps a listener thread busy after its ack: one or two provider calls."""
-    return delay * (2 if kind == "invoice" else 1)
+    """Seconds a click keeps a listener thread busy after its ack: one or two provider calls, or none."""
+    return delay * {"invoice": 2, "note": 1}.get(kind, 0)
 
 
 def _kinds(kind: str, count: int, start: int) -> list[str]:
-    return [KINDS[(start + i) % 2] if kind == "mix" else kind for i in range(count)]
+    return [KINDS[(start + i) % len(KINDS)] if kind == "mix" else kind for i in range(count)]
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, list[str], list[float]]]:
     """(name, description, kinds, offsets) for each phase."""
-    mean_hold = sum(_hold(k, args.provider_delay) for k in _kinds(args.kind, 2, 0)) / 2
+    mean_hold = sum(_hold(k, args.provider_delay) for k in _kinds(args.kind, len(KINDS), 0)) / len(KINDS)
     light_rate = BOLT_THREADS / mean_hold / 2 if mean_hold else 10.0
     phases: list[tuple[str, str, list[str], list[float]]] = []
     if args.light_clicks:
@@ -537,7 +573,7 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
         async with make_client(url, 16) as client:
 
             async def one(call_id: str) -> None:
-                body = json.dumps(renewal(call_id), separators=(",", ":")).encode()
+                body = json.dumps(renewal(call_id, wanted[call_id]), separators=(",", ":")).encode()
                 async with gate:
                     response = await client.post("/webhooks/dialnexa", content=body,
                                                  headers=sign(body, dialnexa_secret.encode()))
@@ -556,9 +592,10 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
         return found if len(found) == len(wanted) else None
 
     cases = standins.slack.wait_until(cards, timeout, f"not every one of {len(wanted)} cards was posted")
-    missing = [c for c in cases.values() if not {"note_moonclerk", "invoice_poof"} <= c.buttons.keys()]
+    missing = [c for c in cases.values() if NEEDS[c.kind] not in c.buttons]
     if missing:
-        raise RuntimeError(f"{len(missing)} cards lack the note or invoice button, e.g. {missing[0].buttons}")
+        raise RuntimeError(f"{len(missing)} cards lack the button their click needs, e.g. {missing[0].kind}: "
+                           f"{sorted(missing[0].buttons)}")
 
     invoices = [c for c in cases.values() if c.kind == "invoice"]
 
@@ -592,6 +629,15 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
     for case in invoices:
         case.view = opened[case.call_id]
     return [cases[call_id] for call_id in wanted]
+
+
+def _refresh_buttons(slack: SlackStandIn, clicks: Sequence[Click]) -> None:
+    """Take each card's buttons as the card shows them now: a card redrawn since seeding (a customer
+    match landing) has a newer version, and a click on the older one would be refused as stale."""
+    current = _card_cases(slack, {c.case.call_id: c.case.kind for c in clicks})
+    for click in clicks:
+        if click.case.call_id in current:
+            click.case.buttons = current[click.case.call_id].buttons
 
 
 def wait_outcomes(slack: SlackStandIn, clicks: Sequence[Click], timeout: float) -> list[tuple[float, str] | None]:
@@ -629,11 +675,14 @@ def phase_result(run: PhaseRun, done: list[tuple[float, str] | None] | None) -> 
     }
     if done is not None:
         waits = [seen[0] - s.wall_due for s, seen in zip(run.sent, done, strict=True) if seen]
-        ok_texts = {"note": NOTE_DONE, "invoice": INVOICE_DONE}
+        ok_texts = {"note": NOTE_DONE, "invoice": INVOICE_DONE, "approve": APPROVED}
         result["result_to_clicker"] = {
             **summarize_ms(waits),
             "told": sum(1 for seen in done if seen),
             "succeeded": sum(1 for s, seen in zip(run.sent, done, strict=True) if seen and ok_texts[s.kind] in seen[1]),
+            # What a clicker was told instead, so a failure shows its cause in the report.
+            "other_answers": sorted({seen[1][:160] for s, seen in zip(run.sent, done, strict=True)
+                                     if seen and ok_texts[s.kind] not in seen[1]})[:3],
         }
     return result
 
@@ -693,6 +742,7 @@ def run_app(args: argparse.Namespace, standins: StandIns, env: dict[str, str], w
             wait_outcomes(standins.slack, warmup, 30.0)
             standins.set_delay(args.provider_delay)
             for phase in phases:
+                _refresh_buttons(standins.slack, phase.clicks)
                 sent, elapsed = asyncio.run(fire_phase(phase.clicks, phase.offsets))
                 started = time.monotonic()
                 if not args.json:
@@ -715,7 +765,8 @@ def run_app(args: argparse.Namespace, standins: StandIns, env: dict[str, str], w
         results.append(result)
     clicks = [c for p in phases for c in p.clicks]
     expected = {
-        "moonclerk_customer_lookups": len(warmup) + len(clicks),  # every note and every invoice verifies
+        # Every note and every invoice verifies the customer; an approval calls no provider.
+        "moonclerk_customer_lookups": sum(c.case.kind != "approve" for c in [*warmup, *clicks]),
         "poof_invoices_created": sum(c.case.kind == "invoice" for c in [*warmup, *clicks]),
     }
     return {"phases": results, "provider_calls": calls, "provider_calls_expected": expected,
@@ -738,6 +789,19 @@ def _targets(app: dict[str, Any], floor: dict[str, Any]) -> list[dict[str, Any]]
             "ratio": round(ratio, 2),
             "met": ratio <= TARGET_RATIO and p99 < TARGET_P99_MS and a["non_2xx"] == 0,
         })
+        # The approve click on its own, against the same approve payloads acked by the floor.
+        app_approve, floor_approve = a["ack_by_kind"].get("approve"), f["ack_by_kind"].get("approve")
+        if app_approve and floor_approve:
+            p99, floor_p99 = app_approve["p99_ms"], floor_approve["p99_ms"]
+            ratio = p99 / floor_p99 if floor_p99 else float("inf")
+            targets.append({
+                "phase": f"{a['phase']} (approve clicks)",
+                "target": f"approve ack p99 <= {TARGET_RATIO:g} x floor p99",
+                "measured": f"p50 {app_approve['p50_ms']:.1f} ms vs floor {floor_approve['p50_ms']:.1f} ms; "
+                            f"p99 {p99:.1f} ms vs floor {floor_p99:.1f} ms = {ratio:.2f} x",
+                "ratio": round(ratio, 2),
+                "met": ratio <= TARGET_RATIO,
+            })
     return targets
 
 
@@ -753,7 +817,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"finance-desk click-ack benchmark: {cfg['cpus']} CPUs, Python {cfg['python']}, uvicorn {cfg['uvicorn']}, "
           f"SQLite (temp dir)")
     print(f"  providers answer after {cfg['provider_delay_s']:g} s (MoonClerk {MOONCLERK_PATH}, Poof {POOF_PATH}); "
-          f"clicks: {cfg['kind']} (note = 1 provider call, invoice submission = 2); "
+          f"clicks: {cfg['kind']} (note = 1 provider call, invoice submission = 2, approve = none); "
           f"{BOLT_THREADS} Bolt listener threads in app and floor")
     for a, f in zip(app["phases"], floor["phases"], strict=True):
         print()
@@ -767,8 +831,17 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"    app, click -> result message to the clicker: p50 {told['p50_ms'] / 1000:.1f} s, "
               f"p99 {told['p99_ms'] / 1000:.1f} s, max {told['max_ms'] / 1000:.1f} s; {told['told']}/{a['clicks']} "
               f"told, {told['succeeded']} succeeded")
+        for other in told["other_answers"]:
+            print(f"      told instead: {other}")
         by_kind = ", ".join(f"{k} p99 {v['p99_ms']:.1f} ms" for k, v in a["ack_by_kind"].items())
         print(f"    app ack by kind: {by_kind}")
+        app_approve, floor_approve = a["ack_by_kind"].get("approve"), f["ack_by_kind"].get("approve")
+        if app_approve and floor_approve:
+            ratio = app_approve["p99_ms"] / floor_approve["p99_ms"] if floor_approve["p99_ms"] else float("inf")
+            print(f"    approve click ack: app p50 {app_approve['p50_ms']:.1f} ms / "
+                  f"p99 {app_approve['p99_ms']:.1f} ms, "
+                  f"floor p50 {floor_approve['p50_ms']:.1f} ms / p99 {floor_approve['p99_ms']:.1f} ms: "
+                  f"p99 ratio {ratio:.2f} x (target <= {TARGET_RATIO:g} x)")
     print()
     calls, expected = app["provider_calls"], app["provider_calls_expected"]
     print(f"  provider calls seen by the stand-ins (warm-up included): MoonClerk lookups "
@@ -802,8 +875,8 @@ def main() -> None:
                         help="clicks in the light phase, at half the threads' capacity (default 10; 0 skips it)")
     parser.add_argument("--provider-delay", type=float, default=5.0,
                         help="seconds MoonClerk and Poof take to answer (default 5)")
-    parser.add_argument("--kind", choices=["mix", "note", "invoice"], default="mix",
-                        help="note clicks, invoice submissions, or both alternating (default mix)")
+    parser.add_argument("--kind", choices=["mix", *KINDS], default="mix",
+                        help="note clicks, invoice submissions, approve clicks, or all three in turn (default mix)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="the app's log level (default INFO, as `finance-desk serve`)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, server logs)")

@@ -17,11 +17,15 @@ from blocks.limits import MAX_BUTTON_VALUE
 
 
 class ActionId(StrEnum):
-    """The card's buttons, in the order blocks.card offers them."""
+    """The card's buttons, in the order blocks.card offers them. Approve, deny and resolve also appear on
+    the Home tab and resolve in a thread once a follow-up is done: same IDs, same rules."""
 
+    APPROVE = "approve"
+    DENY = "deny"
     NOTE_MOONCLERK = "note_moonclerk"
     INVOICE_POOF = "invoice_poof"
     PAYOUT_POOF = "payout_poof"
+    RESOLVE = "resolve"
     ROUTE_REVIEW = "route_review"
     ASSIGN_SELF = "assign_self"
     SNOOZE = "snooze"
@@ -32,6 +36,7 @@ class ControlId(StrEnum):
     """Every other interactive element: in a card's thread or ledger line, on a reminder, in review, on Home."""
 
     CONFIRM_PAYOUT = "confirm_payout"
+    CALLBACK_DONE = "callback_done"
     RETRY_ACTION = "retry_action"
     RECONCILE_ACTION = "reconcile_action"
     REMINDER_DONE = "reminder_done"
@@ -51,6 +56,9 @@ class CallbackId(StrEnum):
     INVOICE_POOF = "invoice_poof_modal"
     PAYOUT_POOF = "payout_poof_modal"
     REMINDER_SNOOZE = "reminder_snooze_modal"
+    REMINDER_DONE = "reminder_done_modal"
+    DENY = "deny_modal"
+    RESOLVE = "resolve_modal"
 
 
 class SlashCommand(StrEnum):
@@ -162,6 +170,7 @@ class PickValue(CaseRef):
 VALUE_OF: Final[dict[str, type[CaseRef]]] = {
     **dict.fromkeys(ActionId, ButtonValue),
     ControlId.CONFIRM_PAYOUT: ButtonValue,
+    ControlId.CALLBACK_DONE: ButtonValue,
     ControlId.RETRY_ACTION: ButtonValue,
     ControlId.RECONCILE_ACTION: ButtonValue,
     ControlId.REMINDER_DONE: ReminderValue,
@@ -171,4 +180,7 @@ VALUE_OF: Final[dict[str, type[CaseRef]]] = {
     CallbackId.INVOICE_POOF: ButtonValue,
     CallbackId.PAYOUT_POOF: ButtonValue,
     CallbackId.REMINDER_SNOOZE: ReminderValue,
+    CallbackId.REMINDER_DONE: ReminderValue,
+    CallbackId.DENY: ButtonValue,
+    CallbackId.RESOLVE: ButtonValue,
 }

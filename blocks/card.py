@@ -53,6 +53,7 @@ STATE_LABELS: dict[str, str] = {
     CaseState.IN_REVIEW: "👀 In review",
     CaseState.APPROVED: "✅ Approved",
     CaseState.DONE: "🏁 Done",
+    CaseState.DENIED: "⛔ Denied",
     CaseState.REJECTED: "⛔ Rejected",
     CaseState.FAILED: "❗ Failed",
     CaseState.DISMISSED: "🗑️ Dismissed",
@@ -177,10 +178,32 @@ def _record(case: Case) -> str | None:
     return "\n".join(parts) or None
 
 
+def _approver(entry: dict[str, Any]) -> str:
+    by = mention(str(entry.get("by") or "")) or "someone"
+    principal = mention(str(entry.get("for") or ""))
+    return f"{by} on behalf of {principal}" if principal else by
+
+
 def _approval(case: Case) -> str:
+    given = [entry for entry in case.approvals_given or [] if isinstance(entry, dict)]
+    if case.approval_required and case.approved_at is not None:
+        amount = _money(case.approved_amount, case.approved_currency)
+        who = ", ".join(_approver(entry) for entry in given[:3]) or "an approver"
+        return f"✅ Approved by {who}" + (f" for {inline(amount, 80)}" if amount else "")
     if case.approval_required:
         reason = inline(case.approval_reason, 200) if case.approval_reason else "no reason recorded"
-        return f"⚠️ Needed: {reason}"
+        needed = max(1, case.approvals_needed)
+        text = f"⚠️ Needed: {reason}"
+        if needed > 1:
+            text += f"\n{len(given)} of {needed} approvals"
+            if given:
+                text += ": " + ", ".join(_approver(entry) for entry in given[:3])
+        if case.senior_needed:
+            text += "\nA senior approver must approve"
+        if case.approval_round > 1:
+            subject = _money(*case.approval_subject)
+            text += f"\nRound {case.approval_round}" + (f": for {inline(subject, 80)}" if subject else "")
+        return text
     if case.approval_requested:
         return "Asked for on the call; not needed by policy"
     return "Not needed"
@@ -202,7 +225,10 @@ def _next_step(case: Case) -> str | None:
     if case.follow_up_deadline is not None:
         lines.append(f"Follow up by {slack_date(case.follow_up_deadline)}")
     if case.callback_expected:
-        lines.append("Caller expects a call back")
+        if case.callback_done_at is not None:
+            lines.append(f"Called back by {mention(case.callback_done_by) or 'finance'}")
+        else:
+            lines.append(f"Callback owed by {mention(case.owner) or 'the owner (unassigned)'}")
     return "\n".join(lines) or None
 
 
@@ -233,6 +259,15 @@ def _detail(case: Case) -> dict[str, Any] | None:
         )
         if value
     ]
+    if case.decision_reason:
+        lines.insert(0, f"*Denied because:* {inline(case.decision_reason, DETAIL_ITEM_BUDGET)}")
+    if case.resolution:
+        resolved = _readable(case.resolution)
+        if case.resolution_reference:
+            resolved += f" · reference {code(case.resolution_reference, ID_BUDGET)}"
+        if case.resolution_note:
+            resolved += f" · {inline(case.resolution_note, DETAIL_ITEM_BUDGET)}"
+        lines.insert(0, f"*Resolved:* {resolved}")
     reasons = [str(reason) for reason in case.escalation_reasons or [] if reason]
     if reasons:
         shown = ", ".join(inline(reason, 120) for reason in reasons[:ESCALATIONS_SHOWN])
@@ -382,20 +417,39 @@ def _done(case: Case, action: ActionId) -> bool:
     return case.action_label == action.value and case.action_status in _SETTLED
 
 
+def awaiting_approval(case: Case) -> bool:
+    """Open, needs approval, not yet (fully) approved: the case shows Approve and Deny."""
+    return case.approval_required and case.approved_at is None and not is_closed(case.state)
+
+
+def callback_owed(case: Case) -> bool:
+    return bool(case.callback_expected) and case.callback_done_at is None and not is_closed(case.state)
+
+
 def offered_actions(case: Case) -> list[ActionId]:
-    """The buttons this case allows, in display order. Handlers must re-check: cards go stale."""
+    """The buttons this case allows, in display order. Handlers must re-check: cards go stale.
+
+    Approve shows while approval is needed; Deny until the case is approved; once decided, both leave
+    the card. Resolve and Dismiss close an open case.
+    """
     if is_closed(case.state):
         return []
     actions: list[ActionId] = []
+    if awaiting_approval(case):
+        actions.append(ActionId.APPROVE)
+    if case.approved_at is None:
+        actions.append(ActionId.DENY)
     for action, offered in ((ActionId.NOTE_MOONCLERK, has_moonclerk_reference),
                             (ActionId.INVOICE_POOF, has_invoice_details), (ActionId.PAYOUT_POOF, has_payout_details)):
         if offered(case) and not _done(case, action):
             actions.append(action)
-    actions += [ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS]
+    actions += [ActionId.RESOLVE, ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS]
     return actions
 
 
 def _primary(case: Case, actions: list[ActionId]) -> ActionId | None:
+    if ActionId.APPROVE in actions:
+        return ActionId.APPROVE  # nothing else should happen before the decision
     kind, _ = _kind(case)
     money = [a for a in (ActionId.PAYOUT_POOF, ActionId.INVOICE_POOF) if a in actions]
     if kind not in _MONEY_BACK:
@@ -404,6 +458,9 @@ def _primary(case: Case, actions: list[ActionId]) -> ActionId | None:
 
 
 _BUTTON_TEXT = {
+    ActionId.APPROVE: "✅ Approve",
+    ActionId.DENY: "⛔ Deny",
+    ActionId.RESOLVE: "🏁 Resolve",
     ActionId.NOTE_MOONCLERK: "📝 MoonClerk note",
     ActionId.INVOICE_POOF: "🧾 Poof invoice",
     ActionId.PAYOUT_POOF: "💸 Poof payout",
@@ -433,7 +490,15 @@ def _button(case: Case, action: ActionId, value: str, primary: ActionId | None) 
     }
     if action is primary:
         button["style"] = "primary"
-    if action is ActionId.DISMISS:
+    if action is ActionId.APPROVE:
+        money = _money(*case.approval_subject)
+        needed = max(1, case.approvals_needed)
+        count = f" This is approval {len(case.approvals_given or []) + 1} of {needed}." if needed > 1 else ""
+        button["confirm"] = _confirm(
+            "Approve this case?",
+            f"You approve {money or 'this case'} on behalf of finance.{count} Money actions may then run up "
+            "to this amount.", "Approve", "Cancel", "primary")
+    elif action is ActionId.DISMISS:
         button["style"] = "danger"
         button["confirm"] = _confirm(
             "Dismiss this case?",
@@ -453,18 +518,29 @@ def _button(case: Case, action: ActionId, value: str, primary: ActionId | None) 
     return button
 
 
-def _actions(case: Case) -> dict[str, Any] | None:
+def _actions(case: Case) -> list[dict[str, Any]]:
     actions = offered_actions(case)
     if not actions:
-        return None
+        return []
     assert case.id is not None
     value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
     primary = _primary(case, actions)
-    return {
-        "type": "actions",
-        "block_id": _block_id(case, "actions"),
-        "elements": [_button(case, action, value, primary) for action in actions],
-    }
+    buttons = [_button(case, action, value, primary) for action in actions]
+    if callback_owed(case):
+        buttons.append({"type": "button", "action_id": ControlId.CALLBACK_DONE.value, "value": value,
+                        "text": plain("📞 Callback done")})
+    # An actions block holds at most 25 elements, but a row of more than ~6 buttons wraps badly:
+    # the decisions first, the rest on a second row.
+    decisions = [b for b in buttons if b["action_id"] in _DECISION_IDS]
+    rest = [b for b in buttons if b["action_id"] not in _DECISION_IDS]
+    blocks = []
+    for name, row in (("decide", decisions), ("actions", rest)):
+        if row:
+            blocks.append({"type": "actions", "block_id": _block_id(case, name), "elements": row})
+    return blocks
+
+
+_DECISION_IDS = frozenset({ActionId.APPROVE.value, ActionId.DENY.value, ActionId.RESOLVE.value})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -504,7 +580,7 @@ def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str,
         _suppression(case),
         _evidence(case),
         _state(case, next_reminder),
-        _actions(case),
+        *_actions(case),
         _ledger_buttons(case),
     ]
     return {"text": _fallback(case), "blocks": [block for block in blocks if block is not None]}

@@ -18,8 +18,9 @@ from blocks.limits import MAX_SECTION_TEXT, truncate, truncate_mrkdwn
 from bot.triage.model import KIND_LABELS, BillingKind
 from providers.base import Money
 from providers.moonclerk import Customer, Payment, PaymentMethod
+from storage.decisions import Approval
 from storage.models import AuditEvent, Case, ProviderAction
-from storage.states import MatchStatus
+from storage.states import CaseState, MatchStatus, is_closed
 
 EMPTY: Final = "—"
 SECTION_BUDGET: Final = 2900
@@ -220,13 +221,93 @@ def _action_line(action: ProviderAction) -> str:
     return " · ".join(parts)
 
 
+# Audit events whose record (an amount, a reference) and detail say what was decided, so the trail
+# reads "approved 149.00 USD on behalf of @A (1 of 2)" rather than the bare action name.
+DECISION_EVENTS: Final = frozenset({"case.approved", "case.denied", "case.resolved", "case.callback_done",
+                                    "approval.nudged", "reminder.done", "decision.refused"})
+
+
+def _decision_detail(event: AuditEvent) -> list[str]:
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    parts = []
+    if event.record:
+        parts.append(inline(event.record, 80))
+    behalf = mention(detail.get("on_behalf_of")) if isinstance(detail.get("on_behalf_of"), str) else None
+    if behalf:
+        parts.append(f"on behalf of {behalf}")
+    approvals, needed = detail.get("approvals"), detail.get("needed")
+    if isinstance(approvals, int) and isinstance(needed, int) and needed > 1:
+        parts.append(f"{approvals} of {needed} approvals")
+    for key in ("outcome", "level", "decision"):
+        if isinstance(detail.get(key), str):
+            parts.append(inline(_readable(detail[key]), 40))
+    return parts
+
+
 def _audit_line(event: AuditEvent) -> str:
     parts = [f"• {slack_date(event.at)}", mention(event.actor) or "?", code(event.action, 60)]
     if event.outcome and event.outcome != "ok":
         parts.append(inline(event.outcome, 40))
+    if event.action in DECISION_EVENTS:
+        parts += _decision_detail(event)
     if event.reason:
         parts.append(inline(event.reason, 120))
     return " · ".join(parts)
+
+
+def _readable(value: str) -> str:
+    """A stored code (`payment_plan_agreed`) as words: "Payment plan agreed"."""
+    return value.replace("_", " ").capitalize()
+
+
+def _approval_line(approval: Approval, rounds: int) -> str:
+    who = mention(approval.approver) or "?"
+    if approval.principal != approval.approver:
+        who += f" on behalf of {mention(approval.principal) or '?'}"
+    parts = [f"• {who}"]
+    if approval.amount is not None:
+        parts.append(money(approval.amount, approval.currency, 40))
+    if approval.senior:
+        parts.append("senior")
+    parts.append(slack_date(approval.at))
+    if rounds > 1:
+        parts.append(f"round {approval.round}")
+    return " · ".join(parts)
+
+
+def decision_facts(case: Case) -> list[str]:
+    """The decisions on a case, as `*Label:* value` lines: approval, denial, resolution, call back."""
+    facts = []
+    given = case.approvals_given or []
+    needed = max(1, case.approvals_needed)
+    if case.approved_at is not None:
+        amount = (f" {money(case.approved_amount, case.approved_currency, 60)}"
+                  if case.approved_amount is not None else "")
+        facts.append(f"*Approval:* approved{amount} {slack_date(case.approved_at)}"
+                     + (f" ({len(given)} of {needed} approvals)" if needed > 1 else ""))
+    elif case.approval_required:
+        progress = f" · {len(given)} of {needed} approvals" if needed > 1 or given else ""
+        senior = " · a senior approver must approve" if case.senior_needed and not any(
+            item.get("senior") for item in given) else ""
+        facts.append(f"*Approval:* needed ({inline(case.approval_reason or 'no reason recorded', 200)})"
+                     f"{progress}{senior}")
+    if case.state == CaseState.DENIED or case.decision_reason:
+        facts.append(f"*Denied:* {inline(case.decision_reason or 'no reason recorded', 1000)}")
+    if case.resolution:
+        text = f"*Resolution:* {inline(_readable(case.resolution), 60)}"
+        if case.resolution_reference:
+            text += f" · reference {code(case.resolution_reference, 210)}"
+        if case.resolution_note:
+            text += f"\n{inline(case.resolution_note, 1000)}"
+        facts.append(text)
+    if case.callback_done_at is not None:
+        by = mention(case.callback_done_by) or "?"
+        facts.append(f"*Call back:* done by {by} {slack_date(case.callback_done_at)}")
+    elif case.callback_expected and not is_closed(case.state):
+        facts.append("*Call back:* owed to the caller")
+    if case.follow_up_done_at is not None:
+        facts.append(f"*Follow-up:* marked done {slack_date(case.follow_up_done_at)}")
+    return facts
 
 
 def match_text(case: Case) -> str:
@@ -243,8 +324,10 @@ def match_text(case: Case) -> str:
 
 def case_message(
     case: Case, actions: Sequence[ProviderAction], audit: Sequence[AuditEvent], audit_total: int,
-    reminders: Sequence[tuple[str, datetime | None]],
+    reminders: Sequence[tuple[str, datetime | None]], approvals: Sequence[Approval] | None = None,
 ) -> dict[str, Any]:
+    """One case's record. `approvals`: every round's approval rows (bot.lookup.queries.CaseDetail); when
+    not given, this round's approvals as the case row keeps them."""
     title = f"{kind_label(case)} · {case.call_id}"
     facts = [
         f"*State:* {state_label(case.state)}" + (f" by {mention(case.state_by)}" if case.state_by else ""),
@@ -255,14 +338,20 @@ def case_message(
     ]
     if case.amount is not None:
         facts.append(f"*Amount:* {money(case.amount, case.currency, 60)}")
-    if case.approval_required:
-        facts.append(f"*Approval:* needed ({inline(case.approval_reason or 'no reason recorded', 200)})")
+    facts += decision_facts(case)
     if case.follow_up_deadline is not None:
         facts.append(f"*Follow up by:* {slack_date(case.follow_up_deadline)}")
     opened = link(card_permalink(case.slack_channel, case.slack_ts), "Open the card")
     if opened:
         facts.append(opened)
     blocks = [header(title), section("\n".join(facts))]
+    if approvals is not None:
+        rounds = max((a.round for a in approvals), default=1)
+        approval_lines = [_approval_line(a, rounds) for a in approvals]
+    else:
+        approval_lines = [_given_line(item) for item in case.approvals_given or []]
+    if approval_lines or case.approval_required:
+        blocks += line_sections("Approvals", approval_lines, empty="None yet.")
     blocks += line_sections("Actions", [_action_line(a) for a in actions], empty="No provider actions.")
     shown = f"Audit trail (latest {len(audit)} of {audit_total})" if audit_total > len(audit) else "Audit trail"
     blocks += line_sections(shown, [_audit_line(e) for e in audit], empty="No audit events.")
@@ -270,6 +359,14 @@ def case_message(
     blocks += line_sections("Pending reminders", reminder_lines, empty="None.")
     fallback = f"{inline(kind_label(case), 60)} · {inline(case.call_id, 120)} ({inline(case.state, 20)})"
     return {"text": truncate_mrkdwn(fallback, 300), "blocks": blocks[:50]}
+
+
+def _given_line(item: dict[str, Any]) -> str:
+    by, principal = item.get("by"), item.get("for")
+    who = mention(by if isinstance(by, str) else None) or "?"
+    if isinstance(principal, str) and principal and principal != by:
+        who += f" on behalf of {mention(principal) or '?'}"
+    return f"• {who}" + (" · senior" if item.get("senior") else "")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -73,9 +73,9 @@ def invoice_modal(case: Case) -> dict[str, Any]:
     ])
 
 
-def _override(label: str) -> dict[str, Any]:
-    return {"type": "input", "block_id": "override", "optional": True,
-            "label": {"type": "plain_text", "text": "Recipient override"},
+def _override(label: str, *, block_id: str = "override", title: str = "Recipient override") -> dict[str, Any]:
+    return {"type": "input", "block_id": block_id, "optional": True,
+            "label": {"type": "plain_text", "text": title},
             "element": {"type": "checkboxes", "action_id": "value", "options": [{
                 "text": {"type": "plain_text", "text": label},
                 "description": {"type": "plain_text", "text": "Senior approvers only; audited"},
@@ -93,6 +93,9 @@ def payout_modal(case: Case) -> dict[str, Any]:
         _text_input("address", "Recipient wallet address", case.crypto_address,
                     hint="Must be the address confirmed on the call; checked against the cryptocurrency's format"),
         _override("Send to a different address than the one confirmed on the call"),
+        *([] if case.caller_matched else [_override(
+            "I verified this caller's identity another way", block_id="override_identity",
+            title="Identity override")]),
     ])
 
 
@@ -109,3 +112,51 @@ def submitted(view: dict[str, Any]) -> dict[str, str | list[str] | None]:
         else:
             values[block_id] = element.get("value")
     return values
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+def _decision_view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    assert case.id is not None
+    metadata = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+    return {
+        "type": "modal", "callback_id": callback, "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": title}, "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [_context(case), *blocks],
+    }
+
+
+def _multiline(block_id: str, label: str, *, optional: bool, min_length: int | None, max_length: int,
+               hint: str) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "multiline": True,
+                               "max_length": max_length}
+    if min_length:
+        element["min_length"] = min_length
+    return {"type": "input", "block_id": block_id, "optional": optional,
+            "label": {"type": "plain_text", "text": label}, "element": element,
+            "hint": {"type": "plain_text", "text": hint}}
+
+
+def deny_modal(case: Case, *, min_length: int, max_length: int) -> dict[str, Any]:
+    return _decision_view(CallbackId.DENY, "Deny this case", "Deny", case, [
+        _multiline("reason", "Why is it denied?", optional=False, min_length=min_length, max_length=max_length,
+                   hint=f"{min_length} to {max_length} characters; shown on the card and kept in the audit trail. "
+                        "Never paste card or bank details."),
+    ])
+
+
+def resolve_modal(case: Case, outcomes: list[tuple[str, str]], *, note_max: int, reference_max: int) -> dict[str, Any]:
+    """`outcomes` are (value, label) pairs: the domain's list, passed in so this module stays pure."""
+    choices = [{"text": {"type": "plain_text", "text": label}, "value": value} for value, label in outcomes]
+    outcome = {"type": "input", "block_id": "outcome", "label": {"type": "plain_text", "text": "What was done?"},
+               "element": {"type": "static_select", "action_id": "value", "options": choices}}
+    reference = _text_input("reference", "External reference", None, optional=True,
+                            hint="A MoonClerk, Stripe or Poof ID, or a ticket number")
+    reference["element"]["max_length"] = reference_max
+    return _decision_view(CallbackId.RESOLVE, "Resolve this case", "Resolve", case, [
+        outcome,
+        _multiline("note", "Note", optional=True, min_length=None, max_length=note_max,
+                   hint="Required when the outcome is Other. Never paste card or bank details."),
+        reference,
+    ])

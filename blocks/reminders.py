@@ -1,4 +1,5 @@
-"""Reminder and escalation messages, and the snooze modal. Pure: values in, Slack payloads out.
+"""Reminder, approval-nudge and escalation messages, and the snooze and done modals. Pure: values in,
+Slack payloads out.
 
 Times are `<!date^…>` stamps, so each reader sees their own time zone; the fallback text (shown where
 Slack cannot format dates) is in the policy's zone. Caller-derived values go through blocks.format.
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from blocks.actions import CallbackId, ControlId, ReminderValue
-from blocks.format import channel, code, inline, is_user_id, link, mention, mrkdwn, plain, user_group
+from blocks.actions import ActionId, CallbackId, ControlId, ReminderValue
+from blocks.format import channel, code, inline, is_user_id, link, mention, mrkdwn, plain, prose, user_group
 from blocks.limits import MAX_SECTION_TEXT, truncate, truncate_mrkdwn
 from blocks.lookup import card_permalink
 from bot.triage.model import KIND_LABELS, BillingKind
@@ -132,6 +133,152 @@ def picked_time(view: dict[str, Any]) -> int | None:
         return int(picked) if picked is not None else None
     except (TypeError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# "Done" on a reminder: what was done, then (when nothing else is open) an offer to resolve
+
+# The outcomes a person picks when a follow-up is done: bot.decisions.Resolution and its labels, the
+# same list as the resolve modal's. Repeated here because blocks may not import bot.decisions (it is
+# above blocks); tests/test_nudges.py checks the two stay equal.
+DONE_OUTCOMES: Final[tuple[tuple[str, str], ...]] = (
+    ("refunded", "Refunded"),
+    ("credited", "Credited"),
+    ("invoice_sent", "Invoice sent"),
+    ("document_sent", "Document sent"),
+    ("payment_updated", "Payment updated"),
+    ("question_answered", "Question answered"),
+    ("payment_plan_agreed", "Payment plan agreed"),
+    ("no_action_needed", "No action needed"),
+    ("other", "Other"),
+)
+DONE_LABELS: Final[dict[str, str]] = dict(DONE_OUTCOMES)
+DONE_OUTCOME_BLOCK, DONE_NOTE_BLOCK = "outcome", "note"
+DONE_NOTE_MAX = 1000
+
+
+def done_modal(value: ReminderValue) -> dict[str, Any]:
+    """The reminder's Done: what was done (an outcome from the list) and a note (required for Other)."""
+    options = [{"text": plain(label), "value": outcome} for outcome, label in DONE_OUTCOMES]
+    return {
+        "type": "modal", "callback_id": CallbackId.REMINDER_DONE, "private_metadata": value.dump(),
+        "title": plain("Follow-up done"), "submit": plain("Done"), "close": plain("Cancel"),
+        "blocks": [
+            {"type": "input", "block_id": DONE_OUTCOME_BLOCK, "label": plain("What was done?"),
+             "element": {"type": "static_select", "action_id": SNOOZE_INPUT, "options": options,
+                         "placeholder": plain("Pick an outcome")}},
+            {"type": "input", "block_id": DONE_NOTE_BLOCK, "optional": True, "label": plain("Note"),
+             "hint": plain("Required when the outcome is Other. Card numbers and similar are redacted."),
+             "element": {"type": "plain_text_input", "action_id": SNOOZE_INPUT, "multiline": True,
+                         "max_length": DONE_NOTE_MAX}},
+            {"type": "context", "elements": [mrkdwn("The case's reminders stop. It stays open until it is resolved.")]},
+        ],
+    }
+
+
+def done_choice(view: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The outcome and note submitted in the done modal (None when left empty)."""
+    values = (view.get("state") or {}).get("values") or {}
+    outcome = (((values.get(DONE_OUTCOME_BLOCK) or {}).get(SNOOZE_INPUT) or {}).get("selected_option") or {})
+    note = ((values.get(DONE_NOTE_BLOCK) or {}).get(SNOOZE_INPUT) or {}).get("value")
+    picked = outcome.get("value")
+    return (str(picked) if picked is not None else None), (str(note) if note is not None and str(note).strip()
+                                                            else None)
+
+
+def done_errors(outcome: str | None, note: str | None) -> dict[str, str]:
+    """What is wrong with a done modal's answers, by block (empty when nothing is)."""
+    errors: dict[str, str] = {}
+    if outcome not in DONE_LABELS:
+        errors[DONE_OUTCOME_BLOCK] = "Pick an outcome from the list."
+    if note is not None and len(note) > DONE_NOTE_MAX:
+        errors[DONE_NOTE_BLOCK] = f"Keep the note to {DONE_NOTE_MAX} characters."
+    elif outcome == "other" and not (note or "").strip():
+        errors[DONE_NOTE_BLOCK] = "Say what was done: a note is needed when the outcome is Other."
+    return errors
+
+
+def done_reply(user: str, outcome: str, note: str | None, *, resolve_value: str | None) -> dict[str, Any]:
+    """The thread reply when a follow-up is done; with `resolve_value` (a ButtonValue) it offers Resolve,
+    because nothing else is open on the case."""
+    by = mention(user) or "Someone"
+    label = DONE_LABELS.get(outcome) or inline(outcome, 40)
+    text = f"✅ {by} marked the follow-up done: *{label}*; no more reminders for it."
+    lines = [text]
+    if note:
+        lines.append(prose(note, DONE_NOTE_MAX))
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(truncate_mrkdwn("\n".join(lines),
+                                                                                        MAX_SECTION_TEXT))}]
+    if resolve_value is not None:
+        blocks.append({"type": "context", "elements": [
+            mrkdwn("Nothing else is open on this case (no reminder, no money action, no approval waiting).")]})
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "action_id": ActionId.RESOLVE, "text": plain("🏁 Resolve"), "style": "primary",
+             "value": resolve_value}]})
+    return {"text": text, "blocks": blocks}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Approver nudges: a case waiting for approval
+
+
+def _mentions(users: list[str], groups: list[str]) -> str:
+    parts = [mention(user) for user in users] + [user_group(group) for group in groups]
+    return " ".join(part for part in parts if part)
+
+
+def _still_needed(missing: int, senior_missing: bool, given: int) -> str:
+    parts: list[str] = []
+    if given:
+        parts.append(f"{given} approval{'s' if given > 1 else ''} given")
+    parts.append(f"{missing} more needed" + (" from a different approver" if given else ""))
+    if senior_missing:
+        parts.append("a senior approver must be one of them" if missing > 1 else "it must be a senior approver")
+    return "; ".join(parts) + "."
+
+
+def approval_nudge_message(case: Case, *, users: list[str], groups: list[str], missing: int, senior_missing: bool,
+                           given: int, waiting_since: datetime, zone: ZoneInfo,
+                           fallback: str | None = None) -> dict[str, Any]:
+    """The one nudge in a case's thread while it waits for approval: who may decide it now.
+
+    `fallback` (a group or owner mention, already formatted) is used when the policy names nobody.
+    """
+    who_ = _mentions(users, groups) or fallback or "no approver is named in the policy"
+    headline = f"⏳ *Waiting for approval* since {policy_date(waiting_since, zone)} · {who_}"
+    lines = [truncate_mrkdwn(headline, 2000), _still_needed(missing, senior_missing, given)]
+    if case.approval_reason:
+        lines.append(f"_Why: {inline(case.approval_reason, 300)}_")
+    lines.append("Approve or deny it on the card.")
+    text = truncate_mrkdwn("\n".join(lines), MAX_SECTION_TEXT)
+    return {"text": truncate(f"Waiting for approval · {who_}", 3000),
+            "blocks": [{"type": "section", "text": mrkdwn(text)}]}
+
+
+def approval_page_message(case: Case, *, users: list[str], groups: list[str], missing: int, senior_missing: bool,
+                          given: int, waiting_since: datetime, zone: ZoneInfo, card: str,
+                          fallback: str | None = None) -> dict[str, Any]:
+    """The one page to the escalation channel when a case has waited too long for approval."""
+    who_ = _mentions(users, groups) or fallback or ""
+    since = policy_date(waiting_since, zone)
+    headline = truncate_mrkdwn(f"🚨 *Approval overdue* · {_kind_label(case)} · waiting since {since} {who_}".rstrip(),
+                               MAX_SECTION_TEXT)
+    fields = [
+        mrkdwn(truncate_mrkdwn(f"*Customer*\n{_customer(case)}", 2000)),
+        mrkdwn(f"*Amount*\n{_amount(case.amount, case.currency)}"),
+        mrkdwn(truncate_mrkdwn(f"*Still needed*\n{_still_needed(missing, senior_missing, given)}", 2000)),
+        mrkdwn(f"*Owner*\n{who(case.owner)}"),
+    ]
+    if case.approval_reason:
+        fields.append(mrkdwn(f"*Why approval*\n{inline(case.approval_reason, 300)}"))
+    return {
+        "text": headline,
+        "blocks": [
+            {"type": "section", "text": mrkdwn(headline)},
+            {"type": "section", "fields": fields},
+            {"type": "context", "elements": [mrkdwn(truncate_mrkdwn(f"Card: {card}", 3000))]},
+        ],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
 from blocks.text import render
+from bot import decisions
+from bot.actions.authz import Directory
 from bot.config import Settings
 from bot.reminders.rows import OPEN
 from bot.reminders.schedule import Kind
@@ -33,12 +36,14 @@ from bot.slack.service import start_slack
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
 from bot.web.background import BackgroundServer
 from bot.web.signature import sign
+from storage.decisions import Approval
 from storage.models import AuditEvent, Case, OutboxMessage, Reminder
 from storage.states import ActionStatus
 
 FINANCE_CHANNEL = "C0FINANCE"
 ESCALATION_CHANNEL = "C0ESCALATE"
 APPROVER = "U0FINANCE2"
+OTHER_APPROVER = "U0FINANCE1"
 SENIOR = "U0CONTROLLER"
 # However the demo's invoice ends, the walk-through goes on once it has.
 _ENDED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.UNKNOWN})
@@ -226,11 +231,19 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
         if reply["ts"] != refund.slack_ts:
             _show(echo, reply, prefix="  ↳ ")
 
+    # The demo's approvers are named user by user in its policy, so no user group needs reading.
+    directory = Directory(runtime.policy, None)
+    _decide_refund(runtime, slack, refund, directory, echo)
+
     echo("")
-    echo(f"Step 4 · Senior approver <@{SENIOR}> sends the VIP a Poof invoice for the failed renewal")
+    echo(f"Step 5 · Senior approver <@{SENIOR}> sends the VIP a Poof invoice for the failed renewal")
     with Session(runtime.engine) as session:
         vip = session.exec(select(Case).where(Case.call_id == "call_demo_vip_renewal_0003")).one()
-    assert vip.slack_ts is not None
+    assert vip.slack_ts is not None and vip.id is not None
+    # Approval comes before money: 12,000.00 USD needs two approvers, one of them a senior.
+    for who in (OTHER_APPROVER, SENIOR):
+        echo(f"  <@{who}> approves: {decisions.approve(runtime.engine, directory, vip.id, who, _now()).message}")
+    _wait(lambda: _outbox_idle(runtime), 30, "the approved card")
     status = _click(server.url, signing_secret, vip, slack.message(FINANCE_CHANNEL, vip.slack_ts), "invoice_poof",
                     slack.response_url("invoice"), user=SENIOR)
     _wait(lambda: bool(slack.calls("views.open")), 10, "the invoice modal")
@@ -252,6 +265,45 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     _show(echo, slack.message(FINANCE_CHANNEL, vip.slack_ts), prefix="  │ ")
     for reply in slack.thread(FINANCE_CHANNEL, vip.slack_ts):
         if reply["ts"] != vip.slack_ts:
+            _show(echo, reply, prefix="  ↳ ")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _decide_refund(runtime: Runtime, slack: SlackStandIn, refund: Case, directory: Directory,
+                   echo: Callable[[str], None]) -> None:
+    """Step 4: the refund needs two approvers (one a senior); once approved it is refunded and resolved."""
+    assert refund.id is not None and refund.slack_ts is not None
+    echo("")
+    echo(f"Step 4 · The refund needs two approvers, one of them a senior: <@{APPROVER}> approves, then "
+         f"<@{SENIOR}>; <@{APPROVER}> resolves it as refunded")
+    engine = runtime.engine
+    first = decisions.approve(engine, directory, refund.id, APPROVER, _now())
+    echo(f"  <@{APPROVER}> approves → {first.message}")
+    again = decisions.approve(engine, directory, refund.id, APPROVER, _now())
+    echo(f"  <@{APPROVER}> clicks Approve again → {again.message}")
+    second = decisions.approve(engine, directory, refund.id, SENIOR, _now())
+    echo(f"  <@{SENIOR}> approves → {second.message}")
+    resolved = decisions.resolve(engine, directory, refund.id, APPROVER, decisions.Resolution.REFUNDED,
+                                 "Refunded 149.00 USD to the card on file; emailed Dana the receipt.",
+                                 "ch_demo_inv1042", _now())
+    echo(f"  <@{APPROVER}> resolves it as Refunded → {resolved.message.splitlines()[0]}")
+    with Session(engine) as session:
+        approvals = session.exec(select(Approval).where(Approval.case_id == refund.id)
+                                 .order_by(col(Approval.id))).all()
+        stored = session.get(Case, refund.id)
+    assert stored is not None
+    echo(f"  Recorded: {len(approvals)} approvals ("
+         + ", ".join(f"{a.approver}{' (senior)' if a.senior else ''} for {a.amount} {a.currency}" for a in approvals)
+         + f"); the case is {stored.state}, resolution {stored.resolution}, reference {stored.resolution_reference}")
+    _wait(lambda: _outbox_idle(runtime), 30, "the refund's card and thread")
+    echo("  The card, updated in place (the decision buttons have left it):")
+    _show(echo, slack.message(FINANCE_CHANNEL, refund.slack_ts), prefix="  │ ")
+    echo("  and its thread:")
+    for reply in slack.thread(FINANCE_CHANNEL, refund.slack_ts):
+        if reply["ts"] != refund.slack_ts:
             _show(echo, reply, prefix="  ↳ ")
 
 

@@ -26,9 +26,10 @@ from storage.models import Case
 from storage.states import CLOSED_STATES, OPEN_STATES, CaseState, is_closed
 
 # Where an open case may go. Staying in review, approved or failed is a move too: a second action,
-# a retry, a second routing. Nothing rejects a case yet; closed states lead nowhere.
+# a retry, a second routing. Nothing moves a case to `rejected` any more (deny is `denied`); closed
+# states lead nowhere.
 _FROM_OPEN: Final = frozenset({CaseState.IN_REVIEW, CaseState.APPROVED, CaseState.FAILED, CaseState.DONE,
-                               CaseState.DISMISSED})
+                               CaseState.DENIED, CaseState.DISMISSED})
 ALLOWED: Final[Mapping[CaseState, frozenset[CaseState]]] = {
     state: _FROM_OPEN if state in OPEN_STATES else frozenset() for state in CaseState
 }

@@ -81,6 +81,9 @@ class Vip(_Strict):
 class Reminders(_Strict):
     lead_time_minutes: int = Field(default=240, ge=0, le=60 * 24 * 14)
     overdue_window_minutes: int = Field(default=120, ge=1, le=60 * 24 * 14)
+    # A case waiting for approval: one nudge in its thread (business minutes), then one page to seniors.
+    approval_nudge_minutes: int = Field(default=120, ge=1, le=60 * 24 * 14)
+    approval_escalation_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
 
 
 class BusinessHours(_Strict):
@@ -118,13 +121,15 @@ class Policy(_Strict):
     approvers: People = Field(default_factory=People)
     senior_approvers: People = Field(default_factory=People)
     approval_thresholds: dict[str, Money] = Field(default_factory=dict)
+    # Above these a case needs two different approvers (bot.decisions).
+    dual_approval_thresholds: dict[str, Money] = Field(default_factory=dict)
     vip: Vip = Field(default_factory=Vip)
     default_finance_owner: str | None = None
     oncall_user_group: str | None = None
     reminders: Reminders = Field(default_factory=Reminders)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
 
-    @field_validator("approval_thresholds")
+    @field_validator("approval_thresholds", "dual_approval_thresholds")
     @classmethod
     def _currencies(cls, thresholds: dict[str, Decimal]) -> dict[str, Decimal]:
         normalised: dict[str, Decimal] = {}
@@ -151,6 +156,25 @@ class Policy(_Strict):
 
     def threshold(self, currency: str | None) -> Decimal | None:
         return self.approval_thresholds.get(currency) if currency else None
+
+    def dual_threshold(self, currency: str | None) -> Decimal | None:
+        return self.dual_approval_thresholds.get(currency) if currency else None
+
+    def senior_reason(self, amount: Decimal | None, currency: str | None) -> str | None:
+        """Why this amount needs a senior approver, or None."""
+        if amount is None or currency is None:
+            return None
+        threshold = self.threshold(currency)
+        if threshold is None:
+            return f"no approval threshold is set for {currency}, so only a senior approver may act"
+        if amount > threshold:
+            return f"{amount} {currency} is above the {threshold} {currency} threshold"
+        return None
+
+    def approvals_needed(self, amount: Decimal | None, currency: str | None) -> int:
+        """How many different approvers a case at this amount needs once it needs approval at all."""
+        dual = self.dual_threshold(currency)
+        return 2 if amount is not None and dual is not None and amount > dual else 1
 
     def is_vip(self, *, email: str | None, moonclerk_customer_id: int | None) -> bool:
         if email and email.strip().lower() in self.vip.emails:

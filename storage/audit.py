@@ -32,10 +32,12 @@ def _insert() -> Any:
     return insert(AuditEvent.__table__)  # type: ignore[attr-defined]
 
 
-def write_audit(session: Session, case: Case, actor: str, now: datetime, event: Event) -> None:
-    """Add the event to the caller's transaction: it commits, or rolls back, with the change it records."""
+def write_audit(session: Session, case: Case | None, actor: str, now: datetime, event: Event) -> None:
+    """Add the event to the caller's transaction: it commits, or rolls back, with the change it records.
+    `case` is None for what concerns no case (a delegation)."""
     session.execute(_insert(), {
-        "at": now, "actor": actor, "action": event.action, "case_id": case.id, "call_id": case.call_id,
+        "at": now, "actor": actor, "action": event.action, "case_id": case.id if case else None,
+        "call_id": case.call_id if case else None,
         "record": event.record, "target": event.target, "reason": event.reason, "outcome": event.outcome,
         "detail": dict(event.detail),
     })

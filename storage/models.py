@@ -59,6 +59,8 @@ class Case(CaseFields, table=True):
     is_vip: bool = False
     approval_required: bool = False
     approval_reason: str | None = Field(default=None, max_length=500)
+    approvals_needed: int = 0  # different approvers, while approval is required
+    senior_needed: bool = False  # one of them must be a senior approver
     escalation_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     owner: str | None = Field(default=None, max_length=40)
 
@@ -77,6 +79,26 @@ class Case(CaseFields, table=True):
     action_reference: str | None = Field(default=None, max_length=300)
     action_url: str | None = Field(default=None, max_length=3000)
     action_error: str | None = Field(default=None, max_length=500)
+
+    # Decisions (bot.decisions): what was approved, why it was denied, how it was resolved.
+    approval_round: int = 1
+    # What a later round is asked to approve (a money action above what an earlier round approved);
+    # None in the first round, which approves the call's own amount.
+    approval_amount: Decimal | None = Field(default=None, sa_type=DecimalString)
+    approval_currency: str | None = Field(default=None, max_length=3)
+    # This round's approvals, copied from the approvals table for the card: [{"by", "for", "senior"}].
+    approvals_given: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    approved_amount: Decimal | None = Field(default=None, sa_type=DecimalString)
+    approved_currency: str | None = Field(default=None, max_length=3)
+    approved_at: datetime | None = _ts(default=None)
+    decision_reason: str | None = Field(default=None, max_length=1000)
+    resolution: str | None = Field(default=None, max_length=40)
+    resolution_note: str | None = Field(default=None, max_length=1000)
+    resolution_reference: str | None = Field(default=None, max_length=200)
+    # A promised call back, once made; and the follow-up a person marked done from a reminder.
+    callback_done_by: str | None = Field(default=None, max_length=40)
+    callback_done_at: datetime | None = _ts(default=None)
+    follow_up_done_at: datetime | None = _ts(default=None)
 
     # Follow-up: when the next reminder fires (kept by the reminder scheduler; shown on the card)
     next_reminder_at: datetime | None = _ts(default=None)
@@ -99,6 +121,13 @@ class Case(CaseFields, table=True):
         """The caller is a known customer: named by MoonClerk ID on the call, or matched (or picked in
         review) to a MoonClerk customer. A name or email the caller merely said is not a match."""
         return self.moonclerk_customer_id is not None or self.match_status == MatchStatus.MATCHED
+
+    @property
+    def approval_subject(self) -> tuple[Decimal | None, str | None]:
+        """The amount and currency this approval round is for."""
+        if self.approval_round > 1 and self.approval_amount is not None:
+            return self.approval_amount, self.approval_currency
+        return self.amount, self.currency
 
     @property
     def has_moonclerk_reference(self) -> bool:
@@ -219,4 +248,6 @@ class HealthProblem(SQLModel, table=True):
     reported_by: str = Field(max_length=100)
 
 # The reminders table lives in its own module; importing it here registers it with every model.
+from storage.decisions import Approval as Approval  # noqa: E402
+from storage.decisions import Delegation as Delegation  # noqa: E402
 from storage.reminders import Reminder as Reminder  # noqa: E402

@@ -20,12 +20,15 @@ class CaseState(StrEnum):
     # Shown on cards of earlier versions' cases; nothing sets it now, and such a case is still open.
     SNOOZED = "snoozed"
     DONE = "done"
+    # Closed by an approver's deny, with a reason (bot.decisions).
+    DENIED = "denied"
+    # Nothing sets it; kept so rows and old cards that hold it still read as closed.
     REJECTED = "rejected"
     DISMISSED = "dismissed"
 
 
 # Once a case reaches one of these nobody acts on it again: no money action, no reminder, no page.
-CLOSED_STATES: Final = frozenset({CaseState.DONE, CaseState.REJECTED, CaseState.DISMISSED})
+CLOSED_STATES: Final = frozenset({CaseState.DONE, CaseState.DENIED, CaseState.REJECTED, CaseState.DISMISSED})
 OPEN_STATES: Final = frozenset(CaseState) - CLOSED_STATES
 
 

@@ -83,9 +83,11 @@ class SlackApp:
                           timeout=10)
 
     def click(self, case: Case, action_id: str, user: str, *, block_id: str = "b",
-              response_name: str | None = None) -> httpx.Response:
+              response_name: str | None = None, version: int | None = None) -> httpx.Response:
+        """A click on the card as it is now (the case's current version), or as drawn at `version`."""
         assert case.id is not None
-        value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+        current = self.case(case.call_id).card_version if version is None else version
+        value = ButtonValue(case_id=case.id, call_id=case.call_id, v=current).dump()
         return self._post({
             "type": "block_actions", "user": {"id": user, "username": user.lower(), "team_id": "T0FIN"},
             "api_app_id": "A0", "token": "unused", "trigger_id": f"trigger-{user}-{time.time()}",
@@ -95,6 +97,12 @@ class SlackApp:
             "actions": [{"action_id": action_id, "block_id": block_id, "type": "button", "value": value,
                          "action_ts": str(time.time())}],
         })
+
+    def approve(self, case: Case, *users: str) -> Case:
+        """Approve the case on its card, as each of `users` in turn, and wait until it is approved."""
+        for user in users:
+            assert self.click(case, "approve", user, response_name=f"approve-{user}").status_code == 200
+        return self.wait(case.call_id, lambda c: c.approved_at is not None)
 
     def submit(self, view: dict[str, Any], user: str, values: dict[str, Any]) -> httpx.Response:
         state: dict[str, Any] = {}

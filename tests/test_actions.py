@@ -43,6 +43,7 @@ def refund_with_payout(call_id: str = "call_payout") -> dict[str, Any]:
         "summary": "Customer was refunded in crypto as agreed.",
         "post_call_analysis": {
             "billing_intent": "refund_request", "customer_email": "payee@example.com", "invoice_number": "INV-77",
+            "moonclerk_customer_id": 5150,  # a verified identity: payouts go to matched callers only
             "amount": "120.00", "currency": "USD", "refund_reason": "service outage credit",
             "payout_recipient": "Payee Ltd", "payout_consent": "yes", "crypto": "solana",
             "crypto_address": "5PEmyGfzdVuwGWVRcRAqZ9FyrNkxqSzNKGvk5Rtvh276",
@@ -114,7 +115,7 @@ def test_thresholds_per_currency(policy: Policy, user: str, amount: str, currenc
 def test_unauthorised_click_calls_no_provider(app: SlackApp) -> None:
     case = app.deliver(renewal())
     assert app.click(case, "invoice_poof", "U0STRANGER").status_code == 200
-    assert "only finance approvers" in app.ephemeral_for("invoice_poof-U0STRANGER")
+    assert "only finance people" in app.ephemeral_for("invoice_poof-U0STRANGER")
     assert app.poof.invoice_count == 0 and not app.slack.calls("views.open")
     assert audit_actions(app) == ["action.refused"]
 
@@ -180,7 +181,11 @@ def test_above_threshold_needs_a_senior_approver(app: SlackApp) -> None:
     app.click(case, "invoice_poof", "U0APPROVER1")
     assert "senior approver" in app.ephemeral_for("invoice_poof-U0APPROVER1")
     assert not app.slack.calls("views.open")
+    # Approval comes before money: the senior's invoice waits for the case's approval.
     app.click(case, "invoice_poof", "U0SENIOR")
+    assert "needs approval first" in app.ephemeral_for("invoice_poof-U0SENIOR")
+    app.approve(case, "U0SENIOR")
+    app.click(case, "invoice_poof", "U0SENIOR", response_name="invoice-approved")
     view = app.opened_view()
     # An approver editing the amount above the threshold inside the modal is refused too.
     app.submit(view, "U0APPROVER1", invoice_values(amount="900.00"))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from blocks.actions import ActionId, ButtonValue
+from blocks.actions import ActionId, ButtonValue, ControlId
 from blocks.builder import block_kit_builder_url
 from blocks.card import case_card
 from blocks.format import inline
@@ -36,7 +36,8 @@ from storage.models import Case
 from tests.blockkit import assert_valid_message, assert_valid_view
 
 DEADLINE = datetime(2025, 3, 4, 15, 30, tzinfo=UTC)
-ALWAYS = {ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS}
+ALWAYS = {ActionId.DENY, ActionId.RESOLVE, ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE,
+          ActionId.DISMISS}
 PROPERTY = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -154,8 +155,9 @@ def block(message: dict[str, Any], suffix: str) -> dict[str, Any] | None:
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    actions = block(message, "actions")
-    return actions["elements"] if actions else []
+    """The card's buttons: the decisions row, then the actions row (not the ledger's Retry/Reconcile)."""
+    return [element for item in message["blocks"] if item["type"] == "actions"
+            and item["block_id"].rsplit("-", 1)[-1] in {"decide", "actions"} for element in item["elements"]]
 
 
 def action_ids(case: Case) -> set[str]:
@@ -234,7 +236,7 @@ def test_full_card_shows_every_part_of_the_case() -> None:
         "Subscription `sub_9`", "1,249.00 USD", "Sat 1 Mar 2025", "past_due", "Charged twice for March",
         "*Refund reason:* duplicate charge", "*Dispute reason:* bank says unauthorised",
         "*Credit requested:* one month credit", "⚠️ Needed: 1249 USD is above the 500 USD threshold",
-        "<@U0FINANCE1>", "Refund the duplicate and email a receipt", "Caller expects a call back",
+        "<@U0FINANCE1>", "Refund the duplicate and email a receipt", "Callback owed by <@U0FINANCE1>",
         "<https://dialnexa.test/calls/call_abc/transcript|Transcript>", "|Recording>", "|CRM>",
         "|Support ticket>", "|Payment platform>", "DialNexa call `call_abc`", "*👀 In review*",
         "by <@U0REVIEWER>",
@@ -349,10 +351,11 @@ def test_block_ids_carry_the_card_version() -> None:
 
 
 def test_full_case_offers_every_action_that_fits_its_kind() -> None:
-    assert action_ids(full_refund(kind="failed_renewal")) == set(ActionId)
+    every = set(ActionId) | {ControlId.CALLBACK_DONE}  # the caller expects a call back
+    assert action_ids(full_refund(kind="failed_renewal")) == every
     # Money owed back to the customer is never invoiced.
     for kind in ("refund", "duplicate_charge", "dispute"):
-        assert action_ids(full_refund(kind=kind)) == set(ActionId) - {ActionId.INVOICE_POOF}
+        assert action_ids(full_refund(kind=kind)) == every - {ActionId.INVOICE_POOF}
 
 
 def test_minimal_case_offers_only_the_routing_actions() -> None:
@@ -440,6 +443,12 @@ def test_styles_and_confirm_dialogs() -> None:
     assert by_id["dismiss"]["style"] == "danger"
     assert by_id["dismiss"]["confirm"]["style"] == "danger"
     assert "1,249.00 USD" in by_id["payout_poof"]["confirm"]["text"]["text"]
+    # While approval is needed, approving is the one primary button; then paying back is.
+    assert [b["action_id"] for b in by_id.values() if b.get("style") == "primary"] == ["approve"]
+    assert "1,249.00 USD" in by_id["approve"]["confirm"]["text"]["text"]
+    approved = full_refund(approved_at=DEADLINE, approved_amount=Decimal("1249.00"), approved_currency="USD")
+    by_id = {button["action_id"]: button for button in buttons(case_card(approved))}
+    assert "approve" not in by_id and "deny" not in by_id  # decided: the decision buttons leave the card
     assert by_id["payout_poof"]["style"] == "primary"  # a refund's main money action is paying back
     assert [b["action_id"] for b in by_id.values() if b.get("style") == "primary"] == ["payout_poof"]
     renewal = {b["action_id"]: b for b in buttons(case_card(vip_failed_renewal()))}

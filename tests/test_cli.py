@@ -20,8 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
+from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Case
 from tests.blockkit import assert_valid_message
 from tests.signing import dialnexa_headers
 
@@ -281,3 +282,35 @@ def test_audit_export_csv_neutralises_formulas_and_jsonl_is_untouched(db_url: st
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert [line["reason"] for line in lines] == [text or None for text in HOSTILE]  # exactly as stored
     assert [line["detail"] for line in lines] == [{"said": text} for text in HOSTILE]
+
+
+def test_audit_export_includes_decisions_and_delegations_that_have_no_case(db_url: str, engine: Engine) -> None:
+    at = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    with session_scope(engine) as session:
+        case = Case(call_id="call_export", is_billing=True, kind="refund", created_at=at, updated_at=at)
+        session.add(case)
+        session.flush()
+        # Written the way bot.decisions and bot.delegations write them; a delegation concerns no case.
+        write_audit(session, None, "U0SENIOR", at, Event("delegation.started",
+                                                         detail={"delegator": "U0SENIOR", "delegate": "U0OWNER",
+                                                                 "ends_at": "2026-12-11T05:00:00+00:00"}))
+        for i, (action, detail) in enumerate((("case.approved", {"on_behalf_of": "U0SENIOR", "final": True}),
+                                              ("approval.nudged", {"level": "escalation"}),
+                                              ("case.resolved", {"outcome": "refunded"}),
+                                              ("case.denied", {}))):
+            write_audit(session, case, "U0OWNER", at + timedelta(seconds=i + 1), Event(action, detail=detail))
+        write_audit(session, None, "system", at + timedelta(seconds=9), Event("delegation.ended",
+                                                                              detail={"delegator": "U0SENIOR"}))
+    expected = ["delegation.started", "case.approved", "approval.nudged", "case.resolved", "case.denied",
+                "delegation.ended"]
+    jsonl = run("audit", "export", *SINCE, "--format", "jsonl", env={"DATABASE_URL": db_url})
+    assert jsonl.returncode == 0, jsonl.stderr
+    lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [line["action"] for line in lines] == expected
+    assert [line["call_id"] for line in lines] == [None, *["call_export"] * 4, None]
+    assert lines[0]["detail"]["delegate"] == "U0OWNER" and lines[1]["detail"]["on_behalf_of"] == "U0SENIOR"
+    table = run("audit", "export", *SINCE, "--format", "csv", env={"DATABASE_URL": db_url})
+    assert table.returncode == 0, table.stderr
+    header, *rows = list(csv.reader(table.stdout.splitlines()))
+    assert [dict(zip(header, row, strict=True))["action"] for row in rows] == expected
+    assert [dict(zip(header, row, strict=True))["call_id"] for row in rows] == ["", *["call_export"] * 4, ""]

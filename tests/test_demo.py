@@ -30,11 +30,23 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     posts = [c for c in calls if c["method"] == "chat.postMessage" and not (c["body"] or {}).get("thread_ts")
              and c["body"]["channel"] == "C0FINANCE"]
     assert len(posts) == 5
-    # Dispute 1, duplicate charge 1, the VIP's failed renewal 1 naming its three reasons (VIP blocker,
-    # failed renewal, agent's flag).
+    # Dispute 1, duplicate charge 1, the refund above the demo's 100 USD threshold 1, the VIP's failed
+    # renewal 1 naming its three reasons (VIP blocker, failed renewal, agent's flag).
     pages = [c for c in calls if c["method"] == "chat.postMessage" and c["body"]["channel"] == "C0ESCALATE"]
-    assert len(pages) == 3 and out.count("┌─ #escalations") == 3
+    assert len(pages) == 4 and out.count("┌─ #escalations") == 4
     audit = [json.loads(line) for line in (record / "audit.jsonl").read_text().splitlines()]
     assert {"case.created", "case.assigned", "invoice_poof.succeeded", "slack.card_posted"} <= {
         a["action"] for a in audit}
+    # The refund: approved by two different approvers (the second a senior), the double click counted
+    # once, then resolved as refunded; the card and its thread say so.
+    refund = [a for a in audit if a["call_id"] == "call_demo_refund_0001"]
+    approvals = [(a["actor"], a["outcome"]) for a in refund if a["action"] == "case.approved"]
+    assert approvals == [("U0FINANCE2", "partial"), ("U0CONTROLLER", "ok")]
+    [resolved] = [a for a in refund if a["action"] == "case.resolved"]
+    assert resolved["detail"]["outcome"] == "refunded" and resolved["record"] == "ch_demo_inv1042"
+    for said in ("approved this case for 149.00 USD (1 of 2 approvals)", "Your approval is already counted",
+                 "✅ Approved by <@U0CONTROLLER> for 149.00 USD (2 of 2 approvals).",
+                 "🏁 Resolved by <@U0FINANCE2>: Refunded · reference ch_demo_inv1042",
+                 "↳ 🏁 Resolved by @U0FINANCE2: Refunded", "State: *🏁 Done* · by @U0FINANCE2"):
+        assert said in out, said
     assert (record / "finance-desk-demo.db").exists() and (record / "channel.txt").exists()

@@ -215,7 +215,11 @@ def test_follow_up_page_when_nobody_acts(engine: Engine, policy: Policy) -> None
     clock.now += WINDOW - timedelta(seconds=5)
     assert reminders.run_once() == 0  # not yet
     clock.now += timedelta(seconds=10)
-    assert reminders.run_once() == 3
+    # Three follow-ups come up, and with them (120 business minutes after the calls) the approval nudges
+    # of the three chargebacks still open: a dispute waits for approval.
+    assert reminders.run_once() == 3 + 3
+    assert {r.case_id for c in (ignored, assigned, reviewed) for r in rows(engine, c, "approval_nudge")
+            if r.status == "sent"} == {ignored, assigned, reviewed}
     followups = [p for p in pages(engine) if "escalation-followup" in p.dedup_key]
     assert [p.case_id for p in followups] == [ignored]
     assert "Still unhandled 120 min" in (followups[0].text or "") and "<!subteam^S0ONCALL>" in (

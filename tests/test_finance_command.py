@@ -16,11 +16,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine, inspect
 
+from blocks.lookup import case_message
+from bot import decisions
+from bot.actions.authz import Directory
 from bot.lookup.customers import BadTerm, parse_term
-from bot.lookup.queries import CaseQuery, Help, Lookup, Queue, Usage, parse_command
+from bot.lookup.queries import CaseQuery, Help, Lookup, Queue, Usage, case_detail, parse_command
 from bot.runtime import Runtime
 from bot.slack.listeners import commands
+from storage.audit import Event, write_audit
 from storage.db import session_scope
+from storage.decisions import Approval, Delegation
 from storage.models import AuditEvent, Case, ProviderAction
 from tests.blockkit import assert_valid_message
 from tests.signing import slack_headers
@@ -235,7 +240,8 @@ def test_case_shows_actions_audit_and_reminders(app: SlackApp) -> None:
         if not inspect(engine).has_table("reminders"):
             Reminder.__table__.create(engine)  # type: ignore[attr-defined]
         with session_scope(engine) as session:
-            session.add(Reminder(case_id=case.id, kind="overdue", dedup_key="r1", due_at=datetime.now(UTC)))
+            session.add(Reminder(case_id=case.id, kind="overdue", dedup_key="r1",
+                                 due_at=datetime.now(UTC) + timedelta(hours=1)))  # not due: the scheduler runs
             session.add(Reminder(case_id=case.id, kind="lead", dedup_key="r2", due_at=datetime.now(UTC),
                                  status="sent"))
     slash(app, "case call_detail", name="case")
@@ -264,6 +270,11 @@ def test_queue_lists_review_and_overdue_oldest_first(app: SlackApp) -> None:
     make_case(engine, "call_overdue_1d", follow_up_deadline=now - timedelta(days=1))
     make_case(engine, "call_overdue_3d", follow_up_deadline=now - timedelta(days=3))
     make_case(engine, "call_not_due", follow_up_deadline=now + timedelta(days=1))
+    # What is done is not listed: a follow-up marked done from its reminder, a denied or resolved case.
+    make_case(engine, "call_followed_up", follow_up_deadline=now - timedelta(days=2), follow_up_done_at=now)
+    make_case(engine, "call_denied_late", follow_up_deadline=now - timedelta(days=2), state="denied",
+              match_status="review")
+    make_case(engine, "call_resolved_late", follow_up_deadline=now - timedelta(days=2), state="done")
     slash(app, "queue", name="queue")
     answer = response(app, "queue")
     assert_valid_message({"text": answer["text"], "blocks": answer["blocks"]})
@@ -272,7 +283,8 @@ def test_queue_lists_review_and_overdue_oldest_first(app: SlackApp) -> None:
     assert text.index("call_review_old") < text.index("call_review_new")
     assert text.index("call_overdue_3d") < text.index("call_overdue_1d")
     assert "Ryan Wood 60%" in text
-    for absent in ("call_review_closed", "call_not_due"):
+    for absent in ("call_review_closed", "call_not_due", "call_followed_up", "call_denied_late",
+                   "call_resolved_late"):
         assert absent not in text
 
 
@@ -292,3 +304,61 @@ def test_usage_is_a_plain_function_too() -> None:
     ctx = commands.FinanceContext(engine=None, lookup=None, is_finance=lambda _u: True)  # type: ignore[arg-type]
     assert "Usage:" in commands.answer(ctx, Usage("nope"), APPROVER)["text"]
     assert "MoonClerk is not configured" in commands.answer(ctx, Lookup(parse_term("a@b.co")), APPROVER)["text"]
+
+
+def test_case_shows_its_decisions_and_their_audit_lines(app: SlackApp) -> None:
+    engine, now = app.runtime.engine, datetime.now(UTC)
+    policy = app.runtime.policy.model_copy(update={"dual_approval_thresholds": {"USD": Decimal("100.00")}})
+    directory = Directory(policy, None)
+    case = make_case(engine, "call_decided", amount=Decimal("149.00"), currency="USD", approval_required=True,
+                     approval_reason="the caller asked for a credit", approvals_needed=2, callback_expected=True)
+    assert case.id is not None
+    with session_scope(engine) as session:  # the senior is away: the owner stands in
+        session.add(Delegation(delegator="U0SENIOR", delegate="U0OWNER", starts_at=now - timedelta(hours=1),
+                               ends_at=now + timedelta(days=1)))
+    assert decisions.approve(engine, directory, case.id, APPROVER, now).ok
+    slash(app, "case call_decided", name="half")
+    half = everything(response(app, "half"))
+    assert "1 of 2 approvals" in half and f"<@{APPROVER}>" in half and "*Approvals*" in half
+
+    assert decisions.approve(engine, directory, case.id, "U0OWNER", now).ok
+    assert decisions.callback_done(engine, directory, case.id, APPROVER, now).ok
+    note = "Refunded to the card ending 4242; customer told by email"
+    assert decisions.resolve(engine, directory, case.id, APPROVER, decisions.Resolution.REFUNDED, note,
+                             "ch_3Pq9", now).ok
+    slash(app, "case call_decided", name="done")
+    answer = response(app, "done")
+    assert_valid_message({"text": answer["text"], "blocks": answer["blocks"]})
+    text = everything(answer)
+    for expected in ("*Approval:* approved 149.00 USD", "(2 of 2 approvals)", "<@U0OWNER> on behalf of <@U0SENIOR>",
+                     "*Resolution:* Refunded", "ch_3Pq9", "customer told by email", "*Call back:* done by",
+                     "`case.approved`", "`case.resolved`", "`case.callback_done`", "on behalf of <@U0SENIOR>"):
+        assert expected in text, expected
+
+    denied = make_case(engine, "call_denied_detail", amount=Decimal("20.00"), currency="USD", approval_required=True)
+    assert denied.id is not None
+    assert decisions.deny(engine, directory, denied.id, APPROVER, "Not eligible: outside the refund window", now).ok
+    with session_scope(engine) as session:  # a nudge written as the nudges' scheduler writes it
+        stored = session.get(Case, denied.id)
+        write_audit(session, stored, "system", now, Event("approval.nudged", detail={"level": "escalation"}))
+    slash(app, "case call_denied_detail", name="denied")
+    text = everything(response(app, "denied"))
+    for expected in ("*Denied:* Not eligible: outside the refund window", "`case.denied`", "`approval.nudged`",
+                     "Escalation"):
+        assert expected in text, expected
+
+
+def test_case_message_lists_every_rounds_approvals_when_given(engine: Engine) -> None:
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    case = make_case(engine, "call_rounds", amount=Decimal("900.00"), currency="USD", approval_required=True)
+    with session_scope(engine) as session:
+        for round_, who, principal in ((1, "U0A", "U0A"), (2, "U0B", "U0SENIOR")):
+            session.add(Approval(case_id=case.id, round=round_, approver=who, principal=principal, senior=round_ == 2,
+                                 amount=Decimal("900.00"), currency="USD", at=now))
+    detail = case_detail(engine, "call_rounds")
+    assert detail is not None and [a.round for a in detail.approvals] == [1, 2]
+    message = case_message(detail.case, detail.actions, detail.audit, detail.audit_total, [],
+                           approvals=detail.approvals)
+    assert_valid_message(message)
+    text = everything(message)
+    assert "<@U0B> on behalf of <@U0SENIOR> · 900.00 USD · senior" in text and "round 2" in text

@@ -25,7 +25,7 @@ from blocks.card import case_card
 from blocks.format import code, inline, link, prose
 from blocks.home import home_view
 from blocks.lookup import case_message, queue_message
-from blocks.modals import invoice_modal, payout_modal
+from blocks.modals import deny_modal, invoice_modal, payout_modal, resolve_modal
 from blocks.reminders import (
     ReminderValue,
     card_reference,
@@ -35,6 +35,7 @@ from blocks.reminders import (
 )
 from blocks.review import review_message, review_settled
 from blocks.thread import thread_reply
+from bot import decisions
 from bot.actions import runner
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext, InvoiceRequest, PayoutRequest
@@ -165,6 +166,8 @@ def hostile_case(case_id: int = 1, **overrides: Any) -> Case:
         "transcript_url": EVIL_URL, "recording_url": NOT_WEB, "crm_url": EVIL_URL,
         "support_ticket_url": HOSTILE, "payment_platform_url": "https://pay.example/p?q=<!channel>",
         "action_url": EVIL_URL, "action_status": "failed", "action_label": "invoice_poof",
+        "approvals_given": [{"by": HOSTILE, "for": HOSTILE, "senior": True}, {"by": OWNER, "for": HOSTILE}],
+        "approvals_needed": 3,
         "due_date": date(2026, 1, 2), "follow_up_deadline": datetime(2026, 1, 3, tzinfo=UTC),
         "state_at": datetime(2026, 1, 1, tzinfo=UTC), "created_at": datetime(2026, 1, 1, tzinfo=UTC),
         "escalation_reasons": [HOSTILE, f"caller or agent: {HOSTILE}"], "suppressed": True,
@@ -297,7 +300,9 @@ def test_review_posts(make: Any) -> None:
 @pytest.mark.parametrize("make", VARIANTS.values(), ids=VARIANTS.keys())
 def test_modals(make: Any) -> None:
     case = make()
-    for view in (invoice_modal(case), payout_modal(case)):
+    outcomes = [(outcome.value, label) for outcome, label in decisions.RESOLUTION_LABELS.items()]
+    for view in (invoice_modal(case), payout_modal(case), deny_modal(case, min_length=10, max_length=1000),
+                 resolve_modal(case, outcomes, note_max=1000, reference_max=200)):
         assert_valid_view(view)
         assert_view_inert(view, str(view["callback_id"]))
     snooze = snooze_modal(ReminderValue(case_id=1, reminder_id=1), datetime(2026, 1, 1, tzinfo=UTC))
@@ -443,6 +448,8 @@ def test_review_refusals_and_an_invoice_that_fails_then_succeeds(ctx: ActionCont
         runner.refuse(ctx, case_id, APPROVER, "invoice_poof", HOSTILE),
         runner.to_review(ctx, case_id, APPROVER, "invoice_poof", HOSTILE),
     ]
+    # Approval comes before money (the hostile case needs it); the approval's reply is checked below too.
+    outcomes.append(decisions.approve(engine, ctx.directory, case_id, SENIOR, datetime.now(UTC)))
     request = InvoiceRequest(amount=Decimal("10"), currency="USD", method="paypal")
     poof.fail_next("/api/v1/create_fiat_invoice", 400, body={"error": HOSTILE})
     outcomes.append(runner.submit_invoice(ctx, case_id, SENIOR, request))
@@ -458,13 +465,37 @@ def test_review_refusals_and_an_invoice_that_fails_then_succeeds(ctx: ActionCont
     assert_message_inert(card, "card after the actions")
 
 
+def test_decisions_made_with_hostile_reasons_notes_and_references(ctx: ActionContext, engine: Engine) -> None:
+    now = datetime.now(UTC)
+    denied = _stored(engine, 21, amount=Decimal("10"), currency="USD")
+    resolved = _stored(engine, 22, approval_required=False, callback_expected=True, callback_done_at=None)
+    outcomes: list[Outcome | str | None] = [
+        decisions.approve(engine, ctx.directory, denied, "U0STRANGER", now),
+        decisions.deny(engine, ctx.directory, denied, APPROVER, HOSTILE, now),
+    ]
+    _check_all(engine, denied, outcomes)
+    outcomes = [
+        decisions.callback_done(engine, ctx.directory, resolved, APPROVER, now),
+        decisions.resolve(engine, ctx.directory, resolved, APPROVER, decisions.Resolution.OTHER, HOSTILE, HOSTILE,
+                          now),
+    ]
+    _check_all(engine, resolved, outcomes)
+    with Session(engine) as session:
+        for case_id in (denied, resolved):
+            case = session.get(Case, case_id)
+            assert case is not None and case.state in {"denied", "done"}
+            assert_message_inert(case_card(case), "card after a decision")
+
+
 def test_a_payout_waiting_for_its_second_approver(ctx: ActionContext, engine: Engine) -> None:
     case_id = _stored(engine, 15, crypto_address=HOSTILE[:200], amount=Decimal("10"), currency="USD")
+    approved = decisions.approve(engine, ctx.directory, case_id, SENIOR, datetime.now(UTC))
+    # The hostile case has no matched caller: a senior vouches for the identity.
     request = PayoutRequest(amount=Decimal("10"), currency="USD", crypto=HOSTILE[:40], crypto_amount=Decimal("0.5"),
-                            address=HOSTILE[:200])
+                            address=HOSTILE[:200], override_identity=True)
     outcome = runner.submit_payout(ctx, case_id, SENIOR, request)
     assert outcome.ok, outcome.message
-    [asked] = _check_all(engine, case_id, [outcome])
+    [_, asked] = _check_all(engine, case_id, [approved, outcome])
     assert "second, different approver" in asked["blocks"][0]["text"]["text"]
 
 

@@ -26,7 +26,8 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 USER = "U0APPROVER1"
 EVENT = Event("case.test", reason="a lifecycle test", target="slack:card")
 
-OPEN_TO = [CaseState.IN_REVIEW, CaseState.APPROVED, CaseState.FAILED, CaseState.DONE, CaseState.DISMISSED]
+OPEN_TO = [CaseState.IN_REVIEW, CaseState.APPROVED, CaseState.FAILED, CaseState.DONE, CaseState.DENIED,
+           CaseState.DISMISSED]
 ALLOWED_MOVES = [(start, to) for start in sorted(OPEN_STATES) for to in OPEN_TO]
 REFUSED_MOVES = [pair for pair in itertools.product(CaseState, CaseState) if pair not in ALLOWED_MOVES]
 
@@ -81,11 +82,11 @@ def reminders_of(session: Session, case: Case) -> list[Reminder]:
 
 def test_stored_values_are_the_ones_rows_already_hold() -> None:
     assert {s.value for s in CaseState} == {"new", "in_review", "approved", "failed", "snoozed", "done",
-                                            "rejected", "dismissed"}
+                                            "denied", "rejected", "dismissed"}
     assert {s.value for s in ActionStatus} == {"awaiting_approval", "running", "succeeded", "failed", "unknown",
                                                "paid"}
     assert {s.value for s in MatchStatus} == {"pending", "matched", "review", "unmatched"}
-    assert {s.value for s in CLOSED_STATES} == {"done", "rejected", "dismissed"}
+    assert {s.value for s in CLOSED_STATES} == {"done", "denied", "rejected", "dismissed"}
     assert "dismissed" in CLOSED_STATES and CaseState.NEW == "new"  # members and stored text are one
 
 

@@ -34,14 +34,15 @@ from blocks.actions import (
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
-from bot.slack.listeners import case_actions, commands, home, money_actions, reminders, review
+from bot.slack.listeners import case_actions, commands, decisions, home, money_actions, reminders, review
 from bot.slack.listeners.context import KEY, Desk, Interaction, Prepare
 from storage.db import session_scope
 from storage.models import AuditEvent, Case
 
 APPROVER, STRANGER = "U0APPROVER1", "U0STRANGER"
+OWNER = "U0OWNER"  # the policy's default finance owner: a finance person, not an approver
 RESPONSE_URL = "https://hooks.slack.test/actions/1"
-MODULES = (case_actions, money_actions, reminders, commands, review, home)
+MODULES = (case_actions, money_actions, reminders, commands, review, home, decisions)
 
 
 class Recorder:
@@ -189,11 +190,13 @@ def test_every_interactive_id_has_exactly_one_listener() -> None:
 
 
 def test_ids_keep_their_public_strings() -> None:
-    assert {str(a) for a in ActionId} == {"note_moonclerk", "invoice_poof", "payout_poof", "route_review",
-                                          "assign_self", "snooze", "dismiss"}
-    assert {str(c) for c in ControlId} == {"confirm_payout", "retry_action", "reconcile_action", "reminder_done",
-                                           "reminder_snooze", "reminder_reassign", "review_pick", "home_open_review"}
-    assert {str(c) for c in CallbackId} == {"invoice_poof_modal", "payout_poof_modal", "reminder_snooze_modal"}
+    assert {str(a) for a in ActionId} == {"approve", "deny", "resolve", "note_moonclerk", "invoice_poof",
+                                          "payout_poof", "route_review", "assign_self", "snooze", "dismiss"}
+    assert {str(c) for c in ControlId} == {"confirm_payout", "callback_done", "retry_action", "reconcile_action",
+                                           "reminder_done", "reminder_snooze", "reminder_reassign", "review_pick",
+                                           "home_open_review"}
+    assert {str(c) for c in CallbackId} == {"invoice_poof_modal", "payout_poof_modal", "reminder_snooze_modal",
+                                            "reminder_done_modal", "deny_modal", "resolve_modal"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,16 +264,33 @@ def test_the_middleware_hands_listeners_the_typed_value(desk: Desk, runtime: Run
 
 def test_assign_self_acks_and_changes_the_case_quietly(desk: Desk, runtime: Runtime) -> None:
     case = make_case(runtime)
-    ack, prepared = run(desk, case_actions.assign_self, click(ActionId.ASSIGN_SELF, STRANGER, value=button(case)))
+    ack, prepared = run(desk, case_actions.assign_self, click(ActionId.ASSIGN_SELF, OWNER, value=button(case)))
     assert ack.calls == [{}]
-    assert load(runtime, case.id).owner == STRANGER  # open to anyone in the channel
+    assert load(runtime, case.id).owner == OWNER
     assert prepared.respond.calls == []  # the card and its thread say what changed
+
+
+@pytest.mark.parametrize("element", [ActionId.ASSIGN_SELF, ActionId.ROUTE_REVIEW, ActionId.SNOOZE, ActionId.APPROVE,
+                                     ActionId.RESOLVE, ControlId.CALLBACK_DONE, ControlId.REMINDER_DONE])
+def test_every_control_that_changes_a_case_is_for_finance_people(desk: Desk, runtime: Runtime,
+                                                                  element: str) -> None:
+    case = make_case(runtime, call_id=f"call_{element}")
+    assert case.id is not None
+    value = ReminderValue(case_id=case.id, reminder_id=1).key() if element == ControlId.REMINDER_DONE else button(case)
+    prepared = Prepared(desk, click(element, STRANGER, value=value))
+    assert prepared.nexts == 0  # stopped before any listener
+    assert "only finance people" in prepared.respond.texts[0]
+    assert prepared.respond.calls[0]["response_type"] == "ephemeral"
+    with Session(runtime.engine) as session:
+        refused = session.exec(select(AuditEvent).where(AuditEvent.action == "action.refused")).one()
+    assert refused.actor == STRANGER and refused.case_id == case.id and refused.detail == {"action": element}
+    assert load(runtime, case.id).card_version == case.card_version  # nothing changed
 
 
 def test_dismiss_is_for_finance_people_and_refusals_are_audited(desk: Desk, runtime: Runtime) -> None:
     case = make_case(runtime)
-    ack, prepared = run(desk, case_actions.dismiss, click(ActionId.DISMISS, STRANGER, value=button(case)))
-    assert ack.calls == [{}] and "only finance people" in prepared.respond.texts[0]
+    prepared = Prepared(desk, click(ActionId.DISMISS, STRANGER, value=button(case)))
+    assert prepared.nexts == 0 and "only finance people" in prepared.respond.texts[0]
     assert prepared.respond.calls[0]["response_type"] == "ephemeral"
     assert load(runtime, case.id).state == "new"
     with Session(runtime.engine) as session:
@@ -297,7 +317,7 @@ def test_card_snooze_answers_ephemerally(desk: Desk, runtime: Runtime) -> None:
 def test_a_money_modal_is_refused_before_it_opens(desk: Desk, runtime: Runtime) -> None:
     case = make_case(runtime, amount=Decimal("120.00"), currency="USD", moonclerk_customer_id=42,
                      match_status="matched")
-    ack, prepared = run(desk, money_actions.invoice_poof, click(ActionId.INVOICE_POOF, STRANGER, value=button(case)))
+    ack, prepared = run(desk, money_actions.invoice_poof, click(ActionId.INVOICE_POOF, OWNER, value=button(case)))
     assert ack.calls == [{}] and "approvers" in prepared.respond.texts[0]
     assert prepared.client.calls == []
 
@@ -305,7 +325,7 @@ def test_a_money_modal_is_refused_before_it_opens(desk: Desk, runtime: Runtime) 
 def test_a_money_button_answers_after_the_ack(desk: Desk, runtime: Runtime) -> None:
     case = make_case(runtime, moonclerk_customer_id=42)
     ack, prepared = run(desk, money_actions.note_moonclerk,
-                        click(ActionId.NOTE_MOONCLERK, STRANGER, value=button(case)))
+                        click(ActionId.NOTE_MOONCLERK, OWNER, value=button(case)))
     assert ack.calls == [{}] and "only finance approvers" in prepared.respond.texts[0]
 
 
@@ -323,10 +343,10 @@ def test_after_a_modal_the_answer_goes_to_the_card_thread(desk: Desk, runtime: R
               "currency": {"value": {"type": "plain_text_input", "value": "USD"}},
               "method": {"value": {"type": "static_select", "selected_option": {"value": "paypal"}}}}
     ack, prepared = run(desk, money_actions.submit_invoice,
-                        submission(CallbackId.INVOICE_POOF, STRANGER, button(case), values))
+                        submission(CallbackId.INVOICE_POOF, OWNER, button(case), values))
     assert ack.calls == [{}]
     [(method, call)] = prepared.client.calls
-    assert method == "chat_postEphemeral" and call["channel"] == "C0FINANCE" and call["user"] == STRANGER
+    assert method == "chat_postEphemeral" and call["channel"] == "C0FINANCE" and call["user"] == OWNER
     assert call["thread_ts"] == case.slack_ts and "approvers" in call["text"]
 
 
@@ -367,8 +387,8 @@ def test_review_pick_is_for_finance_people_and_replaces_the_message(desk: Desk, 
     case = make_case(runtime, match_status="review", match_candidates=[{"customer_id": 700, "name": "Ryan"}])
     assert case.id is not None
     option = {"selected_option": {"value": PickValue(case_id=case.id, customer_id=700).key()}}
-    _, refused = run(desk, review.review_pick, click(ControlId.REVIEW_PICK, STRANGER, **option))
-    assert refused.respond.texts == ["Only finance approvers named in the policy file can settle a customer match."]
+    refused = Prepared(desk, click(ControlId.REVIEW_PICK, STRANGER, **option))
+    assert refused.nexts == 0 and "only finance people" in refused.respond.texts[0]
     ack, picked = run(desk, review.review_pick, click(ControlId.REVIEW_PICK, APPROVER, **option))
     assert ack.calls == [{}] and picked.respond.calls[0]["replace_original"] is True
     assert picked.respond.calls[0]["blocks"] and load(runtime, case.id).moonclerk_customer_id == 700

@@ -508,7 +508,7 @@ def test_snooze_done_and_reassign(engine: Engine, policy: Policy) -> None:
     scheduler(engine, policy, clock).run_once()
     assert "<@U0CAROL>" in (outbox(engine)[-1].text or "")  # reminders follow the new owner
 
-    assert store.follow_up_done(engine, case_id, "U0CAROL", clock.now).ok
+    assert store.follow_up_done(engine, case_id, "U0CAROL", clock.now, "question_answered").ok
     assert pending(engine, case_id) == {} and case_row(engine, case_id).next_reminder_at is None
     change(engine, case_id, policy, clock.now)  # a later webhook does not bring them back
     assert pending(engine, case_id) == {}
@@ -651,6 +651,20 @@ def submit_snooze(app: SlackApp, view: dict[str, Any], user: str, epoch: int) ->
                       timeout=10)
 
 
+def submit_done(app: SlackApp, view: dict[str, Any], user: str, outcome: str | None,
+                note: str | None) -> httpx.Response:
+    state: dict[str, Any] = {
+        "outcome": {"value": {"type": "static_select",
+                              "selected_option": {"value": outcome} if outcome else None}},
+        "note": {"value": {"type": "plain_text_input", "value": note}}}
+    payload = {"type": "view_submission", "user": {"id": user, "team_id": "T0FIN"}, "team": {"id": "T0FIN"},
+               "api_app_id": "A0", "token": "unused", "trigger_id": "t",
+               "view": {**view, "id": "V2", "state": {"values": state}}}
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    return httpx.post(f"{app.server.url}/slack/events", content=body, headers=slack_headers(body, SIGNING_SECRET),
+                      timeout=10)
+
+
 def deliver(app: SlackApp, sample: str) -> Case:
     payload = json.loads((ROOT / "bot" / "samples" / sample).read_text())
     result = ingest(app.runtime.engine, payload, dumps(payload), app.runtime.policy, datetime.now(UTC))
@@ -678,7 +692,7 @@ def test_reminder_controls_over_slack(app: SlackApp) -> None:
     assert "Follow-up due now" in reply["text"]
 
     # Snooze for an hour: the reminder is replaced in place (its controls go away).
-    act(app, "U0BOB", {"type": "static_select", "action_id": REMINDER_SNOOZE, "block_id": block_id,
+    act(app, "U0APPROVER1", {"type": "static_select", "action_id": REMINDER_SNOOZE, "block_id": block_id,
                        "selected_option": {"text": {"type": "plain_text", "text": "1 hour"}, "value": "1h"}},
         "snooze-1h", reply["ts"])
     answer = app.slack.wait_until(lambda: (app.slack.responses_for("snooze-1h") or [None])[-1], 10)
@@ -686,40 +700,51 @@ def test_reminder_controls_over_slack(app: SlackApp) -> None:
     assert "snoozed" in pending(engine, case.id)
 
     # Pick a time: a modal with a date-time picker; a past time is refused in the modal.
-    act(app, "U0BOB", {"type": "static_select", "action_id": REMINDER_SNOOZE, "block_id": block_id,
+    act(app, "U0APPROVER1", {"type": "static_select", "action_id": REMINDER_SNOOZE, "block_id": block_id,
                        "selected_option": {"text": {"type": "plain_text", "text": "Pick"}, "value": "pick"}},
         "snooze-pick", reply["ts"])
     view = app.opened_view()
     assert_valid_view(view)
-    refused = submit_snooze(app, view, "U0BOB", int(now.timestamp()) - 3600)
+    refused = submit_snooze(app, view, "U0APPROVER1", int(now.timestamp()) - 3600)
     assert refused.json()["response_action"] == "errors" and "future" in refused.json()["errors"]["when"]
     picked = int((now + timedelta(days=2)).timestamp())
-    assert submit_snooze(app, view, "U0BOB", picked).status_code == 200
+    assert submit_snooze(app, view, "U0APPROVER1", picked).status_code == 200
     app.slack.wait_for("chat.postEphemeral", timeout=10)
     assert pending(engine, case.id)["snoozed"] == datetime.fromtimestamp(picked, UTC)
 
     # Reassign with the users select.
-    act(app, "U0BOB", {"type": "users_select", "action_id": REMINDER_REASSIGN, "block_id": block_id,
+    act(app, "U0APPROVER1", {"type": "users_select", "action_id": REMINDER_REASSIGN, "block_id": block_id,
                        "selected_user": "U0CAROL"}, "reassign", reply["ts"])
     assert "<@U0CAROL>" in app.ephemeral_for("reassign")
     assert app.case(case.call_id).owner == "U0CAROL"
 
     # The card's Snooze button answers ephemerally and moves the next reminder (whichever it is) an hour.
     before = sorted(pending(engine, case.id).items(), key=lambda item: item[1])[0]
-    app.click(app.case(case.call_id), "snooze", "U0BOB", response_name="card-snooze")
+    app.click(app.case(case.call_id), "snooze", "U0APPROVER1", response_name="card-snooze")
     assert "Snoozed" in app.ephemeral_for("card-snooze")
     assert pending(engine, case.id)[before[0]] == before[1] + timedelta(hours=1)
 
-    # Done: no more reminders; the card no longer shows one.
-    act(app, "U0CAROL", {"type": "button", "action_id": REMINDER_DONE, "block_id": block_id,
-                         "value": value.dump()}, "done", reply["ts"])
-    done = app.slack.wait_until(lambda: (app.slack.responses_for("done") or [None])[-1], 10)
-    assert done["replace_original"] is True and "done" in done["text"]
-    assert pending(engine, case.id) == {}
+    # Done: a modal asks what was done; Other without a note is refused in place, then it is recorded.
+    act(app, "U0APPROVER2", {"type": "button", "action_id": REMINDER_DONE, "block_id": block_id,
+                             "value": value.dump()}, "done", reply["ts"])
+    app.slack.wait_until(lambda: len(app.slack.wait_for("views.open")) >= 2 or None, 10)  # after the snooze one
+    done_view = app.opened_view()
+    assert done_view["callback_id"] == "reminder_done_modal"
+    assert_valid_view(done_view)
+    refused = submit_done(app, done_view, "U0APPROVER2", "other", None)
+    assert refused.json() == {"response_action": "errors",
+                              "errors": {"note": "Say what was done: a note is needed when the outcome is Other."}}
+    assert "snoozed" in pending(engine, case.id)  # nothing changed
+    assert submit_done(app, done_view, "U0APPROVER2", "question_answered", "Told them card 4111 1111 1111 1111"
+                       ).status_code == 200
+    app.slack.wait_until(lambda: pending(engine, case.id) == {} or None, 10)
     assert app.case(case.call_id).next_reminder_at is None
+    assert app.case(case.call_id).follow_up_done_at is not None
+
     def history() -> list[str] | None:
         texts = app.thread_texts(app.case(case.call_id))
         return texts if any("marked the follow-up done" in text for text in texts) else None
 
     texts = app.slack.wait_until(history, 10)
     assert any("reassigned this case to <@U0CAROL>" in text for text in texts)
+    assert "4111 1111 1111 1111" not in json.dumps(app.slack.thread(CHANNEL, case.slack_ts or ""))

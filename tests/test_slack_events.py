@@ -46,6 +46,8 @@ class App:
     def click(self, case: Case, action_id: str, user: str = "U0APPROVER1", *, secret: str = SIGNING_SECRET,
               value: str | None = None) -> httpx.Response:
         assert case.slack_ts is not None
+        if value is None:
+            self.card_is_current(case)  # a person clicks the card they see, once it has caught up
         message = self.slack.message(CHANNEL, case.slack_ts)
         button = next((e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
                        if e["action_id"] == action_id), {"value": ""})
@@ -60,6 +62,17 @@ class App:
         }
         body = "payload=" + urllib.parse.quote(json.dumps(payload))
         return httpx.post(f"{self.server.url}/slack/events", content=body, headers=slack_headers(body, secret))
+
+    def card_is_current(self, case: Case) -> None:
+        """Wait until the card in Slack is the render of the case as it is now (its buttons' version)."""
+        def current() -> bool | None:
+            message = self.slack.message(CHANNEL, case.slack_ts or "")
+            values = [e.get("value") for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+            drawn = {json.loads(v)["v"] for v in values if v and v.startswith("{")}
+            return drawn == {self.case(case.call_id).card_version} or not values or None
+
+        self.slack.wait_until(current, 10)
+
 
 SYSTEM_ACTORS = ("dialnexa", "finance-desk")
 
@@ -103,7 +116,8 @@ def test_assign_route_and_dismiss_update_the_card_and_its_thread(app: App) -> No
     assert app.click(case, "assign_self", value=json.dumps({"case_id": case.id, "call_id": case.call_id, "v": 1})
                      ).status_code == 200
     responses = app.slack.wait_until(lambda: app.slack.responses_for("click-assign_self") or None, 5)
-    assert "already dismissed" in responses[-1]["text"] and responses[-1]["response_type"] == "ephemeral"
+    assert "This card changed since it was shown to you" in responses[-1]["text"]
+    assert "now dismissed" in responses[-1]["text"] and responses[-1]["response_type"] == "ephemeral"
     assert app.case(case.call_id).owner == "U0APPROVER2"
 
 
@@ -116,9 +130,11 @@ def test_only_finance_people_may_dismiss(app: App) -> None:
     with Session(app.runtime.engine) as session:
         refused = session.exec(select(AuditEvent).where(AuditEvent.action == "action.refused")).one()
     assert refused.actor == "U0STRANGER" and refused.detail == {"action": "dismiss"}
-    # Anyone in the channel may still take or route a case.
+    # Nor take or route it: every control that changes a case is finance people's.
     app.click(case, "assign_self", user="U0STRANGER")
-    until(lambda: app.case(case.call_id).owner == "U0STRANGER", 5)
+    responses = app.slack.wait_until(lambda: app.slack.responses_for("click-assign_self") or None, 5)
+    assert "only finance people" in responses[-1]["text"]
+    assert app.case(case.call_id).owner != "U0STRANGER"
 
 
 def test_bad_signature_is_401_and_changes_nothing(app: App) -> None:

@@ -12,17 +12,18 @@ from typing import Final
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from blocks.actions import ActionId, ControlId, SlashCommand
+from blocks.actions import ActionId, CallbackId, ControlId, SlashCommand
 from bot.policy import People, Policy
 
 log = logging.getLogger(__name__)
 
 GROUP_CACHE_SECONDS = 300.0
 
-# The interactions only finance people may use, whoever renders or answers them. Anything else on a card
-# or a reminder is open to the channel (its membership is the boundary, and every use is audited); the
-# money actions are approvers' and are checked against their amount by `refusal` below.
-FINANCE_ONLY: Final = frozenset({ActionId.DISMISS, ControlId.REVIEW_PICK, SlashCommand.FINANCE})
+# Every interaction that changes a case is finance people's only: the card's buttons, the thread and
+# ledger controls, reminders, review picks, the modals they open, and the /finance command. Only
+# Home's link to the review queue is open. Stricter rules (approvers, seniors) apply on top, per action.
+FINANCE_ONLY: Final = frozenset({*ActionId, *(set(ControlId) - {ControlId.HOME_OPEN_REVIEW}), *CallbackId,
+                                 SlashCommand.FINANCE})
 FINANCE_ONLY_REASON: Final = "only finance people (approvers or the default finance owner) may do this"
 
 
@@ -69,23 +70,11 @@ class Directory:
         return user == self.policy.default_finance_owner or self.is_approver(user)
 
 
-def needs_senior(policy: Policy, amount: Decimal | None, currency: str | None) -> str | None:
-    """Why this amount needs a senior approver, or None."""
-    if amount is None or currency is None:
-        return None
-    threshold = policy.threshold(currency)
-    if threshold is None:
-        return f"no approval threshold is set for {currency}, so only a senior approver may act"
-    if amount > threshold:
-        return f"{amount} {currency} is above the {threshold} {currency} threshold"
-    return None
-
-
 def refusal(directory: Directory, user: str, amount: Decimal | None, currency: str | None) -> str | None:
     """Why `user` may not run a money action for this amount, or None when they may."""
     if not directory.is_approver(user):
         return "only finance approvers named in the policy file can run this action"
-    reason = needs_senior(directory.policy, amount, currency)
+    reason = directory.policy.senior_reason(amount, currency)
     if reason and not directory.is_senior(user):
         return f"{reason}; a senior approver must do it"
     return None

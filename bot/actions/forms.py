@@ -88,10 +88,11 @@ def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
         return errors
     assert amount is not None and currency is not None and crypto_amount is not None
     assert isinstance(crypto, str) and isinstance(address, str)
-    override = values.get("override")
+    override, identity = values.get("override"), values.get("override_identity")
     return PayoutRequest(amount=amount, currency=currency, crypto=crypto, crypto_amount=crypto_amount,
                          address=address.strip(),
-                         override_recipient=isinstance(override, list) and "override" in override)
+                         override_recipient=isinstance(override, list) and "override" in override,
+                         override_identity=isinstance(identity, list) and "override" in identity)
 
 
 def _crypto_amount(values: Values, errors: dict[str, str]) -> Decimal | None:

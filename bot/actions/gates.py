@@ -5,6 +5,9 @@ Each gate returns the reason the case must go to review instead, or None when it
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from providers.currency import format_amount
 from storage.models import Case
 
 
@@ -45,3 +48,37 @@ def recipient_mismatch(recipient: str | None, verified: str | None) -> bool:
     if not recipient:
         return False
     return verified is None or recipient.strip().lower() != verified.strip().lower()
+
+
+def approval_gate(case: Case, amount: Decimal | None, currency: str | None) -> str | None:
+    """Approval comes before money: on a case that needs it, nothing runs until it is approved, and then
+    only up to the amount and in the currency approved."""
+    if not case.approval_required:
+        return None
+    if case.approved_at is None:
+        why = f" ({case.approval_reason})" if case.approval_reason else ""
+        return f"this case needs approval first{why}: approve it on the card, then run this action"
+    if amount is None or case.approved_amount is None:
+        return None
+    if currency != case.approved_currency:
+        return (f"the approval was for {case.approved_currency or 'an amount without a currency'}, not {currency}; "
+                "a different currency needs a new approval")
+    if amount > case.approved_amount:
+        approved = format_amount(case.approved_amount, case.approved_currency or "")
+        return f"only {approved} was approved; more needs a new approval"
+    return None
+
+
+def beyond_approval(case: Case, amount: Decimal | None, currency: str | None) -> bool:
+    """An approved case asked for more than was approved (or in another currency): a new round is due."""
+    if not case.approval_required or case.approved_at is None or amount is None or case.approved_amount is None:
+        return False
+    return currency != case.approved_currency or amount > case.approved_amount
+
+
+def identity_gate(case: Case) -> str | None:
+    """Money sent out goes only to a verified person: a matched caller, or a senior's audited override."""
+    if case.caller_matched:
+        return None
+    return ("a payout needs a verified identity: a caller matched to a MoonClerk customer (or picked in review), "
+            "or a senior approver's override in the payout form")

@@ -25,9 +25,18 @@ from blocks.limits import truncate
 from bot import lifecycle
 from bot.actions import ledger
 from bot.actions.authz import Directory, refusal
-from bot.actions.gates import invoice_gate, note_gate, payout_gate, recipient_mismatch
+from bot.actions.gates import (
+    approval_gate,
+    beyond_approval,
+    identity_gate,
+    invoice_gate,
+    note_gate,
+    payout_gate,
+    recipient_mismatch,
+)
 from bot.lifecycle import Reply
 from bot.outcome import Outcome
+from bot.reminders.store import sync_case
 from bot.slack.errors import Refused
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from providers.base import (
@@ -84,6 +93,8 @@ class PayoutRequest(BaseModel):
     crypto_amount: Decimal
     address: str
     override_recipient: bool = False
+    # A senior approver vouching for an unmatched caller's identity (audited with the first approval).
+    override_identity: bool = False
 
 
 _LABELS = {ActionId.NOTE_MOONCLERK: "MoonClerk note", ActionId.INVOICE_POOF: "Poof invoice",
@@ -359,7 +370,9 @@ def _check_before_modal(ctx: ActionContext, case: Case, user: str, action: Actio
     closed = _refuse_if_closed(ctx, case, user, action)
     if closed:
         return closed.message
-    reason = refusal(ctx.directory, user, case.amount, case.currency)
+    reason = refusal(ctx.directory, user, case.amount, case.currency) or approval_gate(case, case.amount, case.currency)
+    if reason is None and action is ActionId.PAYOUT_POOF and identity_gate(case) and not ctx.directory.is_senior(user):
+        reason = identity_gate(case)
     if reason:
         return refuse(ctx, case.id, user, action, reason).message
     problem = gate(case)
@@ -389,10 +402,53 @@ def _check_submission(ctx: ActionContext, case_id: int, user: str, action: Actio
     reason = refusal(ctx.directory, user, amount, currency)
     if reason:
         return case, refuse(ctx, case_id, user, action, reason)
+    if beyond_approval(case, amount, currency):
+        return case, ask_new_approval(ctx, case_id, user, action, amount, currency)
+    reason = approval_gate(case, amount, currency)
+    if reason:
+        return case, refuse(ctx, case_id, user, action, reason)
     problem = gate(case)
     if problem:
         return case, to_review(ctx, case_id, user, action, problem)
     return case, None
+
+
+def ask_new_approval(ctx: ActionContext, case_id: int, user: str, action: ActionId, amount: Decimal,
+                     currency: str) -> Outcome:
+    """More than was approved (or another currency): nothing runs; the case asks for a new approval round
+    at the new amount, with the card's Approve button, its nudges and the usual rules back."""
+    now = ctx.clock()
+    policy = ctx.directory.policy
+    label = _LABELS.get(action, action)
+    with session_scope(ctx.engine) as session:
+        case = _open_case(session, case_id, user, action, now)
+        if isinstance(case, Outcome):
+            return case
+        if not beyond_approval(case, amount, currency):
+            return Outcome(False, "The case's approval changed meanwhile; nothing was done. Try again.")
+        assert case.approved_amount is not None
+        earlier = money(case.approved_amount, case.approved_currency) if case.approved_currency else \
+            inline(case.approved_amount, 40)
+        wanted = money(amount, currency)
+        case.approval_round += 1
+        case.approval_amount, case.approval_currency = amount, currency
+        case.approved_at = case.approved_amount = case.approved_currency = None
+        case.approvals_given = []
+        case.approvals_needed = policy.approvals_needed(amount, currency)
+        case.senior_needed = policy.senior_reason(amount, currency) is not None
+        case.approval_reason = truncate(f"a {label} of {amount} {currency}: more than the approval given", 500)
+        text = (f"🔁 {mention(user)} asked for a *{label}* of {wanted}, but only {earlier} was approved: this case "
+                f"needs a new approval (round {case.approval_round}) before it runs.")
+        lifecycle.transition(
+            session, case, CaseState.IN_REVIEW, by=user, now=now,
+            event=_event(case, "approval.requested", outcome="requested", record=_record(case),
+                         reason=case.approval_reason,
+                         detail={"action": action, "amount": str(amount), "currency": currency,
+                                 "round": case.approval_round}),
+            reply=Reply(f"approval.requested:{case.approval_round}", text))
+        sync_case(session, case, policy, now)
+    return Outcome(False, f"Not done: only {earlier} was approved. A new approval for {wanted} was asked for on "
+                          f"the card; run the {label} again once it is approved.")
 
 
 def verified_email(ctx: ActionContext, case: Case) -> str | None:
@@ -498,6 +554,12 @@ def submit_payout(ctx: ActionContext, case_id: int, user: str, request: PayoutRe
                             request.override_recipient, "wallet address confirmed on the call")
     if stop is not None:
         return stop
+    identity = identity_gate(case)
+    if identity and not request.override_identity:
+        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, identity)
+    if identity and not ctx.directory.is_senior(user):
+        return refuse(ctx, case_id, user, ActionId.PAYOUT_POOF, "vouching for an unmatched caller's identity needs a "
+                                                               "senior approver")
     now = ctx.clock()
     with session_scope(ctx.engine) as session:
         locked = _open_case(session, case_id, user, ActionId.PAYOUT_POOF, now)
@@ -556,7 +618,8 @@ def _ask_second_approver(session: Session, case: Case, row: ProviderAction, user
                    target=str(row.params.get("address")),
                    detail={"amount": str(row.amount), "currency": row.currency, "crypto": row.params.get("crypto"),
                            "crypto_amount": row.params.get("crypto_amount"),
-                           "override_recipient": row.params.get("override_recipient", False)})
+                           "override_recipient": row.params.get("override_recipient", False),
+                           "override_identity": row.params.get("override_identity", False)})
     lifecycle.transition(session, case, CaseState.IN_REVIEW, by=user, now=now, event=event,
                          reply=Reply(f"payout:{row.id}:requested:{row.attempts}", text, blocks))
 

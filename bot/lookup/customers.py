@@ -239,9 +239,18 @@ def _positive_id(digits: str) -> str:
     return str(number)
 
 
+def _unescaped(term: str) -> str:
+    """The command escapes what it is given (manifest `should_escape: true`, so that `/finance delegate`
+    receives user IDs): an email arrives as `<mailto:a@b.co|a@b.co>`, a phone number as `<tel:…|…>`.
+    The label is what the person typed."""
+    if term.startswith("<") and term.endswith(">") and term[1:].split(":", 1)[0] in {"mailto", "tel"}:
+        term = term[1:-1].split("|", 1)[-1]
+    return term.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse_term(text: str) -> LookupTerm:
     """Validate what follows `/finance lookup`; raises BadTerm with a reason safe to show."""
-    term = " ".join(text.split())
+    term = _unescaped(" ".join(text.split()))
     if not term:
         raise BadTerm("Say what to look up: an email, a phone number (+country code), a name, or an ID.")
     if len(term) > 254:

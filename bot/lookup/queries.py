@@ -13,16 +13,15 @@ from sqlmodel import Session, col, select
 
 from blocks.home import CaseList, HomeData
 from bot.lookup.customers import BadTerm, LookupTerm, parse_term
+from storage.decisions import Approval
 from storage.models import AuditEvent, Case, ProviderAction
 from storage.reminders import Reminder
-from storage.states import CLOSED_STATES, ActionStatus, CaseState
+from storage.states import CLOSED_STATES, ActionStatus
 
 MAX_COMMAND_TEXT: Final = 500
 MAX_CALL_ID: Final = 200
 LIST_LIMIT: Final = 15
 AUDIT_SHOWN: Final = 20
-# States in which a case still waits for someone to approve it.
-AWAITING_APPROVAL: Final = frozenset({CaseState.NEW, CaseState.IN_REVIEW})
 # storage.reminders: pending → claimed → sent | cancelled; a claimed row has not fired yet.
 PENDING_REMINDER: Final = ("pending", "claimed")
 
@@ -129,6 +128,7 @@ class CaseDetail:
     audit: list[AuditEvent]  # the latest AUDIT_SHOWN, oldest first
     audit_total: int
     reminders: list[ReminderRow]
+    approvals: list[Approval]  # every round's, oldest first
 
 
 def pending_reminders(engine: Engine, case_id: int) -> list[ReminderRow]:
@@ -152,7 +152,10 @@ def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
         latest = list(session.exec(select(AuditEvent).where(AuditEvent.case_id == case.id)
                                    .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
                                    .limit(AUDIT_SHOWN)).all())
-    return CaseDetail(case, actions, list(reversed(latest)), int(total), pending_reminders(engine, case.id))
+        approvals = list(session.exec(select(Approval).where(Approval.case_id == case.id)
+                                      .order_by(col(Approval.round), col(Approval.at), col(Approval.id))).all())
+    return CaseDetail(case, actions, list(reversed(latest)), int(total), pending_reminders(engine, case.id),
+                      approvals)
 
 
 def _listed(session: Session, where: list[Any], order: list[Any], limit: int) -> CaseList:
@@ -168,9 +171,10 @@ def review_queue(session: Session, limit: int = LIST_LIMIT) -> CaseList:
 
 
 def overdue_follow_ups(session: Session, now: datetime, limit: int = LIST_LIMIT) -> CaseList:
-    """Open billing cases past their follow-up deadline, the longest overdue first."""
+    """Open billing cases past their follow-up deadline, the longest overdue first. A follow-up someone
+    marked done from its reminder is not overdue any more, even while the case stays open."""
     where = [col(Case.is_billing).is_(True), _open(), col(Case.follow_up_deadline).is_not(None),
-             col(Case.follow_up_deadline) < now]
+             col(Case.follow_up_deadline) < now, col(Case.follow_up_done_at).is_(None)]
     return _listed(session, where, [col(Case.follow_up_deadline), col(Case.id)], limit)
 
 
@@ -189,30 +193,46 @@ def queue(engine: Engine, now: datetime, limit: int = LIST_LIMIT) -> QueueView:
 # Home tab
 
 
+def awaiting_approval_cases(session: Session) -> list[Case]:
+    """Open billing cases that need approval and have not got it, oldest first (everyone's: who may
+    decide which is the caller's question, answered in bot.decisions' terms)."""
+    query = select(Case).where(col(Case.is_billing).is_(True), _open(), col(Case.approval_required).is_(True),
+                               col(Case.approved_at).is_(None)).order_by(col(Case.created_at), col(Case.id))
+    return list(session.exec(query).all())
+
+
+def payouts_to_confirm(session: Session, user: str) -> list[Case]:
+    """Open cases with a payout waiting for a second approver other than the one who asked for it."""
+    second = select(ProviderAction.case_id).where(ProviderAction.status == ActionStatus.AWAITING_APPROVAL,
+                                                  ProviderAction.requested_by != user)
+    query = (select(Case).where(col(Case.is_billing).is_(True), _open(), col(Case.id).in_(second))
+             .order_by(col(Case.created_at), col(Case.id)))
+    return list(session.exec(query).all())
+
+
 def home_data(
     engine: Engine, user: str, now: datetime, *, is_approver: bool,
-    may_approve: Callable[[Case], bool] = lambda _case: True, review_channel: str | None = None,
-    limit: int = 8,
+    may_decide: Callable[[Case], bool] = lambda _case: True,
+    may_confirm: Callable[[Case], bool] = lambda _case: True,
+    review_channel: str | None = None, may_resolve: bool = True, limit: int = 8,
 ) -> HomeData:
-    """What one person's Home tab shows. `may_approve` narrows approvals to those this user may give
-    (a senior approver for amounts above the threshold)."""
+    """What one person's Home tab shows. `may_decide` says whether this user may approve or deny a case
+    now (their own authority or a delegator's, not already given, senior where one is still needed);
+    `may_confirm` whether they may give a waiting payout its second approval. Both come from the
+    caller, which sits above bot.decisions in the layers."""
     with Session(engine) as session:
         billing_open = [col(Case.is_billing).is_(True), _open()]
         assigned = _listed(session, [*billing_open, col(Case.owner) == user],
                            [col(Case.created_at), col(Case.id)], limit)
         awaiting = CaseList([], 0)
+        payouts = CaseList([], 0)
         if is_approver:
-            second = select(ProviderAction.case_id).where(ProviderAction.status == ActionStatus.AWAITING_APPROVAL,
-                                                          ProviderAction.requested_by != user)
-            needs = or_(
-                (col(Case.approval_required).is_(True)) & col(Case.state).in_(sorted(AWAITING_APPROVAL)),
-                col(Case.id).in_(second),
-            )
-            rows = session.exec(select(Case).where(*billing_open, needs)
-                                .order_by(col(Case.created_at), col(Case.id))).all()
-            mine = [case for case in rows if may_approve(case)]
+            mine = [case for case in awaiting_approval_cases(session) if may_decide(case)]
             awaiting = CaseList(mine[:limit], len(mine))
+            confirm = [case for case in payouts_to_confirm(session, user) if may_confirm(case)]
+            payouts = CaseList(confirm[:limit], len(confirm))
         overdue = overdue_follow_ups(session, now, limit)
         review_size = review_queue(session, 0).total
     return HomeData(user=user, is_approver=is_approver, assigned=assigned, awaiting=awaiting, overdue=overdue,
-                    review_size=review_size, now=now, review_channel=review_channel)
+                    review_size=review_size, now=now, review_channel=review_channel, payouts=payouts,
+                    may_resolve=may_resolve)

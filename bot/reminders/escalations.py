@@ -10,17 +10,26 @@ naming all three, and a reason that appears later gets one page naming only it. 
 one follow-up, which pages again after the policy's overdue window unless somebody acted: the case left
 "new", or a person (a Slack user, not the app or DialNexa) did anything recorded in the audit trail since
 the page.
+
+Approver nudges live here too: a case waiting for approval gets one nudge in its thread (the people
+who may decide it now, and their delegates), then one page to the escalation channel mentioning the
+senior approvers. Both are reminder rows scheduled by the store's sync and fired exactly once by the
+same claim machinery; a decision cancels them (bot.decisions), and a row that comes up after the case
+stopped waiting is cancelled instead of posted.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from blocks.format import is_user_id
-from blocks.reminders import card_reference, escalation_message
+from blocks.format import is_user_id, mention
+from blocks.reminders import approval_nudge_message, approval_page_message, card_reference, escalation_message, group
+from bot.delegations import delegates_of
+from bot.policy import Policy
 from bot.reminders.rows import (
     CANCELLED,
     OPEN,
@@ -34,10 +43,11 @@ from bot.reminders.rows import (
     row_params,
 )
 from bot.reminders.schedule import Kind
-from bot.slack.outbox import enqueue_message
+from bot.slack.outbox import enqueue_message, enqueue_thread
+from storage.audit import Event, write_audit
 from storage.models import AuditEvent, Case
 from storage.reminders import Reminder
-from storage.states import CaseState
+from storage.states import CaseState, is_closed
 
 log = logging.getLogger(__name__)
 
@@ -144,4 +154,103 @@ def fire_followup(session: Session, case: Case, row: Reminder, now: datetime, se
     )
     enqueue_message(session, case, "escalation-followup", settings.escalation_channel, message["text"], now,
                     blocks=message["blocks"])
+    return SENT
+
+
+# ---------------------------------------------------------------------------------------------------
+# Approver nudges
+
+# Who the app is in the audit trail: not a Slack user, so a nudge never counts as a person acting.
+APP_ACTOR = "finance-desk"
+
+
+def awaiting_approval(case: Case) -> bool:
+    """The case needs approval and has not got it (bot.decisions.awaiting_approval; decisions sits above
+    this layer, so the rule is repeated here)."""
+    return case.is_billing and case.approval_required and case.approved_at is None and not is_closed(case.state)
+
+
+@dataclass(frozen=True)
+class Deciders:
+    """Who may move a waiting case forward now, and what is still missing."""
+
+    users: list[str]  # named approvers still needed, then the active delegates of those (policy order)
+    groups: list[str]  # user groups of the same role (their members are not resolved here)
+    missing: int  # approvals still missing
+    senior_missing: bool  # one of them must come from a senior approver
+    given: int  # approvals given this round
+
+
+def deciders(session: Session, case: Case, policy: Policy, now: datetime, *, seniors_only: bool = False) -> Deciders:
+    """The people a nudge mentions: approvers who have not approved this round (by themselves or through
+    a delegate), only seniors when the approvals left can only come from a senior (or `seniors_only`),
+    and the active delegate of each of them.
+
+    Mirrors bot.decisions.approve: a non-senior approval is taken while a senior can still give one of
+    the approvals left, so with two missing on a senior-level case every approver is asked.
+    """
+    approvals = case.approvals_given or []
+    needed = policy.approvals_needed(case.amount, case.currency)
+    missing = max(1, needed - len(approvals))  # waiting means at least one is missing
+    senior_missing = (policy.senior_reason(case.amount, case.currency) is not None
+                      and not any(item.get("senior") for item in approvals))
+    seniors = seniors_only or (senior_missing and missing <= 1)
+    taken = {person for item in approvals for person in (item.get("by"), item.get("for")) if person}
+    roles = [policy.senior_approvers] if seniors else [policy.approvers, policy.senior_approvers]
+    named = [user for user in dict.fromkeys(user for role in roles for user in role.users) if user not in taken]
+    delegates = delegates_of(session, named, now)
+    users = list(dict.fromkeys([*named, *(delegates[user] for user in named if user in delegates)]))
+    users = [user for user in users if user not in taken]
+    groups = list(dict.fromkeys(group_id for role in roles for group_id in role.user_groups))
+    return Deciders(users, groups, missing, senior_missing, len(approvals))
+
+
+def _fallback(case: Case, policy: Policy) -> str | None:
+    """Who to ping when the policy names no approver of the needed kind: on-call, else the owner."""
+    return group(policy.oncall_user_group) or mention(owner_of(case, policy))
+
+
+def _nudged(session: Session, case: Case, now: datetime, level: str, found: Deciders, row: Reminder) -> None:
+    write_audit(session, case, APP_ACTOR, now, Event(
+        "approval.nudged", target="slack:thread" if level == "thread" else "slack:escalation",
+        reason="waiting for approval", detail={
+            "level": level, "round": case.approval_round, "mentioned": found.users, "groups": found.groups,
+            "missing": found.missing, "senior_missing": found.senior_missing, "reminder_id": row.id}))
+
+
+def fire_nudge(session: Session, case: Case, row: Reminder, now: datetime, settings: FireSettings) -> str:
+    """The one nudge in the thread of a case still waiting for approval."""
+    if not awaiting_approval(case):
+        row.status, row.cancel_reason = CANCELLED, "not_waiting"
+        return CANCELLED
+    policy = settings.policy
+    found = deciders(session, case, policy, now)
+    message = approval_nudge_message(
+        case, users=found.users, groups=found.groups, missing=found.missing, senior_missing=found.senior_missing,
+        given=found.given, waiting_since=row.created_at, zone=policy.business_hours.zone,
+        fallback=_fallback(case, policy))
+    enqueue_thread(session, case, f"approval_nudge:{case.approval_round}", message["text"], now,
+                   blocks=message["blocks"])
+    _nudged(session, case, now, "thread", found, row)
+    return SENT
+
+
+def fire_approval_page(session: Session, case: Case, row: Reminder, now: datetime, settings: FireSettings) -> str:
+    """The one page to the escalation channel, mentioning the senior approvers, when approval takes too long."""
+    if not awaiting_approval(case):
+        row.status, row.cancel_reason = CANCELLED, "not_waiting"
+        return CANCELLED
+    if not settings.escalation_channel:
+        _no_channel(case)
+        row.status, row.cancel_reason = CANCELLED, "no_channel"
+        return CANCELLED
+    policy = settings.policy
+    found = deciders(session, case, policy, now, seniors_only=True)
+    message = approval_page_message(
+        case, users=found.users, groups=found.groups, missing=found.missing, senior_missing=found.senior_missing,
+        given=found.given, waiting_since=row.created_at, zone=policy.business_hours.zone,
+        card=card_reference(case, settings.finance_channel), fallback=_fallback(case, policy))
+    enqueue_message(session, case, f"approval_escalation:{case.approval_round}", settings.escalation_channel,
+                    message["text"], now, blocks=message["blocks"])
+    _nudged(session, case, now, "escalation", found, row)
     return SENT

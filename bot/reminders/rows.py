@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from bot.policy import Policy
-from bot.reminders.schedule import REMINDER_KINDS, SCHEDULED_KINDS
+from bot.reminders.schedule import APPROVAL_KINDS, REMINDER_KINDS, SCHEDULED_KINDS
 from storage.models import Case
 from storage.reminders import Reminder
 
@@ -72,9 +72,13 @@ def _statements(dialect: str) -> dict[str, Any]:
                   "reason": insert.excluded.reason},
         ),
         "once": insert.on_conflict_do_nothing(index_elements=["dedup_key"]),
-        # The case's planned reminders that are no longer planned (the deadline moved or went away).
+        # The case's planned reminders that are no longer planned (the deadline moved or went away), and
+        # approval nudges no longer wanted (approval is no longer needed, or a new round began): one
+        # statement for both, so a merge costs no extra round trip. "schedule" revives them if they
+        # are planned again.
         "cancel_stale": update(table).where(
-            table.c.case_id == bindparam("case"), table.c.kind.in_([k.value for k in SCHEDULED_KINDS]),
+            table.c.case_id == bindparam("case"),
+            table.c.kind.in_([k.value for k in (*SCHEDULED_KINDS, *APPROVAL_KINDS)]),
             table.c.status.in_(OPEN), table.c.dedup_key.not_in(bindparam("keep", expanding=True)),
         ).values(**cancelled),
         "cancel": update(table).where(

@@ -30,6 +30,9 @@ class Kind(StrEnum):
     SNOOZED = "snoozed"
     ESCALATION = "escalation"
     ESCALATION_FOLLOWUP = "escalation_followup"
+    # A case waiting for approval: one nudge in its thread, then one page to the senior approvers.
+    APPROVAL_NUDGE = "approval_nudge"
+    APPROVAL_ESCALATION = "approval_escalation"
 
 
 # Kinds planned from the deadline (rescheduled when it changes).
@@ -37,6 +40,8 @@ SCHEDULED_KINDS = (Kind.LEAD, Kind.DUE, Kind.OVERDUE)
 # Kinds that post in the card's thread and count as the card's "next reminder".
 REMINDER_KINDS = (Kind.LEAD, Kind.DUE, Kind.OVERDUE, Kind.SNOOZED)
 ESCALATION_KINDS = (Kind.ESCALATION, Kind.ESCALATION_FOLLOWUP)
+# Cancelled by a decision (approve or deny), not by a follow-up being done.
+APPROVAL_KINDS = (Kind.APPROVAL_NUDGE, Kind.APPROVAL_ESCALATION)
 
 
 class SnoozeChoice(StrEnum):
@@ -172,3 +177,41 @@ def snooze_target(choice: SnoozeChoice | str, now: datetime, zone: ZoneInfo,
     if until - now > MAX_SNOOZE:
         raise ValueError("pick a time within a year")
     return until
+
+
+# A bound on the walk below: a policy allows at most 30 days of business minutes, which a window of at
+# least one day a week (the policy requires one) always covers well within this many calendar days.
+_MAX_WALK_DAYS = 3660
+
+
+def add_business_minutes(start: datetime, minutes: int, hours: Hours) -> datetime:
+    """The moment `minutes` of business time after `start`: time outside business hours does not count,
+    so 120 minutes from Friday 16:00 (hours 09-17) is Monday 10:00. Zero minutes is `start` itself."""
+    start = _utc(start)
+    remaining = timedelta(minutes=minutes)
+    if remaining <= timedelta(0):
+        return start
+    # Walks day by day rather than through `windows_from`, which looks only a week ahead: a long
+    # escalation delay (days of business time) needs more windows than that.
+    first = start.astimezone(hours.zone).date() - timedelta(days=1)
+    for offset in range(_MAX_WALK_DAYS):
+        window = hours.window(first + timedelta(days=offset))
+        if window is None or window[1] <= start:
+            continue
+        begin = max(window[0], start)
+        available = window[1] - begin
+        if remaining <= available:
+            return begin + remaining
+        remaining -= available
+    raise AssertionError("business minutes could not be placed within ten years")  # unreachable
+
+
+def approval_plan(anchor: datetime, policy: Policy) -> list[Planned]:
+    """A case waiting for approval from `anchor`: one nudge in its thread, then one page to the seniors,
+    each after the policy's business minutes (counted from `anchor`, not from each other)."""
+    hours = Hours.from_policy(policy.business_hours)
+    return [
+        Planned(Kind.APPROVAL_NUDGE, add_business_minutes(anchor, policy.reminders.approval_nudge_minutes, hours)),
+        Planned(Kind.APPROVAL_ESCALATION,
+                add_business_minutes(anchor, policy.reminders.approval_escalation_minutes, hours)),
+    ]

@@ -27,8 +27,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from slack_sdk import WebClient
 from sqlalchemy import Engine
 
+from bot.delegations import notify_delegations
 from bot.reminders import store
 from bot.reminders.rows import FireSettings
 from bot.runtime import Runtime
@@ -59,8 +61,11 @@ class ReminderScheduler:
         worker_id: str | None = None,
         on_fired: Callable[[], None] = lambda: None,
         housekeeping: Callable[[], None] | None = None,
+        client: WebClient | None = None,
     ) -> None:
         self.engine = engine
+        # Sends the direct messages when a delegation starts or ends (bot.delegations), each pass.
+        self.client = client
         self.settings = settings
         self.clock = clock
         self.interval_seconds = interval_seconds
@@ -167,6 +172,11 @@ class ReminderScheduler:
         if handled:
             log.info("reminders: %s", dict(self.stats))
             self.on_fired()
+        if self.client is not None:
+            try:
+                notify_delegations(self.engine, self.client, self.clock(), self.settings.policy.business_hours.zone)
+            except Exception:
+                log.exception("delegation messages failed; the next pass retries")
         return handled
 
     def _plan_next(self) -> None:
@@ -194,10 +204,20 @@ def fire_settings(runtime: Runtime) -> FireSettings:
 
 def scheduler_for(runtime: Runtime, *, on_fired: Callable[[], None] | None = None,
                   interval_seconds: float = DEFAULT_INTERVAL_SECONDS, batch: int = DEFAULT_BATCH,
-                  housekeeping: Callable[[], None] | None = None) -> ReminderScheduler:
-    """The scheduler for a running finance-desk process; `on_fired` should wake the outbox worker."""
+                  housekeeping: Callable[[], None] | None = None,
+                  client: WebClient | None = None) -> ReminderScheduler:
+    """The scheduler for a running finance-desk process; `on_fired` should wake the outbox worker.
+    `client` sends delegation messages; by default one is made from the bot token, when there is one."""
     return ReminderScheduler(runtime.engine, fire_settings(runtime), interval_seconds=interval_seconds,
-                             batch=batch, on_fired=on_fired or (lambda: None), housekeeping=housekeeping)
+                             batch=batch, on_fired=on_fired or (lambda: None), housekeeping=housekeeping,
+                             client=client or _client(runtime))
+
+
+def _client(runtime: Runtime) -> WebClient | None:
+    token = runtime.settings.slack_bot_token
+    if token is None:
+        return None
+    return WebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
 
 
 def drain(outbox: OutboxWorker, reminders: ReminderScheduler) -> dict[str, Any]:

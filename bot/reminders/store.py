@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, update
 from sqlmodel import Session, col, select
 
+from blocks.actions import ButtonValue
 from blocks.format import is_user_id
-from blocks.reminders import policy_date, reminder_message
+from blocks.reminders import done_errors, done_reply, policy_date, reminder_message
 from bot.outcome import Outcome
 from bot.policy import Policy
 from bot.reminders import escalations
@@ -38,13 +39,14 @@ from bot.reminders.rows import (
     row_params,
     run,
 )
-from bot.reminders.schedule import REMINDER_KINDS, Hours, Kind, effective_deadline, plan
+from bot.reminders.schedule import APPROVAL_KINDS, REMINDER_KINDS, Hours, Kind, approval_plan, effective_deadline, plan
 from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.triage.redact import redact
 from storage.audit import Event, write_audit
 from storage.db import session_scope
-from storage.models import Case
+from storage.models import Case, ProviderAction
 from storage.reminders import Reminder
-from storage.states import is_closed
+from storage.states import ActionStatus, is_closed
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ MAX_ATTEMPTS = 5
 
 def _key(case_id: int, kind: str, due_at: datetime) -> str:
     return f"{case_id}:{kind}:{int(due_at.timestamp())}"
+
+
+def _approval_key(case: Case, kind: str) -> str:
+    return f"{case.id}:{kind}:{case.approval_round}"
 
 
 def is_open(case: Case) -> bool:
@@ -88,9 +94,16 @@ def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, up
             cancel_case(session, case, now, "closed", update_card=update_card)
         return
     deadline, _ = deadline_of(case, policy)
-    planned = plan(deadline, policy) if deadline is not None else []
+    # A follow-up marked done stays done: a later webhook (a retry, or one repeating the promise) plans
+    # no reminders for it again.
+    planned = plan(deadline, policy) if deadline is not None and case.follow_up_done_at is None else []
+    # Waiting for approval: a nudge and a page, counted from the first sync that sees the wait (the
+    # case's creation, normally). Their keys carry the approval round, not the due time, so a retry or a
+    # restart never adds a second, and a new round gets its own.
+    nudges = approval_plan(now, policy) if escalations.awaiting_approval(case) else []
     if not created:
         keys = [_key(case.id, item.kind, item.due_at) for item in planned]
+        keys += [_approval_key(case, item.kind) for item in nudges]
         run(session, "cancel_stale", {"case": case.id, "keep": keys, "why": "rescheduled"})
     # Reminders already in the past when planned are not sent one after another: only the latest of
     # due/overdue goes out (at once); a lead reminder that has passed is pointless.
@@ -100,11 +113,17 @@ def sync_case(session: Session, case: Case, policy: Policy, now: datetime, *, up
                    dedup_key=_key(case.id, item.kind, item.due_at), created_at=now)
         for item in [item for item in planned if item.due_at > now] + past[-1:]
     ]
+    rows += [row_params(case_id=case.id, kind=item.kind.value, due_at=item.due_at,
+                        dedup_key=_approval_key(case, item.kind), created_at=now,
+                        reason=f"waiting for approval (round {case.approval_round})")
+             for item in nudges]
     add_many(session, "schedule", rows)
     escalations.schedule(session, case, now)
     if created:
-        # Every row added is a pending reminder (no key of a new case can clash with an older row).
-        _set_next(session, case, min((row["due_at"] for row in rows), default=None), now, update_card=update_card)
+        # Every row added is pending (no key of a new case can clash with an older row); only the
+        # follow-up reminders count as the card's next reminder.
+        soonest = min((row["due_at"] for row in rows if row["kind"] in REMINDER_KINDS), default=None)
+        _set_next(session, case, soonest, now, update_card=update_card)
     else:
         refresh_next(session, case, now, update_card=update_card)
 
@@ -253,6 +272,10 @@ def _fire_row(session: Session, case: Case | None, row: Reminder, worker_id: str
         outcome = escalations.fire_page(session, case, row, now, late, settings)
     elif row.kind == Kind.ESCALATION_FOLLOWUP:
         outcome = escalations.fire_followup(session, case, row, now, settings)
+    elif row.kind == Kind.APPROVAL_NUDGE:
+        outcome = escalations.fire_nudge(session, case, row, now, settings)
+    elif row.kind == Kind.APPROVAL_ESCALATION:
+        outcome = escalations.fire_approval_page(session, case, row, now, settings)
     else:
         log.error("reminder %s has unknown kind %r; cancelled", row.id, row.kind)
         row.status, row.cancel_reason = CANCELLED, "unknown_kind"
@@ -298,18 +321,55 @@ def _locked_open_case(session: Session, case_id: int) -> Case | Outcome:
     return case
 
 
-def follow_up_done(engine: Engine, case_id: int, user: str, now: datetime) -> Outcome:
-    """The follow-up is done: the case's remaining reminders are cancelled (the case stays open)."""
+# A money action still under way or needing a person: the case is not finished while one stands.
+_ACTION_OPEN = (ActionStatus.RUNNING, ActionStatus.AWAITING_APPROVAL, ActionStatus.FAILED, ActionStatus.UNKNOWN)
+
+
+def nothing_open(session: Session, case: Case) -> bool:
+    """Nothing is left to do on the case but resolve it: no reminder or nudge pending, no money action
+    waiting, and no approval waiting."""
+    if escalations.awaiting_approval(case):
+        return False
+    reminder = session.exec(select(Reminder.id).where(
+        col(Reminder.case_id) == case.id, col(Reminder.kind).in_([*REMINDER_KINDS, *APPROVAL_KINDS]),
+        col(Reminder.status).in_(OPEN)).limit(1)).first()
+    if reminder is not None:
+        return False
+    action = session.exec(select(ProviderAction.id).where(
+        col(ProviderAction.case_id) == case.id, col(ProviderAction.status).in_([str(s) for s in _ACTION_OPEN]))
+        .limit(1)).first()
+    return action is None
+
+
+def follow_up_done(engine: Engine, case_id: int, user: str, now: datetime, outcome: str,
+                   note: str | None = None) -> Outcome:
+    """The follow-up is done (`outcome`, one of blocks.reminders.DONE_OUTCOMES, and a note, required for
+    "other"): the case's reminders are cancelled and it is recorded; the case stays open. When nothing
+    else is open on it, the thread reply offers Resolve."""
+    note = note.strip() if note and note.strip() else None
+    errors = done_errors(outcome, note)
+    if errors:
+        return Outcome(False, " ".join(errors.values()))
+    # What a person typed is redacted like call text before it is stored or shown.
+    note = (redact(note).text.strip() or None) if note else None
     with session_scope(engine) as session:
         case = _locked_open_case(session, case_id)
         if isinstance(case, Outcome):
             return case
-        cancelled = cancel_case(session, case, now, "done", kinds=REMINDER_KINDS)
-        _audit(session, case, user, "reminder.done", now, "follow-up marked done from a reminder",
-               {"cancelled": cancelled})
-        reply = f"✅ <@{user}> marked the follow-up done; no more reminders for it."
-        enqueue_thread(session, case, f"reminder.done:{now.timestamp()}", reply, now)
-    return Outcome(True, reply)
+        cancelled = cancel_case(session, case, now, "done", kinds=REMINDER_KINDS, update_card=False)
+        case.follow_up_done_at, case.updated_at = now, now
+        _audit(session, case, user, "reminder.done", now, note or "follow-up marked done from a reminder",
+               {"outcome": outcome, "cancelled": cancelled})
+        enqueue_card(session, case, now)  # after every card change here, so the Resolve button's version is current
+        assert case.id is not None
+        resolve = (ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
+                   if nothing_open(session, case) else None)
+        reply = done_reply(user, outcome, note, resolve_value=resolve)
+        enqueue_thread(session, case, f"reminder.done:{now.timestamp()}", reply["text"], now, blocks=reply["blocks"])
+    answer = reply["text"]
+    if resolve is not None:
+        answer += " Nothing else is open on it: press Resolve in the thread when it is finished."
+    return Outcome(True, answer)
 
 
 def snooze(engine: Engine, case_id: int, source_id: int, until: datetime, user: str, now: datetime,

@@ -69,5 +69,8 @@ class Routing(BaseModel):
     is_vip: bool
     approval_required: bool
     approval_reason: str | None
+    # While approval is required: how many different approvers, and whether one must be a senior.
+    approvals_needed: int = 0
+    senior_needed: bool = False
     escalation_reasons: list[str]
     owner: str | None  # Slack user ID

@@ -26,8 +26,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from heapq import merge
 from itertools import accumulate, compress, count
-from operator import attrgetter
+from operator import and_, attrgetter, itemgetter, not_, or_, sub
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -60,6 +61,7 @@ class Redacted:
 
 
 _EMPTY: frozenset[SuppressedKind] = frozenset()
+_ONLY = {kind: frozenset({kind}) for kind in SuppressedKind}  # one set per kind, not one per value found
 
 # Keyword windows, in characters between the end of the keyword and the start of the value. Spoken
 # answers pad the gap ("the security code is, um, ..."), so the windows are wider than written text needs.
@@ -251,7 +253,12 @@ _G_MULT, _G_MU, _G_TENS, _G_TU, _G_TEEN, _G_UNIT = (
 # Written digit groups and what joins them. Any short run of spaces and punctuation is a separator, as
 # speech-to-text writes pauses ("4242. 4242."), French grouping writes spaces and payment forms write
 # dots; how strongly it joins is decided per gap (see _strict and _cards_in_chain).
-_CHAIN = _re(r"[0-9]+(?:[\s.,;:/\\|'~*_()\[\]{}#\"!?-]{1,4}[0-9]+)*")
+# A chain is digit groups joined by gaps of one to four of these characters: what
+# `[0-9]+(?:[<these>]{1,4}[0-9]+)*` would match, found by `_Groups` with bytes operations over the
+# whole text instead of one search per number.
+_CHAIN_SEP = _re(r"[\s.,;:/\\|'~*_()\[\]{}#\"!?-]")
+_CHAIN_SEP_BYTES = bytes(b for b in range(128) if _fullmatch(_CHAIN_SEP, bytes([b])))
+_MAX_CHAIN_GAP = 4
 _STRICT_GAPS = frozenset({b" ", b"-", b" -", b"- ", b" - "})
 
 # Between two groups of one number. Digit groups join on a single space or dash (how cards and account
@@ -264,6 +271,8 @@ _MAX_LOOSE_GAP = 24
 # Hyphenated identifiers with a non-number word in them ("INV-2026-00017", "COVID-19") are one token;
 # their digit groups must not be read as a dashed number.
 _HYPHEN_CHAIN = _re(r"[0-9A-Za-z_]+(?:-[0-9A-Za-z_]+)+")
+# A part holding a letter or "_" next to a hyphen: some hyphenated identifier may have a word in it.
+_WORDY_HYPHEN = _re(r"[A-Za-z_][0-9A-Za-z_]*-[0-9A-Za-z_]|[0-9A-Za-z_]-[0-9A-Za-z_]*[A-Za-z_]")
 _NUMBER_WORDS = frozenset({*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS, "and"})
 _ID_LABELS = frozenset({"ssn", "itin", "ein", "fein", "tin", "taxid", "tax", "vat", "iban", "aba", "rtn", "routing",
                         "acct", "account", "sortcode", "bsb", "cvv", "cvc", "exp", "expiry"})
@@ -313,7 +322,7 @@ _KEYWORD = _re(
     "(?i)(?:" + "|".join(f"(?P<{name}>{pattern})" for name, pattern in _KEYWORDS.items())
     + ")(?:[^0-9A-Za-z_]|$)"
 )
-_KEYWORD_GROUPS = [(_KEYWORD.groupindex[name], name) for name in _KEYWORDS]
+_KEYWORD_NAMES = {_KEYWORD.groupindex[name]: name for name in _KEYWORDS}
 
 # --- written shapes -----------------------------------------------------------------------------------
 # IBAN lengths from the SWIFT registry (plus the French overseas territories that use FR's format).
@@ -400,12 +409,9 @@ _BRANDS: tuple[tuple[int, int, frozenset[int]], ...] = (
 
 
 # --- data ---------------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Tok:
-    start: int
-    end: int
-    digits: str
-    spoken: bool
+# A token is one digit group or spoken number: (start, end, digits, spoken). A plain tuple, because a
+# long text has hundreds of thousands of them and a tuple costs a fraction of an object to build.
+_Tok = tuple[int, int, str, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,12 +429,12 @@ class _Run:
     def __init__(self, toks: list[_Tok], seps: list[bytes]) -> None:
         self.toks = toks
         self.seps = seps  # seps[i] sits between toks[i] and toks[i + 1]
-        self.start = toks[0].start
-        self.end = toks[-1].end
+        self.start = toks[0][0]
+        self.end = toks[-1][1]
 
     @property
     def digits(self) -> str:
-        return "".join([t.digits for t in self.toks])
+        return "".join([t[2] for t in self.toks])
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,18 +475,21 @@ class _Keywords:
         self._bank_starts: list[int] = []
         self._bank_ends: list[int] = []
         for spans in _matches_from(_KEYWORD, proj, _at_word_start):
-            for index, name in _KEYWORD_GROUPS:
-                s, e = spans[index]
-                if s >= 0:
-                    self._starts.setdefault(name, []).append(s)
-                    self._ends.setdefault(name, []).append(e)
-                    if name in _BANK_NAMES:
-                        self._bank_starts.append(s)
-                        self._bank_ends.append(e)
-                    break
+            # Exactly one category's group is set, and unset groups are (-1, -1): the largest is it.
+            s, e = found = max(spans[1:])
+            name = _KEYWORD_NAMES[spans.index(found, 1)]
+            self._starts.setdefault(name, []).append(s)
+            self._ends.setdefault(name, []).append(e)
+            if name in _BANK_NAMES:
+                self._bank_starts.append(s)
+                self._bank_ends.append(e)
 
     def has(self, name: str) -> bool:
         return name in self._ends
+
+    def plain(self) -> bool:
+        """No keyword that can name a value: none for a bank or tax ID, a security code or an expiry."""
+        return not self._bank_ends and "cvv" not in self._ends and "expiry" not in self._ends
 
     def bank_near(self, start: int, end: int, after: bool) -> bool:
         """Whether any bank or tax keyword is near enough for `near` to hold for one of them."""
@@ -512,8 +521,24 @@ class _Keywords:
         i = bisect_left(starts, end)
         return i < len(starts) and starts[i] - end <= _W_AFTER
 
+    def near_any_of(self, names: tuple[str, ...]) -> Callable[[int, int], bool]:
+        """`any_near(names, start, end)` for many values: the categories' positions merged once, so each
+        value costs two bisections. The nearest keyword of any of them decides, as it does in any_near."""
+        ends = sorted(e for name in names for e in self._ends.get(name, _NO_POSITIONS))
+        starts = sorted(s for name in names for s in self._starts.get(name, _NO_POSITIONS))
+
+        def near(start: int, end: int) -> bool:
+            i = bisect_right(ends, start) - 1
+            if i >= 0 and start - ends[i] <= _W_BANK:
+                return True
+            j = bisect_left(starts, end)
+            return j < len(starts) and starts[j] - end <= _W_AFTER
+
+        return near
+
     def any_near(self, names: tuple[str, ...], start: int, end: int, after: bool = True) -> bool:
-        return any(self.near(name, start, end, after) for name in names)
+        # Absent categories are skipped before a call: this is asked for run after run.
+        return any(name in self._ends and self.near(name, start, end, after) for name in names)
 
 
 @dataclass(slots=True)
@@ -612,9 +637,20 @@ class _Luhn:
 # --- tokens, chains and runs --------------------------------------------------------------------------
 def _spoken_tokens(proj: bytes) -> list[_Tok]:
     toks: list[_Tok] = []
-    for spans in _matches(_SPOKEN, proj):
+    # _matches inlined, and a lone unit word (most spoken digits) read first with one lookup: a text
+    # can hold a hundred thousand of them.
+    regexp, pos, size = _SPOKEN._regexp, 0, len(proj)
+    unit_digits = _UNIT_DIGITS
+    while True:
+        spans: list[tuple[int, int]] = regexp.Match(_UNANCHORED, proj, pos, size)
+        if spans[0][0] < 0:
+            return toks
+        end = pos = spans[0][1]
         mult, mu, tens, tu, teen, unit = spans[_G_MULT : _G_UNIT + 1]
-        end = spans[0][1]
+        if unit[0] >= 0:
+            if end >= size or not (proj[end] in _WORD or proj[end] == 39):  # _stuck, inlined
+                toks.append((unit[0], end, unit_digits[proj[unit[0] : end].lower()], True))
+            continue
         ok = not _stuck(proj, end)
         if mult[0] >= 0:
             digits = _UNITS[_word(proj, mu)] * _MULTIPLIERS[_word(proj, mult)]
@@ -628,13 +664,10 @@ def _spoken_tokens(proj: bytes) -> list[_Tok]:
                 end = tens[1]
                 ok = not _stuck(proj, end)
                 digits = _TENS[_word(proj, tens)] + "0"
-        elif teen[0] >= 0:
-            start, digits = teen[0], _TEENS[_word(proj, teen)]
         else:
-            start, digits = unit[0], _UNITS[_word(proj, unit)]
+            start, digits = teen[0], _TEENS[_word(proj, teen)]
         if ok:
-            toks.append(_Tok(start, end, digits, True))
-    return toks
+            toks.append((start, end, digits, True))
 
 
 def _stuck(proj: bytes, end: int) -> bool:
@@ -647,50 +680,112 @@ def _word(proj: bytes, span: tuple[int, int]) -> str:
 
 
 _SPOKEN_WORDS = {word.encode("ascii"): word for word in (*_UNITS, *_TEENS, *_TENS, *_MULTIPLIERS)}
+_UNIT_DIGITS = {word.encode("ascii"): digit for word, digit in _UNITS.items()}
 
 
-@dataclass(slots=True)
 class _Chain:
     """Digit groups joined by short runs of spaces and punctuation, as they stand in the text."""
 
-    groups: list[tuple[int, int]]
-    seps: list[bytes]
+    __slots__ = ("ends", "seps", "starts")
+
+    def __init__(self, starts: list[int], ends: list[int], seps: list[bytes]) -> None:
+        self.starts, self.ends = starts, ends  # group k spans starts[k]:ends[k]
+        self.seps = seps  # seps[k] sits between group k and group k + 1
+
+    @property
+    def groups(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends, strict=True))
 
 
-def _chains(proj: bytes) -> list[_Chain]:
-    chains: list[_Chain] = []
-    for spans in _matches(_CHAIN, proj):
-        start, end = spans[0]
-        seg = proj[start:end]
-        if seg.isdigit():  # most numbers stand alone
-            chains.append(_Chain([(start, end)], []))
-            continue
-        if len(seg) < 24:  # an amount, a date, a short list: a loop costs less than the set-up below
-            _short_chain(chains, start, seg)
-            continue
-        # Groups, separators and their positions by translation, split and sum, not a search per group.
-        parts = seg.translate(_DIGITS_ONLY).split()
-        seps = list(filter(None, seg.translate(_DIGITS_MARKED).split(b"\x80")))  # never empty between groups
+class _Groups:
+    """Every digit group of a text, the gaps between them, and the chains as ranges of group indexes.
+
+    A long text has hundreds of thousands of groups: they are found and located by translation, split
+    and running sums, and a chain is a (first, last) pair, so that no list or object is built per chain
+    until a chain needs a closer look (`chain`).
+    """
+
+    __slots__ = ("chains", "ends", "gaps", "loose", "starts")
+
+    def __init__(self, proj: bytes) -> None:
+        self.chains: list[tuple[int, int]] = []
+        if not proj.translate(None, _NOT_DIGITS):
+            self.gaps, self.starts, self.ends, self.loose = [], [], [], [0]
+            return
+        parts = proj.translate(_DIGITS_ONLY).split()
+        pieces = list(filter(None, proj.translate(_DIGITS_MARKED).split(b"\x80")))  # gaps, and the text around
+        lead = 0 if proj[0] in _DIGIT else len(pieces[0])
+        gaps = pieces[(1 if lead else 0) : (1 if lead else 0) + len(parts) - 1]  # gaps[k]: after group k
         widths = [0] * (2 * len(parts) - 1)
         widths[0::2] = map(len, parts)
-        widths[1::2] = map(len, seps)
-        bounds = list(accumulate(widths, initial=start))
-        groups = list(zip(bounds[0::2], bounds[1::2], strict=True))
-        chains.append(_Chain(groups, seps))
-    return chains
+        widths[1::2] = map(len, gaps)
+        bounds = list(accumulate(widths, initial=lead))
+        self.starts, self.ends = bounds[0::2], bounds[1::2]
+        self.gaps = gaps
+        # A gap ends a chain when it is too long or holds anything but separator characters. A text
+        # repeats few distinct gaps, so each is judged once and the rest is one lookup per gap.
+        judged = {gap: len(gap) > _MAX_CHAIN_GAP or bool(gap.translate(None, _CHAIN_SEP_BYTES)) for gap in set(gaps)}
+        breaks = list(compress(count(), map(judged.__getitem__, gaps)))
+        self.chains = list(zip([0, *map(_PLUS_ONE, breaks)], [*breaks, len(parts) - 1], strict=True))
+        # loose[k]: how many of the first k gaps are not strict, so a chain is strict in one subtraction.
+        self.loose = [0, *accumulate(map(not_, map(_STRICT_GAPS.__contains__, gaps)))]
+
+    def chain(self, first: int, last: int) -> _Chain:
+        return _Chain(self.starts[first : last + 1], self.ends[first : last + 1], self.gaps[first:last])
+
+    def strict(self, first: int, last: int) -> bool:
+        return self.loose[last] == self.loose[first]
+
+    def nine_digits(self, chain: tuple[int, int]) -> bool:
+        """Whether a chain holds 9 digits or more.
+
+        Without a keyword, spoken digits or a written IBAN, nothing shorter can be removed: the smallest
+        values found by shape alone (SSN 3-2-4, EIN 2-7) have nine digits and cards thirteen, and a run
+        of written digits never reaches past the chain its groups stand in (it joins only on strict
+        gaps, which are chain gaps too).
+        """
+        first, last = chain
+        if self.ends[last] - self.starts[first] < 9:
+            return False
+        return sum(self.ends[first : last + 1]) - sum(self.starts[first : last + 1]) >= 9
+
+    def trim(self, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The chains without the groups already taken (by an IBAN, say), split where a group was removed.
+
+        Chains and taken spans are both sorted: one sweep pairs each chain with the spans that reach
+        into it, and a bisection per span finds the groups it covers.
+        """
+        if not taken:
+            return self.chains
+        starts, ends = self.starts, self.ends
+        out: list[tuple[int, int]] = []
+        k, n = 0, len(taken)
+        for chain in self.chains:
+            first, last = chain
+            chain_start, chain_end = starts[first], ends[last]
+            while k < n and taken[k][1] <= chain_start:
+                k += 1
+            if k == n or taken[k][0] >= chain_end:
+                out.append(chain)
+                continue
+            kept = first  # groups before this index are emitted or removed
+            while k < n and taken[k][0] < chain_end:
+                span_start, span_end = taken[k]
+                hit = bisect_right(ends, span_start, first, last + 1)  # the first group ending after it starts
+                stop = bisect_left(starts, span_end, first, last + 1)  # the first group starting after it ends
+                if hit < stop:
+                    if hit > kept:
+                        out.append((kept, hit - 1))
+                    kept = max(kept, stop)
+                if span_end > chain_end:
+                    break  # it reaches into the next chain too
+                k += 1
+            if kept <= last:
+                out.append((kept, last))
+        return out
 
 
-def _short_chain(chains: list[_Chain], start: int, seg: bytes) -> None:
-    groups: list[tuple[int, int]] = []
-    seps: list[bytes] = []
-    pos = 0
-    for part in seg.translate(_DIGITS_ONLY).split():
-        at = seg.index(part, pos)
-        if groups:
-            seps.append(seg[pos:at])
-        groups.append((start + at, start + at + len(part)))
-        pos = at + len(part)
-    chains.append(_Chain(groups, seps))
+_PLUS_ONE = (1).__add__
 
 
 _DIGITS_ONLY = bytes(b if b in _DIGIT else 32 for b in range(256))
@@ -698,44 +793,7 @@ _DIGITS_MARKED = bytes(0x80 if b in _DIGIT else b for b in range(256))  # 0x80 i
 _NOT_DIGITS = bytes(b for b in range(256) if b not in _DIGIT)
 
 
-def _trim(chains: list[_Chain], taken: list[tuple[int, int]]) -> list[_Chain]:
-    """The chains without the groups already taken (by an IBAN, say), split where a group was removed.
-
-    Chains and taken spans are both sorted: one sweep pairs each chain with the spans that reach into
-    it, and a bisection per span finds the groups it covers.
-    """
-    if not taken:
-        return chains
-    out: list[_Chain] = []
-    k, n = 0, len(taken)
-    for chain in chains:
-        groups, seps = chain.groups, chain.seps
-        chain_start, chain_end = groups[0][0], groups[-1][1]
-        while k < n and taken[k][1] <= chain_start:
-            k += 1
-        if k == n or taken[k][0] >= chain_end:
-            out.append(chain)
-            continue
-        starts = [start for start, _ in groups]
-        ends = [end for _, end in groups]
-        kept = 0  # groups before this index are emitted or removed
-        while k < n and taken[k][0] < chain_end:
-            span_start, span_end = taken[k]
-            first = bisect_right(ends, span_start)  # the first group ending after the span starts
-            stop = bisect_left(starts, span_end)  # the first group starting after the span ends
-            if first < stop:
-                if first > kept:
-                    out.append(_Chain(groups[kept:first], seps[kept : first - 1]))
-                kept = max(kept, stop)
-            if span_end > chain_end:
-                break  # it reaches into the next chain too
-            k += 1
-        if kept < len(groups):
-            out.append(_Chain(groups[kept:], seps[kept:]))
-    return out
-
-
-def _written_tokens(text: str, proj: bytes, chains: list[_Chain]) -> list[_Tok]:
+def _written_tokens(text: str, proj: bytes, digit_groups: _Groups, chains: list[tuple[int, int]]) -> list[_Tok]:
     """Digit groups that stand alone: not glued by "." "," ":" "/" to other digits, letters, "$" or "+".
 
     A group glued that way is part of an amount, a time, a date or an ID ("$1,249.00", "10:30",
@@ -745,35 +803,35 @@ def _written_tokens(text: str, proj: bytes, chains: list[_Chain]) -> list[_Tok]:
     toks: list[_Tok] = []
     append = toks.append
     size = len(proj)
-    for chain in chains:
-        groups, seps = chain.groups, chain.seps
-        if not seps:  # most numbers stand alone: _glued_edge on both sides, inlined
-            start, end = groups[0]
+    all_starts, all_ends, all_gaps = digit_groups.starts, digit_groups.ends, digit_groups.gaps
+    for first, last in chains:
+        if first == last:  # most numbers stand alone: _glued_edge on both sides, inlined
+            start, end = all_starts[first], all_ends[first]
             before = proj[start - 1] if start else 32
             if before in _GLUED_BEFORE or (before in _GLUE and start > 1 and proj[start - 2] in _DIGIT):
                 continue
             after = proj[end] if end < size else 32
             if after in _WORD or (after in _GLUE and end + 1 < size and proj[end + 1] in _DIGIT):
                 continue
-            append(_Tok(start, end, text[start:end], False))
+            append((start, end, text[start:end], False))
             continue
         # glued[k]: whether group k is glued to the one before it (to what precedes the chain, for k = 0);
         # inside the chain a one-character "." "," ":" or "/" glues.
         glued = [
-            _glued_edge(proj, groups[0][0], -1),
-            *map(_GLUE_GAPS.__contains__, seps),
-            _glued_edge(proj, groups[-1][1], 0),
+            _glued_edge(proj, all_starts[first], -1),
+            *map(_GLUE_GAPS.__contains__, all_gaps[first:last]),
+            _glued_edge(proj, all_ends[last], 0),
         ]
-        for (start, end), before, after in zip(groups, glued[:-1], glued[1:], strict=True):
-            if not (before or after):
-                append(_Tok(start, end, text[start:end], False))
+        for k in compress(count(first), map(not_, map(or_, glued[:-1], glued[1:]))):
+            start, end = all_starts[k], all_ends[k]
+            append((start, end, text[start:end], False))
     return toks
 
 
 def _barriers(proj: bytes) -> list[tuple[int, int]]:
     spans = [m[0] for m in _matches(_MARKER, proj)] if b"[" in proj else []
-    if b"-" not in proj:
-        return spans
+    if b"-" not in proj or _search(_WORDY_HYPHEN, proj) is None:
+        return spans  # only a chain with a letter in it can shield anything ("2026-11-22" cannot)
     for (start, end), *_ in _matches(_HYPHEN_CHAIN, proj):
         if _at(proj, start - 1) == 45 or _at(proj, end) == 45:  # a dangling "-" on either side
             continue
@@ -813,12 +871,14 @@ def _outside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
 
 def _free(toks: list[_Tok], spans: list[tuple[int, int]]) -> list[_Tok]:
     """The tokens (sorted by start) that overlap none of the spans (sorted, merged), in one sweep."""
+    if not spans:
+        return toks
     out: list[_Tok] = []
     k, n = 0, len(spans)
     for tok in toks:
-        while k < n and spans[k][1] <= tok.start:
+        while k < n and spans[k][1] <= tok[0]:
             k += 1
-        if k == n or spans[k][0] >= tok.end:
+        if k == n or spans[k][0] >= tok[1]:
             out.append(tok)
     return out
 
@@ -829,28 +889,53 @@ def _loose(gap: bytes) -> bool:
     return _fullmatch(_LOOSE_SEP, gap)
 
 
-def _runs(proj: bytes, toks: list[_Tok]) -> list[_Run]:
-    """Tokens joined by loose separators; written-only runs are then cut wherever a gap is not strict."""
+def _runs(proj: bytes, toks: list[_Tok], any_spoken: bool = True) -> Iterator[_Run]:
+    """Tokens joined by loose separators; written-only runs are then cut wherever a gap is not strict.
+
+    Runs are made as they are judged, not all first: a long text has tens of thousands, and objects
+    that die young cost the garbage collector far less than ones that outlive a generation.
+    """
+    if not any_spoken:
+        yield from _written_runs(proj, toks)
+        return
     out: list[_Run] = []
     run_toks: list[_Tok] = []
     run_seps: list[bytes] = []
     spoken = False
     prev_end = 0
     for tok in toks:
-        if run_toks and tok.start - prev_end <= _MAX_LOOSE_GAP:
-            gap = proj[prev_end : tok.start]
+        if run_toks and tok[0] - prev_end <= _MAX_LOOSE_GAP:
+            gap = proj[prev_end : tok[0]]
             if gap in _STRICT_GAPS or _loose(gap):
                 run_toks.append(tok)
                 run_seps.append(gap)
-                spoken = spoken or tok.spoken
-                prev_end = tok.end
+                spoken = spoken or tok[3]
+                prev_end = tok[1]
                 continue
         if run_toks:
             _close_run(out, run_toks, run_seps, spoken)
-        run_toks, run_seps, spoken, prev_end = [tok], [], tok.spoken, tok.end
+            yield from out
+            out.clear()
+        run_toks, run_seps, spoken, prev_end = [tok], [], tok[3], tok[1]
     if run_toks:
         _close_run(out, run_toks, run_seps, spoken)
-    return out
+        yield from out
+
+
+def _written_runs(proj: bytes, toks: list[_Tok]) -> Iterator[_Run]:
+    """What _runs gives when no token is spoken: every run is cut at its loose gaps, so only strict gaps
+    join, and neither the loose separator pattern nor the cutting is needed. The gaps and the cuts are
+    found by maps over all tokens at once."""
+    if not toks:
+        return
+    gaps = list(map(proj.__getitem__, map(slice, map(_SECOND, toks[:-1]), map(_FIRST, toks[1:]))))
+    cuts = list(compress(count(), map(not_, map(_STRICT_GAPS.__contains__, gaps))))
+    first = 0
+    for last in [*cuts, len(toks) - 1]:
+        # _worth_a_run, inlined
+        if last - first >= 2 or len(toks[first][2]) + (len(toks[last][2]) if last > first else 0) > 2:
+            yield _Run(toks[first : last + 1], gaps[first:last])
+        first = last + 1
 
 
 def _close_run(out: list[_Run], toks: list[_Tok], seps: list[bytes], spoken: bool) -> None:
@@ -873,10 +958,11 @@ def _worth_a_run(toks: list[_Tok], first: int, last: int) -> bool:
     # Fewer than three digits is nothing this module removes, and such a run leaves the flow as it was.
     if last - first >= 2:
         return True
-    return len(toks[first].digits) + (len(toks[last].digits) if last > first else 0) > 2
+    return len(toks[first][2]) + (len(toks[last][2]) if last > first else 0) > 2
 
 
 _START = attrgetter("start")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _DASHES = (b"-", b" -", b"- ", b" - ")
 
 
@@ -896,9 +982,9 @@ def _date_at(run: _Run, i: int) -> bool:
     if i + 2 >= len(run.toks) or run.seps[i] not in _DASHES or run.seps[i + 1] not in _DASHES:
         return False
     a, b, c = run.toks[i : i + 3]
-    if a.spoken or b.spoken or c.spoken:
+    if a[3] or b[3] or c[3]:
         return False
-    return _date_digits(a.digits, b.digits, c.digits)
+    return _date_digits(a[2], b[2], c[2])
 
 
 def _is_date(run: _Run) -> bool:
@@ -941,6 +1027,12 @@ def _crosses_date(dates: set[int], i: int, j: int) -> bool:
     return any(d in dates and not (i <= d and j >= d + 2) for d in range(i - 2, j + 1))
 
 
+def _crosses_sorted(date_starts: list[int], i: int, j: int) -> bool:
+    """_crosses_date for a sorted list: a long chain can hold thousands of dates, a window few of them."""
+    lo, hi = bisect_left(date_starts, i - 2), bisect_right(date_starts, j)
+    return any(not (i <= d and j >= d + 2) for d in date_starts[lo:hi])
+
+
 def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
     """Non-overlapping token windows that are Luhn-valid 13-19 digit card numbers.
 
@@ -957,10 +1049,10 @@ def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
         # longer unbroken run is a blob to suppress whole, not a few hundred thousand windows to score.
         return [(0, m - 1)]
     # Every date has a four-digit year at one end; looking for those first keeps long runs cheap.
-    years = [i for i, t in enumerate(toks) if len(t.digits) == 4]
+    years = [i for i, t in enumerate(toks) if len(t[2]) == 4]
     dates = {i for y in years for i in (y, y - 2) if i >= 0 and _date_at(run, i)}
-    offsets = [0, *accumulate(len(t.digits) for t in toks)]
-    spoken_digits = [0, *accumulate(len(t.digits) if t.spoken else 0 for t in toks)]
+    offsets = [0, *accumulate(len(t[2]) for t in toks)]
+    spoken_digits = [0, *accumulate(len(t[2]) if t[3] else 0 for t in toks)]
     even_end, odd_end = _Luhn(digits).sums
     candidates: dict[int, list[tuple[int, int]]] = {}
     for i in range(m):
@@ -990,15 +1082,15 @@ def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
 def _looks_like_epoch_ms(toks: list[_Tok], i: int, j: int, number: str) -> bool:
     # Millisecond timestamps (13 digits, 1000000000000-1999999999999) fill logs and webhook bodies;
     # no card brand issues 13-digit numbers starting with 1.
-    return i == j and not toks[i].spoken and len(number) == 13 and number[0] == "1"
+    return i == j and not toks[i][3] and len(number) == 13 and number[0] == "1"
 
 
 def _tail_kinds(digits: str) -> frozenset[SuppressedKind]:
     n = len(digits)
     if n in (4, 6) and _valid_expiry(digits):
-        return frozenset({SuppressedKind.CARD_EXPIRY})
+        return _ONLY[SuppressedKind.CARD_EXPIRY]
     if n in (3, 4):
-        return frozenset({SuppressedKind.CARD_SECURITY_CODE})
+        return _ONLY[SuppressedKind.CARD_SECURITY_CODE]
     return frozenset({SuppressedKind.CARD_EXPIRY, SuppressedKind.CARD_SECURITY_CODE})
 
 
@@ -1041,9 +1133,9 @@ def _keyword_kind(
 
 
 def _shape_kind(run: _Run) -> SuppressedKind | None:
-    if len(run.toks) not in (2, 3) or any(t.spoken for t in run.toks):
+    if len(run.toks) not in (2, 3) or any(t[3] for t in run.toks):
         return None
-    lengths = tuple(len(t.digits) for t in run.toks)
+    lengths = tuple(len(t[2]) for t in run.toks)
     if lengths == (3, 2, 4) and all(s.strip() in (b"", b"-") for s in run.seps):
         return SuppressedKind.TAX_ID  # SSN, and ITIN (9xx-7x-xxxx) which shares the shape
     if lengths == (2, 7) and run.seps[0].strip() == b"-":
@@ -1055,23 +1147,24 @@ def _shape_kind(run: _Run) -> SuppressedKind | None:
 _MAX_CHAIN_KEYWORD_DIGITS = 34  # the longest bank or tax ID (an IBAN body)
 
 
-def _pure_strict(chain: _Chain) -> bool:
-    return all(map(_STRICT_GAPS.__contains__, chain.seps))
+_DATE_SEPS = frozenset({b"-", b"/", b"."})
 
 
 def _chain_dates(proj: bytes, chain: _Chain) -> set[int]:
     """Group indexes where a date (2026-11-22, 11/22/2026, 22.11.2026) starts."""
-    groups, seps = chain.groups, chain.seps
+    starts, ends, seps = chain.starts, chain.ends, chain.seps
     dates: set[int] = set()
-    years = [k for k, (s, e) in enumerate(groups) if e - s == 4]
-    for i in sorted({i for y in years for i in (y, y - 2) if 0 <= i < len(groups) - 2}):
-        a, b = seps[i].strip(), seps[i + 1].strip()
-        if a != b or a not in (b"-", b"/", b"."):
+    # Only where two date separators follow each other can a date start: found without a loop per group.
+    stripped = list(map(bytes.strip, seps))
+    dated = list(map(_DATE_SEPS.__contains__, stripped))
+    for i in compress(count(), map(and_, dated, dated[1:])):
+        a, b = stripped[i], stripped[i + 1]
+        if a != b:
             continue
-        lengths = [e - s for s, e in groups[i : i + 3]]
+        lengths = list(map(sub, ends[i : i + 3], starts[i : i + 3]))
         if lengths != [4, 2, 2] and not (lengths[0] <= 2 and lengths[1] <= 2 and lengths[2] == 4):
             continue
-        parts = [proj[s:e].decode("ascii") for s, e in groups[i : i + 3]]
+        parts = [proj[s:e].decode("ascii") for s, e in zip(starts[i : i + 3], ends[i : i + 3], strict=True)]
         if _date_digits(*parts):
             dates.add(i)
     return dates
@@ -1087,25 +1180,26 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
     dashes between free-standing groups) come back unclaimed: left to it, they still tell that the chain
     holds a card.
     """
-    groups, seps = chain.groups, chain.seps
-    m = len(groups)
-    sizes = [e - s for s, e in groups]
+    starts, ends, seps = chain.starts, chain.ends, chain.seps
+    m = len(starts)
+    sizes = list(map(sub, ends, starts))
     offsets = [0, *accumulate(sizes)]
     total = offsets[-1]
     if total < 13:
         return []
-    raw = proj[groups[0][0] : groups[-1][1]].translate(None, _NOT_DIGITS)  # separators hold no digits
+    raw = proj[starts[0] : ends[-1]].translate(None, _NOT_DIGITS)  # separators hold no digits
     digits = raw.decode("ascii")
     even_end, odd_end = _Luhn(digits).sums
     strict = list(map(_STRICT_GAPS.__contains__, seps))
-    fenced = _overlapping(groups, blocked)
+    fenced = _overlapping(starts, ends, blocked)
     dates: set[int] | None = None
+    date_starts: list[int] = []
     candidates: dict[int, list[tuple[int, int]]] = {}
     claimed: dict[tuple[int, int], bool] = {}
     # Every window must fit a brand, and its first four digits say which lengths can: only groups that
     # start such a prefix, with 13 digits still to come, can start a window.
-    starts = offsets[: bisect_right(offsets, total - 13)]
-    prefixes = map(raw.__getitem__, map(slice, starts, map(_PLUS_FOUR, starts)))
+    firsts = offsets[: bisect_right(offsets, total - 13)]
+    prefixes = map(raw.__getitem__, map(slice, firsts, map(_PLUS_FOUR, firsts)))
     ends_at = set(offsets)
     for i in compress(count(), map(_BRAND_BY_PREFIX.__contains__, prefixes)):
         a = offsets[i]
@@ -1118,7 +1212,7 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
         else:
             continue  # no group ends a brand's length away with a valid checksum: no window starts here
         segment = sizes[i]  # digits since the last loose separator
-        needs_brand = fenced[i] or _glued_edge(proj, groups[i][0], -1)
+        needs_brand = fenced[i] or _glued_edge(proj, starts[i], -1)
         for j in range(i, m):
             if j > i:
                 if strict[j - 1]:
@@ -1140,21 +1234,22 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
                 continue
             if dates is None:
                 dates = _chain_dates(proj, chain)
-            if dates and _crosses_date(dates, i, j):
+                date_starts = sorted(dates)
+            if dates and _crosses_sorted(date_starts, i, j):
                 continue
-            claimed[(i, j)] = needs_brand or _glued_edge(proj, groups[j][1], 0)
+            claimed[(i, j)] = needs_brand or _glued_edge(proj, ends[j], 0)
             # At equal length a window written as cards are written wins: the run pass reads it the same.
             candidates.setdefault(i, []).append((j, 10 * length + (0 if claimed[(i, j)] else 1)))
     return [(i, j, claimed[(i, j)]) for i, j in _best_windows(candidates)]
 
 
-def _overlapping(groups: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+def _overlapping(starts: list[int], ends: list[int], spans: list[tuple[int, int]]) -> list[bool]:
     """For each group (sorted), whether it overlaps any of the spans (sorted, merged), in one sweep."""
-    if not spans or _outside(spans, groups[0][0], groups[-1][1]):
-        return [False] * len(groups)
+    if not spans or _outside(spans, starts[0], ends[-1]):
+        return [False] * len(starts)
     out: list[bool] = []
     k, n = 0, len(spans)
-    for start, end in groups:
+    for start, end in zip(starts, ends, strict=True):
         while k < n and spans[k][1] <= start:
             k += 1
         out.append(k < n and spans[k][0] < end)
@@ -1209,25 +1304,33 @@ class _Redactor:
         self.text = text
         self.proj = proj
         self.kw = _Keywords(self.proj)
+        # Without these keywords only a card just before makes a short number a security code or expiry.
+        self.card_words = self.kw.has("cvv") or self.kw.has("expiry")
         self.spans: list[_Span] = []
         self.flow = _Flow()
 
     def run(self) -> None:
         proj = self.proj
         self._written_shapes()
+        digit_groups = _Groups(proj)
+        spoken = _spoken_tokens(proj)
+        nothing_to_name = not self.spans and not spoken and self.kw.plain()
+        if nothing_to_name and not any(map(digit_groups.nine_digits, digit_groups.chains)):
+            return
         taken = _merge([(s.start, s.end) for s in self.spans])
-        chains = _trim(_chains(proj), taken)
+        chains = digit_groups.trim(taken)
         barriers = _barriers(proj)
-        found = self._chain_finds(chains, _merge(barriers))
+        found = self._chain_finds(digit_groups, chains, _merge(barriers))
         slashes = self._slashes(_merge([*taken, *((f.span.start, f.span.end) for f in found)]))
         # What the chain pass found stays open to the run pass: where the two read a number differently
         # ("4242 4242 4242 4242-123. 021000021") the union of both is suppressed, never the difference.
         blocked = _merge([*taken, *barriers, *((s.start, s.end) for s in slashes)])
-        toks = [*_written_tokens(self.text, proj, chains), *_spoken_tokens(proj)]
-        toks.sort(key=lambda t: t.start)
+        toks = [*_written_tokens(self.text, proj, digit_groups, chains), *spoken]
+        toks.sort()
         toks = _free(toks, blocked)
-        items: list[_Run | _SlashExpiry | _Found] = [*_runs(proj, toks), *slashes, *found]
-        items.sort(key=_START)
+        # Runs come in order of their start; at equal starts a run goes first, then slashes, then chain finds.
+        others: list[_SlashExpiry | _Found] = sorted([*slashes, *found], key=_START)
+        items = merge(_runs(proj, toks, any_spoken=bool(spoken)), others, key=_START)
         flow = self.flow
         for item in items:
             if isinstance(item, _Run):
@@ -1249,31 +1352,34 @@ class _Redactor:
                 out.append(_SlashExpiry(start, end))
         return out
 
-    def _chain_finds(self, chains: list[_Chain], blocked: list[tuple[int, int]]) -> list[_Found]:
+    def _chain_finds(
+        self, digit_groups: _Groups, chains: list[tuple[int, int]], blocked: list[tuple[int, int]]
+    ) -> list[_Found]:
         found: list[_Found] = []
         flow_bank = False
-        for chain in chains:
-            groups = chain.groups
-            if len(groups) == 1 and groups[0][1] - groups[0][0] < 13:
+        starts, ends = digit_groups.starts, digit_groups.ends
+        for first, last in chains:
+            if first == last and ends[first] - starts[first] < 13:
                 continue  # too short for a card, and a lone group is the run pass's to judge
-            strict = _pure_strict(chain)
-            clean = strict and not _glued_edge(self.proj, groups[0][0], -1)
-            clean = clean and not _glued_edge(self.proj, groups[-1][1], 0)
-            if clean and _outside(blocked, groups[0][0], groups[-1][1]):
+            start, end = starts[first], ends[last]
+            strict = digit_groups.strict(first, last)
+            clean = strict and not _glued_edge(self.proj, start, -1) and not _glued_edge(self.proj, end, 0)
+            if clean and _outside(blocked, start, end):
                 continue  # single spaces and dashes between free-standing groups: the run pass reads it
+            chain = digit_groups.chain(first, last)
             # Fewer than 13 characters from first to last digit cannot hold a card (most amounts).
-            windows = _cards_in_chain(self.proj, chain, blocked) if groups[-1][1] - groups[0][0] >= 13 else []
+            windows = _cards_in_chain(self.proj, chain, blocked) if end - start >= 13 else []
             for i, j, claimed in windows:
                 if not claimed:
                     continue  # the run pass reads it, and reads what follows it
-                number = "".join(self.text[s:e] for s, e in groups[i : j + 1])
-                span = _Span(groups[i][0], groups[j][1], frozenset({SuppressedKind.CARD_NUMBER}), number[-4:])
+                number = "".join(map(self.text.__getitem__, map(slice, chain.starts[i : j + 1], chain.ends[i : j + 1])))
+                span = _Span(chain.starts[i], chain.ends[j], _ONLY[SuppressedKind.CARD_NUMBER], number[-4:])
                 found.append(_Found(span, cardish=True, bank=False))
             if windows or strict:
                 continue
             kind = self._chain_keyword_kind(chain, flow_bank)
             if kind is not None:
-                span = _Span(groups[0][0], groups[-1][1], frozenset({kind}))
+                span = _Span(start, end, _ONLY[kind])
                 flow_bank = kind is SuppressedKind.BANK_ACCOUNT
                 found.append(_Found(span, cardish=False, bank=flow_bank))
         return found
@@ -1311,7 +1417,7 @@ class _Redactor:
                 continue
             end = self._iban_end(m)
             if end is not None:
-                self.spans.append(_Span(start, end, frozenset({SuppressedKind.IBAN})))
+                self.spans.append(_Span(start, end, _ONLY[SuppressedKind.IBAN]))
                 taken_to = end
         if self.kw.has("vat") or self.kw.has("tax") or self.kw.has("taxid"):
             self._vat_ids()
@@ -1321,6 +1427,7 @@ class _Redactor:
     def _vat_ids(self) -> None:
         proj = self.proj
         taken = _merge([(s.start, s.end) for s in self.spans])
+        near = self.kw.near_any_of(("vat", "tax", "taxid"))
         for (_, match_end), cc_span, sep, body in _matches(_VAT, proj):
             start = cc_span[0]
             if not _outside(taken, start, match_end):
@@ -1328,8 +1435,8 @@ class _Redactor:
             if sep[1] > sep[0] and not proj[cc_span[0] : cc_span[1]].isupper():
                 continue  # "at 1249 2026" is English, "AT 12345678" may be a VAT ID
             end = _vat_end(proj, body[0], body[1])
-            if end is not None and self.kw.any_near(("vat", "tax", "taxid"), start, end):
-                self.spans.append(_Span(start, end, frozenset({SuppressedKind.TAX_ID})))
+            if end is not None and near(start, end):
+                self.spans.append(_Span(start, end, _ONLY[SuppressedKind.TAX_ID]))
 
     def _month_expiries(self) -> None:
         proj = self.proj
@@ -1339,7 +1446,7 @@ class _Redactor:
                 continue
             keyword = self.kw.last_end_before("expiry", start, _W_CARD)
             if keyword is not None and _outside(taken, start, end):
-                self.spans.append(_Span(start, end, frozenset({SuppressedKind.CARD_EXPIRY})))
+                self.spans.append(_Span(start, end, _ONLY[SuppressedKind.CARD_EXPIRY]))
 
     def _iban_end(self, m: list[tuple[int, int]]) -> int | None:
         proj = self.proj
@@ -1380,7 +1487,7 @@ class _Redactor:
         keyword = keyword and not self._labelled_reference(item.start)
         chained = flow.cardish and self._tight_gap(flow.last_end, item.start)
         if keyword or chained:
-            self.spans.append(_Span(item.start, item.end, frozenset({SuppressedKind.CARD_EXPIRY})))
+            self.spans.append(_Span(item.start, item.end, _ONLY[SuppressedKind.CARD_EXPIRY]))
         self._settle(item.end, cardish=keyword or chained)
 
     def _tight_gap(self, start: int, end: int) -> bool:
@@ -1394,8 +1501,8 @@ class _Redactor:
         iban = self._spoken_iban(run) if len(digits) >= 13 else None
         if iban is not None:
             start, used = iban
-            self.spans.append(_Span(start, toks[used - 1].end, frozenset({SuppressedKind.IBAN})))
-            self._settle(toks[used - 1].end)
+            self.spans.append(_Span(start, toks[used - 1][1], _ONLY[SuppressedKind.IBAN]))
+            self._settle(toks[used - 1][1])
             if used < len(toks):
                 self._run(_Run(toks[used:], run.seps[used:]))
             return
@@ -1412,16 +1519,18 @@ class _Redactor:
                 self._add(run.start, run.end, kind)
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
                 return
-        windows = _card_windows(run, digits)
+        # The calls below are skipped where they cannot answer: most runs in a long text are none of these.
+        windows = _card_windows(run, digits) if len(digits) >= 13 else None
         if windows:
             self._cards(run, windows)
             return
-        detail = self._card_detail_kind(run, digits)
-        if detail is not None:
-            self.spans.append(_Span(run.start, run.end, detail))
-            self._settle(run.end, cardish=True)
-            return
-        shape = _shape_kind(run)
+        if self.flow.cardish or self.card_words:
+            detail = self._card_detail_kind(run, digits)
+            if detail is not None:
+                self.spans.append(_Span(run.start, run.end, detail))
+                self._settle(run.end, cardish=True)
+                return
+        shape = _shape_kind(run) if len(digits) == 9 else None  # both shapes have nine digits
         if shape is not None:
             self._add(run.start, run.end, shape)
         self._settle(run.end)
@@ -1442,9 +1551,9 @@ class _Redactor:
             return None
         need, total = length - 2, 0
         for used, tok in enumerate(run.toks, start=1):
-            total += len(tok.digits)
+            total += len(tok[2])
             if total == need:
-                digits = "".join(t.digits for t in run.toks[:used])
+                digits = "".join(t[2] for t in run.toks[:used])
                 if _mod97(digits[2:] + cc + digits[:2]) == 1:
                     return run.start - len(window) + first, used
                 return None
@@ -1456,17 +1565,17 @@ class _Redactor:
         toks = run.toks
         covered_to = -1
         for n, (i, j) in enumerate(windows):
-            number = "".join(t.digits for t in toks[i : j + 1])
+            number = "".join(t[2] for t in toks[i : j + 1])
             self.spans.append(
-                _Span(toks[i].start, toks[j].end, frozenset({SuppressedKind.CARD_NUMBER}), number[-4:])
+                _Span(toks[i][0], toks[j][1], _ONLY[SuppressedKind.CARD_NUMBER], number[-4:])
             )
             covered_to = j
             # Whatever follows a card in the same breath, up to the next card, is its expiry and/or CVV.
             stop = windows[n + 1][0] if n + 1 < len(windows) else len(toks)
             if stop > j + 1 and stop - j - 1 <= 8:
-                tail = "".join(t.digits for t in toks[j + 1 : stop])
+                tail = "".join(t[2] for t in toks[j + 1 : stop])
                 if 3 <= len(tail) <= 8:
-                    self.spans.append(_Span(toks[j + 1].start, toks[stop - 1].end, _tail_kinds(tail)))
+                    self.spans.append(_Span(toks[j + 1][0], toks[stop - 1][1], _tail_kinds(tail)))
                     covered_to = stop - 1
         self._settle(run.end, cardish=covered_to == len(toks) - 1)
 
@@ -1493,9 +1602,9 @@ class _Redactor:
             cvv_ok = cvv_at >= exp_at
             exp_ok = not cvv_ok
         if cvv_ok:
-            return frozenset({SuppressedKind.CARD_SECURITY_CODE})
+            return _ONLY[SuppressedKind.CARD_SECURITY_CODE]
         if exp_ok:
-            return frozenset({SuppressedKind.CARD_EXPIRY})
+            return _ONLY[SuppressedKind.CARD_EXPIRY]
         if flow.cardish and self._tight_gap(flow.last_end, run.start):
             return _tail_kinds(digits)
         return None
@@ -1504,7 +1613,7 @@ class _Redactor:
         self.flow.last_end, self.flow.cardish, self.flow.bank = end, cardish, bank
 
     def _add(self, start: int, end: int, kind: SuppressedKind) -> None:
-        self.spans.append(_Span(start, end, frozenset({kind})))
+        self.spans.append(_Span(start, end, _ONLY[kind]))
 
     def result(self) -> Redacted:
         if not self.spans:
@@ -1534,24 +1643,19 @@ def _vat_end(proj: bytes, body_start: int, body_end: int) -> int | None:
     """End of the longest prefix of the body's chunks that fits a VAT ID (a year or quantity may follow).
 
     Chunks are never empty and one separator apart, so twelve characters of chunks lie within the
-    first 24 of the body; a chunk cut at 40 is already past the limit, however long the body is.
+    first 24 of the body; a chunk cut at 40 is already past the limit, however long the body is. Both
+    the length and the digit count only grow chunk by chunk, so the longest prefix within twelve
+    characters is the only one to check.
     """
-    best: int | None = None
-    length = digits = 0
-    pos = body_start
     window = proj[body_start : min(body_end, body_start + 40)]
     chunks = window.translate(_VAT_SEPS).split(b" ")
-    chunk_digits = window.translate(_VAT_SEPS, _LETTERS).split(b" ")  # the same chunks, letters dropped
-    for chunk, chunk_digit in zip(chunks, chunk_digits, strict=True):
-        length += len(chunk)
-        if length > 12:
-            break
-        digits += len(chunk_digit)
-        pos += len(chunk)
-        if length >= 8 and digits >= 7:
-            best = pos
-        pos += 1
-    return best
+    lengths = list(accumulate(map(len, chunks)))
+    last = bisect_right(lengths, 12) - 1
+    if last < 0 or lengths[last] < 8:
+        return None
+    if len(b"".join(chunks[: last + 1]).translate(None, _LETTERS)) < 7:
+        return None
+    return body_start + lengths[last] + last  # one separator after each chunk before the last
 
 
 _VAT_SEPS = bytes.maketrans(b".-", b"  ")

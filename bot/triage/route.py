@@ -108,6 +108,8 @@ def route(
         is_vip=is_vip,
         approval_required=approval_required,
         approval_reason=approval_reason,
+        approvals_needed=policy.approvals_needed(fields.amount, fields.currency) if approval_required else 0,
+        senior_needed=approval_required and policy.senior_reason(fields.amount, fields.currency) is not None,
         escalation_reasons=reasons,
         owner=owner or policy.default_finance_owner,
     )
@@ -125,6 +127,8 @@ def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool 
     case.is_vip = routing.is_vip
     case.approval_required = routing.approval_required
     case.approval_reason = routing.approval_reason
+    case.approvals_needed = routing.approvals_needed
+    case.senior_needed = routing.senior_needed
     case.escalation_reasons = routing.escalation_reasons
     if set_owner:
         case.owner = routing.owner

@@ -11,13 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from sqlalchemy import Engine
 
 from blocks.actions import SlashCommand
+from blocks.delegations import (
+    ended_answer,
+    listing_answer,
+    nothing_to_end_answer,
+    refused_answer,
+    started_answer,
+)
 from blocks.format import code, inline
 from blocks.lookup import (
     CustomerResult,
@@ -29,8 +36,19 @@ from blocks.lookup import (
     queue_message,
     usage_message,
 )
+from bot import delegations
 from bot.actions.authz import permits
 from bot.actions.runner import ActionContext
+from bot.delegations import (
+    BadDelegation,
+    Delegate,
+    DelegateOff,
+    DelegationCommand,
+    Ended,
+    ListDelegations,
+    People,
+    Started,
+)
 from bot.lookup.customers import MoonClerkLookup, find, lookup_for
 from bot.lookup.queries import (
     USAGE,
@@ -62,6 +80,11 @@ class FinanceContext:
     lookup: MoonClerkLookup | None
     is_finance: Callable[[str], bool]
     clock: Callable[[], datetime] = utcnow
+    # For `/finance delegate`: who is an approver (the Directory), the policy's zone (a delegation ends
+    # at the end of its last day there), and a nudge so the direct messages go now, not at the next poll.
+    people: People | None = None
+    zone: tzinfo = UTC
+    wake: Callable[[], None] | None = None
 
 
 def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
@@ -79,11 +102,42 @@ def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
         if detail is None:
             return notice(f"No finance-desk case has DialNexa call ID {code(command.call_id, 210)}.")
         reminders = [(row.kind, row.due_at) for row in detail.reminders]
-        return case_message(detail.case, detail.actions, detail.audit, detail.audit_total, reminders)
+        return case_message(detail.case, detail.actions, detail.audit, detail.audit_total, reminders,
+                            approvals=detail.approvals)
     if isinstance(command, Queue):
         view = queue(ctx.engine, ctx.clock())
         return queue_message(view.review.cases, view.review.total, view.overdue.cases, view.overdue.total)
     raise AssertionError(f"unhandled command {command!r}")
+
+
+def answer_delegation(ctx: FinanceContext, command: DelegationCommand, user: str) -> dict[str, Any]:
+    """The ephemeral answer to `/finance delegate …` or `/finance delegations`, after carrying it out."""
+    if isinstance(command, BadDelegation):
+        return usage_message(command.problem, delegations.USAGE)
+    now = ctx.clock()
+    if isinstance(command, ListDelegations):
+        if not ctx.is_finance(user):
+            return notice(NOT_ALLOWED)
+        found = delegations.listing(ctx.engine, user, now)
+        return listing_answer(found.given, found.received, found.others, ctx.zone)
+    if isinstance(command, DelegateOff):
+        ended = delegations.turn_off(ctx.engine, user, now)
+        if not isinstance(ended, Ended):
+            return nothing_to_end_answer(ended.received, ctx.zone)
+        _wake(ctx)
+        return ended_answer(ended.delegation)
+    assert isinstance(command, Delegate)
+    assert ctx.people is not None, "delegation needs the directory"
+    outcome = delegations.start(ctx.engine, ctx.people, user, command, now, ctx.zone)
+    if isinstance(outcome, Started):
+        _wake(ctx)
+        return started_answer(outcome.delegation, ctx.zone)
+    return refused_answer(outcome.why, outcome.delegate, ctx.zone, other=outcome.other, latest=outcome.latest)
+
+
+def _wake(ctx: FinanceContext) -> None:
+    if ctx.wake is not None:
+        ctx.wake()
 
 
 def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
@@ -115,12 +169,18 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
 def finance_context(runtime: Runtime, actions: ActionContext) -> FinanceContext:
     lookup = lookup_for(actions.moonclerk) if actions.moonclerk is not None else None
     return FinanceContext(engine=runtime.engine, lookup=lookup, clock=actions.clock,
-                          is_finance=lambda user: permits(actions.directory, user, SlashCommand.FINANCE))
+                          is_finance=lambda user: permits(actions.directory, user, SlashCommand.FINANCE),
+                          people=actions.directory, zone=runtime.policy.business_hours.zone,
+                          wake=runtime.wake_workers)
 
 
-def _finish(ctx: FinanceContext, parsed: Command, user: str, respond: Respond, deferred: bool) -> None:
+def _finish(ctx: FinanceContext, parsed: Command | DelegationCommand, user: str, respond: Respond,
+            deferred: bool) -> None:
     try:
-        message = answer(ctx, parsed, user)
+        if isinstance(parsed, Delegate | DelegateOff | ListDelegations | BadDelegation):
+            message = answer_delegation(ctx, parsed, user)
+        else:
+            message = answer(ctx, parsed, user)
     except Exception as exc:  # never leave the person waiting on a silent failure
         log.error("/finance failed: %s: %s", exc.__class__.__name__, exc)
         message = notice("Something went wrong answering that; nothing was changed. Try again in a minute.")
@@ -128,9 +188,19 @@ def _finish(ctx: FinanceContext, parsed: Command, user: str, respond: Respond, d
 
 
 def finance(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
-    parsed = parse_command(str(command.get("text") or ""))
+    text = str(command.get("text") or "")
     it = interaction(context)
     ctx = finance_context(it.desk.runtime, it.desk.actions)
+    delegation = delegations.parse(text)
+    if isinstance(delegation, BadDelegation):
+        ack(response_type="ephemeral", **answer_delegation(ctx, delegation, it.user))
+        return
+    if delegation is not None:
+        # Database work only (and a user-group read for the policy check): answered at once, after the ack.
+        ack()
+        _finish(ctx, delegation, it.user, respond, False)
+        return
+    parsed = parse_command(text)
     if isinstance(parsed, Help | Usage):
         ack(response_type="ephemeral", **answer(ctx, parsed, it.user))
         return

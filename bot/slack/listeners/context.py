@@ -20,9 +20,11 @@ from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from blocks.actions import VALUE_OF, CaseRef
+from blocks.actions import VALUE_OF, ButtonValue, CaseRef
+from bot import decisions
 from bot.actions import authz
 from bot.actions.runner import ActionContext
+from bot.outcome import Outcome
 from bot.runtime import Runtime
 from bot.slack.errors import failure_answer
 from storage.models import Case
@@ -117,6 +119,23 @@ class Interaction:
 
         self.desk.actions.background.submit(run)
 
+    def change_later(self, work: Callable[[], Outcome]) -> None:
+        """`later` for a change the card and its thread report: only a refusal is told to the person.
+
+        Even a database-only change runs here: sixteen clicks at once would otherwise hold every Bolt
+        listener thread and delay the acks of the clicks behind them.
+        """
+        def run() -> None:
+            try:
+                outcome = work()
+            except Exception as error:
+                self.reply.failed(error, "work after the ack")
+                return
+            if not outcome.ok:
+                self.reply.after_ack(outcome.message)
+
+        self.desk.actions.background.submit(run)
+
 
 def interaction(context: BoltContext) -> Interaction:
     found = context[KEY]
@@ -184,5 +203,35 @@ class Prepare(Middleware):
                 # After the HTTP ack, never before it: a response_url round trip could outlast Slack's 3 s.
                 self.desk.actions.background.submit(reply.after_ack, stale)
             return BoltResponse(status=200, body="")  # a view with unreadable metadata just closes
-        context[KEY] = Interaction(self.desk, context.user_id or "", value, reply)
+        user = context.user_id or ""
+        element = _element_id(req.body)
+        kind = req.body.get("type")
+        if kind in _GUARDED and element in authz.FINANCE_ONLY and not authz.permits(self.desk.actions.directory,
+                                                                                    user, element):
+            self._answer_later(reply, lambda now: decisions.refuse_interaction(
+                self.desk.runtime.engine, reply.case_id, user, element, authz.FINANCE_ONLY_REASON, now))
+            return BoltResponse(status=200, body="")
+        if kind == "block_actions" and isinstance(value, ButtonValue):
+            message_ts = (req.body.get("container") or {}).get("message_ts")
+            old_card = decisions.stale_card(self.desk.runtime.engine, value.case_id, value.v, message_ts)
+            if old_card is not None:
+                self._answer_later(reply, lambda now: decisions.stale_answer(
+                    self.desk.runtime.engine, old_card, value.v, user, element, now))
+                return BoltResponse(status=200, body="")
+        context[KEY] = Interaction(self.desk, user, value, reply)
         return next()
+
+    def _answer_later(self, reply: Reply, answer: Callable[[datetime], str]) -> None:
+        """Audit and answer after the ack, never before it (see on_error)."""
+        def run() -> None:
+            try:
+                text = answer(self.desk.actions.clock())
+            except Exception as error:
+                text = failure_answer(error, "a refusal")
+            reply.after_ack(text)
+
+        self.desk.actions.background.submit(run)
+
+
+# Clicks and modal submissions: the slash command checks its own subcommands (some are open to all).
+_GUARDED: Final = frozenset({"block_actions", "view_submission"})

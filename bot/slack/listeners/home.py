@@ -1,4 +1,8 @@
-"""App Home: publish the opener's Home tab on `app_home_opened`; ack the tab's link buttons."""
+"""App Home: publish the opener's Home tab on `app_home_opened`; ack the tab's link buttons.
+
+Who may decide what is answered here, with bot.decisions' own terms (authorities, still_needed), so
+the Home tab offers Approve and Deny exactly where a click would be accepted.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,43 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from blocks.actions import HOME_OPEN_PREFIX
 from blocks.home import home_view
-from bot.actions.authz import refusal
+from bot.actions.authz import Directory, refusal
 from bot.actions.runner import ActionContext
+from bot.decisions import authorities, may_approve_now
 from bot.lookup.queries import home_data
 from bot.runtime import Runtime
 from bot.slack.listeners.context import interaction
 from storage.models import Case
 
 
-def build_home(runtime: Runtime, actions: ActionContext, user: str, now: datetime) -> dict[str, Any]:
+def home_for(engine: Engine, directory: Directory, user: str, now: datetime, *,
+             review_channel: str | None = None) -> dict[str, Any]:
     """The Home view for `user`: a plain function, testable without Slack."""
-    directory = actions.directory
-    approver = directory.is_approver(user)
+    with Session(engine) as session:
+        held = authorities(session, directory, user, now)
 
-    def may_approve(case: Case) -> bool:
+    def may_confirm(case: Case) -> bool:
+        # A payout's second approval is a money action: the approver's own authority, not a delegate's.
         return refusal(directory, user, case.amount, case.currency) is None
 
-    data = home_data(runtime.engine, user, now, is_approver=approver, may_approve=may_approve,
-                     review_channel=runtime.settings.review_channel)
+    data = home_data(engine, user, now, is_approver=bool(held),
+                     may_decide=lambda case: may_approve_now(directory, held, case), may_confirm=may_confirm,
+                     review_channel=review_channel, may_resolve=directory.is_finance(user))
     return home_view(data)
+
+
+def build_home(runtime: Runtime, actions: ActionContext, user: str, now: datetime) -> dict[str, Any]:
+    return home_for(runtime.engine, actions.directory, user, now, review_channel=runtime.settings.review_channel)
+
+
+def publish_home(runtime: Runtime, actions: ActionContext, client: WebClient, user: str, now: datetime) -> None:
+    """Publish `user`'s Home again (after a decision made from it, so the row leaves at once)."""
+    client.views_publish(user_id=user, view=build_home(runtime, actions, user, now))
 
 
 def app_home_opened(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
@@ -38,8 +57,7 @@ def app_home_opened(event: dict[str, Any], client: WebClient, context: BoltConte
     if event.get("tab", "home") != "home" or not event.get("user"):
         return
     it = interaction(context)
-    user = str(event["user"])
-    client.views_publish(user_id=user, view=build_home(it.desk.runtime, it.desk.actions, user, it.now()))
+    publish_home(it.desk.runtime, it.desk.actions, client, str(event["user"]), it.now())
 
 
 def open_link(ack: Ack) -> None:

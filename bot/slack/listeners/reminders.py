@@ -1,8 +1,9 @@
-"""Reminder controls (done, snooze, reassign), the snooze modal and the card's Snooze button.
+"""Reminder controls (done, snooze, reassign), the done and snooze modals and the card's Snooze button.
 
-Thin: ack at once, call a plain function in bot.reminders.store, tell the person. A handled reminder
+Thin: ack at once, call a plain function in bot.reminders.store, tell the person. A snoozed reminder
 is replaced in place (through its response_url) so its controls cannot be used twice; refusals are
-ephemeral.
+ephemeral. Done asks what was done in a modal, which has no response_url: its answer is ephemeral,
+and the thread reply says it for everyone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from blocks.actions import ActionId, ButtonValue, CallbackId, ControlId, ReminderValue
-from blocks.reminders import SNOOZE_BLOCK, picked_time, snooze_modal
+from blocks.reminders import SNOOZE_BLOCK, done_choice, done_errors, done_modal, picked_time, snooze_modal
 from bot.outcome import Outcome
 from bot.reminders import store
 from bot.reminders.schedule import SnoozeChoice, snooze_target
@@ -28,10 +29,24 @@ def _answer(it: Interaction, outcome: Outcome) -> None:
         it.reply.ephemeral(outcome.message)
 
 
-def reminder_done(ack: Ack, context: BoltContext) -> None:
+def reminder_done(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """Done on a reminder: ask what was done (outcome and note) before anything is recorded."""
     ack()
+    # trigger_id expires 3 s after the click: open the modal before anything else.
+    client.views_open(trigger_id=body["trigger_id"], view=done_modal(interaction(context).ref(ReminderValue)))
+
+
+def done_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
     it = interaction(context)
-    _answer(it, store.follow_up_done(it.desk.runtime.engine, it.ref(ReminderValue).case_id, it.user, it.now()))
+    outcome, note = done_choice(view)
+    errors = done_errors(outcome, note)
+    if errors or outcome is None:
+        ack(response_action="errors", errors=errors)
+        return
+    ack()
+    runtime = it.desk.runtime
+    answer = store.follow_up_done(runtime.engine, it.ref(ReminderValue).case_id, it.user, it.now(), outcome, note)
+    it.reply.ephemeral(answer.message)
 
 
 def reminder_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
@@ -89,7 +104,10 @@ ACTIONS: dict[str, Callable[..., None]] = {
     ControlId.REMINDER_REASSIGN: reminder_reassign,
     ActionId.SNOOZE: snooze,
 }
-VIEWS: dict[str, Callable[..., None]] = {CallbackId.REMINDER_SNOOZE: snooze_submitted}
+VIEWS: dict[str, Callable[..., None]] = {
+    CallbackId.REMINDER_SNOOZE: snooze_submitted,
+    CallbackId.REMINDER_DONE: done_submitted,
+}
 
 
 def register(app: App) -> None:
