@@ -30,6 +30,8 @@ class ActionId(StrEnum):
     ASSIGN_SELF = "assign_self"
     SNOOZE = "snooze"
     DISMISS = "dismiss"
+    # Email the customer (bot.mail): approvers only, to the verified recipient.
+    SEND_TO_CUSTOMER = "send_to_customer"
 
 
 class ControlId(StrEnum):
@@ -59,6 +61,7 @@ class CallbackId(StrEnum):
     REMINDER_DONE = "reminder_done_modal"
     DENY = "deny_modal"
     RESOLVE = "resolve_modal"
+    SEND_TO_CUSTOMER = "send_to_customer_modal"
 
 
 class SlashCommand(StrEnum):
@@ -130,6 +133,13 @@ class ButtonValue(CaseRef):
     v: int = Field(ge=0)
 
 
+class MailValue(ButtonValue):
+    """The email modal: its case and card, and which email of the call it will send (`n`, the last part of
+    the idempotency key `<call ID>:send_to_customer:<n>`), so submitting one modal twice sends once."""
+
+    n: int = Field(ge=1, le=10_000)
+
+
 class ReminderValue(CaseRef):
     """A reminder's controls: the case and the reminder."""
 
@@ -183,4 +193,5 @@ VALUE_OF: Final[dict[str, type[CaseRef]]] = {
     CallbackId.REMINDER_DONE: ReminderValue,
     CallbackId.DENY: ButtonValue,
     CallbackId.RESOLVE: ButtonValue,
+    CallbackId.SEND_TO_CUSTOMER: MailValue,
 }

@@ -36,6 +36,7 @@ from blocks.limits import (
     truncate,
     truncate_mrkdwn,
 )
+from blocks.mail import recipient_context
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
@@ -443,8 +444,13 @@ def offered_actions(case: Case) -> list[ActionId]:
                             (ActionId.INVOICE_POOF, has_invoice_details), (ActionId.PAYOUT_POOF, has_payout_details)):
         if offered(case) and not _done(case, action):
             actions.append(action)
+    if case.is_billing and case.verified_email and case.mail_status not in _MAIL_IN_FLIGHT:
+        actions.append(ActionId.SEND_TO_CUSTOMER)  # a failed email comes back here: this is its Retry
     actions += [ActionId.RESOLVE, ActionId.ROUTE_REVIEW, ActionId.ASSIGN_SELF, ActionId.SNOOZE, ActionId.DISMISS]
     return actions
+
+
+_MAIL_IN_FLIGHT = frozenset({"queued", "sending"})
 
 
 def _primary(case: Case, actions: list[ActionId]) -> ActionId | None:
@@ -468,6 +474,7 @@ _BUTTON_TEXT = {
     ActionId.ASSIGN_SELF: "Assign to me",
     ActionId.SNOOZE: "Snooze",
     ActionId.DISMISS: "Dismiss",
+    ActionId.SEND_TO_CUSTOMER: "✉️ Send to customer",
 }
 
 
@@ -580,6 +587,7 @@ def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str,
         _suppression(case),
         _evidence(case),
         _state(case, next_reminder),
+        recipient_context(case),
         *_actions(case),
         _ledger_buttons(case),
     ]

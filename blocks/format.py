@@ -103,11 +103,15 @@ def money(amount: Decimal, currency: str | None, limit: int = 80) -> str:
 
 
 def mention(user: str | None, limit: int = 60) -> str | None:
-    """`<@U…>` for a Slack user ID; any other actor ("system", a name) as inert text."""
+    """`<@U…>` for a Slack user ID, `<!subteam^S…>` for a user group (a policy [owners] entry may name
+    one: the card shows the group as the owner until a person takes the case); any other actor
+    ("system", a name) as inert text."""
     if not user:
         return None
     if _USER_ID.fullmatch(user):
         return f"<@{user}>"
+    if _GROUP_ID.fullmatch(user):
+        return f"<!subteam^{user}>"
     return inline(user, limit)
 
 

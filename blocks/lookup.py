@@ -19,6 +19,7 @@ from bot.triage.model import KIND_LABELS, BillingKind
 from providers.base import Money
 from providers.moonclerk import Customer, Payment, PaymentMethod
 from storage.decisions import Approval
+from storage.mail import MailMessage
 from storage.models import AuditEvent, Case, ProviderAction
 from storage.states import CaseState, MatchStatus, is_closed
 
@@ -255,6 +256,17 @@ def _audit_line(event: AuditEvent) -> str:
     return " · ".join(parts)
 
 
+def _email_line(email: MailMessage) -> str:
+    """What was sent, where, by whom, how it went (bot.mail): never the body."""
+    parts = [f"• {slack_date(email.sent_at or email.created_at)}", code(email.recipient, 320),
+             inline(_readable(email.status), 40), inline(email.subject, 120), f"by {mention(email.approved_by) or '?'}"]
+    if email.document:
+        parts.append(code(email.document, 300))
+    if email.last_error and email.status != "sent":
+        parts.append(inline(email.last_error, 200))
+    return " · ".join(parts)
+
+
 def _readable(value: str) -> str:
     """A stored code (`payment_plan_agreed`) as words: "Payment plan agreed"."""
     return value.replace("_", " ").capitalize()
@@ -325,6 +337,7 @@ def match_text(case: Case) -> str:
 def case_message(
     case: Case, actions: Sequence[ProviderAction], audit: Sequence[AuditEvent], audit_total: int,
     reminders: Sequence[tuple[str, datetime | None]], approvals: Sequence[Approval] | None = None,
+    emails: Sequence[MailMessage] = (),
 ) -> dict[str, Any]:
     """One case's record. `approvals`: every round's approval rows (bot.lookup.queries.CaseDetail); when
     not given, this round's approvals as the case row keeps them."""
@@ -353,6 +366,8 @@ def case_message(
     if approval_lines or case.approval_required:
         blocks += line_sections("Approvals", approval_lines, empty="None yet.")
     blocks += line_sections("Actions", [_action_line(a) for a in actions], empty="No provider actions.")
+    if emails:
+        blocks += line_sections("Emails to the customer", [_email_line(e) for e in emails], empty="None.")
     shown = f"Audit trail (latest {len(audit)} of {audit_total})" if audit_total > len(audit) else "Audit trail"
     blocks += line_sections(shown, [_audit_line(e) for e in audit], empty="No audit events.")
     reminder_lines = [f"• {inline(kind, 40)} · {slack_date(due) if due else 'no time set'}" for kind, due in reminders]

@@ -44,7 +44,7 @@ def policy_date(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def who(owner: str | None) -> str:
-    person = mention(owner) if is_user_id(owner) else None
+    person = mention(owner) if is_user_id(owner) or user_group(owner) else None
     return person or "nobody owns this case yet"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -23,7 +22,7 @@ from bot.audit_export import ExportError, export
 from bot.config import ConfigError, Settings, load_settings, read_settings
 from bot.ingest import preview_case
 from bot.logs import setup_logging
-from bot.policy import PolicyError, load_policy
+from bot.policy import Policy, PolicyError, load_policy
 from bot.runtime import Runtime, build_runtime
 from providers.dialnexa import NotACallEvent
 from storage.db import make_engine, normalise_url
@@ -81,11 +80,25 @@ def serve(host: str, port: int) -> None:
         service = start_slack(runtime, matcher=True)
     else:
         logging.getLogger(__name__).warning("SLACK_BOT_TOKEN is not set: cases are stored but no cards are posted")
+    # uvicorn re-raises the SIGTERM it handled once it has drained: exit through `finally` instead of dying.
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+        # SIGTERM: uvicorn stops accepting, lets in-flight requests (and their provider calls) finish for up
+        # to PROVIDER_TIMEOUT_SECONDS, then the workers stop and hand back their leases: out within 30 s.
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=_grace(settings))
     finally:
         if service is not None:
             service.stop()
+
+
+def _exit_after_drain(*_: object) -> None:
+    raise SystemExit(0)
+
+
+def _grace(settings: Settings) -> int:
+    # In-flight requests get their provider calls' timeout, capped so the whole stop stays under 30 s.
+    return max(1, min(int(settings.provider_timeout_seconds) + 1, 15))
 
 
 def _runtime(settings: Settings) -> Runtime:
@@ -118,8 +131,10 @@ def socket(host: str, port: int) -> None:
         service.stop()
         _fail([f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({exc.response.get('error')}); "
                "check the xapp- token has connections:write and Socket Mode is enabled for the app"])
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=_grace(settings))
     finally:
         handler.close()  # type: ignore[no-untyped-call]
         service.stop()
@@ -130,16 +145,18 @@ def socket(host: str, port: int) -> None:
               help="Fire the reminders that are due, send everything the outbox holds, then exit (cron, one-off runs).")
 def worker(drain: bool) -> None:
     """Run the Slack outbox worker and the reminder scheduler (no HTTP); several may share one PostgreSQL."""
+    from bot.lookup.directory import sync_job
     from bot.reminders.scheduler import drain as drain_once
     from bot.reminders.scheduler import scheduler_for
+    from bot.shutdown import release_leases
     from bot.slack.service import action_context, outbox_worker, recover_provider_calls, web_client
 
     settings = _settings(require_slack=True, http=False)
     runtime = _runtime(settings)
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client)
-    reminders = scheduler_for(runtime, on_fired=outbox.wake,
-                              housekeeping=recover_provider_calls(runtime, action_context(runtime, client)))
+    actions = action_context(runtime, client)
+    reminders = scheduler_for(runtime, on_fired=outbox.wake, housekeeping=recover_provider_calls(runtime, actions))
     if drain:
         click.echo(json.dumps(drain_once(outbox, reminders)))
         return
@@ -147,13 +164,18 @@ def worker(drain: bool) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     outbox.start()
     reminders.start()
+    # The customer directory sync (bot.lookup.directory); one process at a time does the work.
+    directory = sync_job(runtime.engine, actions.moonclerk).start() if actions.moonclerk is not None else None
     try:
         stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        if directory is not None:
+            directory.stop()
         reminders.stop()
         outbox.stop()
+        release_leases(runtime.engine, [outbox.worker_id, reminders.worker_id])
 
 
 @cli.command()
@@ -242,21 +264,34 @@ def config() -> None:
 
 @config.command("check")
 def config_check() -> None:
-    """Validate the environment and the policy file, printing one line per problem."""
-    problems: list[str] = []
-    try:
-        policy_path: Path | None = load_settings().finance_desk_policy
-    except ConfigError as exc:
-        problems += exc.problems
-        raw = os.environ.get("FINANCE_DESK_POLICY")
-        policy_path = Path(raw) if raw else None
-    try:
-        load_policy(policy_path)  # checked even when the environment has problems: one run lists all
-    except PolicyError as exc:
-        problems += exc.problems
-    if problems:
-        _fail(problems)
-    click.echo("configuration ok")
+    """The offline checks of `finance-desk check` (kept as an alias)."""
+    _run_checks(live=False, fields=False, calls=())
+
+
+@cli.command("check")
+@click.option("--live", is_flag=True, help="Also ask Slack and every configured provider (reads only).")
+@click.option("--fields", is_flag=True,
+              help="Print the field map (per case kind, or per CALL.json given) instead of the checks.")
+@click.argument("calls", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check_command(live: bool, fields: bool, calls: tuple[Path, ...]) -> None:
+    """Is everything wired? One row per check (check, result, fix); exits 0 only when all pass."""
+    _run_checks(live=live, fields=fields or bool(calls), calls=calls)
+
+
+def _run_checks(*, live: bool, fields: bool, calls: tuple[Path, ...]) -> None:
+    from bot import check
+
+    rows, settings, policy = check.offline_checks()
+    if fields:
+        rows = [row for row in rows if not row.passed] + check.field_map(settings, policy or Policy(), list(calls))
+    elif live and settings is not None and policy is not None:
+        rows += check.live_checks(settings, policy)
+    click.echo(check.render(rows))
+    if not check.passed(rows):
+        # Also one stderr line per failure, as `config check` always printed them.
+        _fail([row.detail if row.check in ("settings", "policy") else f"{row.check}: {row.detail}"
+               for row in rows if not row.passed])
+    click.echo("configuration ok" if not fields else "every field mapped")
 
 
 def main() -> None:

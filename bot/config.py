@@ -12,11 +12,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from providers.mail import parse_smtp_url
 from storage.db import normalise_url
 
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 MIN_WEBHOOK_TOKEN_LENGTH = 24
 _URL_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved URL characters: one path segment, as typed
+_MAIL_FROM = re.compile(r"(?:[^<>@\r\n]{1,100} )?<?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?")
 
 
 class ConfigError(Exception):
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     # Spacing between posts to one channel; Slack allows about one message a second per channel.
     slack_post_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     finance_desk_policy: Path | None = None
+    # Email to customers (bot.mail): smtp://user:password@host:587 (STARTTLS), smtps://…:465 (TLS), or a
+    # plain smtp://127.0.0.1:25 for a loopback relay only. A secret: it carries the password.
+    smtp_url: SecretStr | None = None
+    mail_from: str | None = None
+    # Bearer token GET /metrics asks for; unset, /metrics is open (keep it off the public network).
+    metrics_token: SecretStr | None = None
 
     @field_validator("dialnexa_webhook_secrets", mode="before")
     @classmethod
@@ -105,6 +113,20 @@ class Settings(BaseSettings):
             raise ValueError("may hold only letters, digits, '-', '_', '.' and '~' (it is part of the webhook URL)")
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_smtp_url(value.get_secret_value())  # its ValueError never quotes the URL
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _MAIL_FROM.fullmatch(value.strip()):
+            raise ValueError("must be an email address such as billing@example.com, optionally 'Name <address>'")
+        return value.strip() if value is not None else None
+
     @property
     def slack_enabled(self) -> bool:
         return self.slack_bot_token is not None
@@ -152,6 +174,8 @@ def load_settings(*, require_slack: bool = False, socket_mode: bool = False, htt
         for name in needed:
             if missing(name):
                 problems.append(f"{name.upper()}: missing (needed to post cards to Slack)")
+    if settings is not None and (settings.smtp_url is None) != (settings.mail_from is None):
+        problems.append("SMTP_URL and MAIL_FROM: set both to email customers, or neither")
     if socket_mode and missing("slack_app_token"):
         problems.append("SLACK_APP_TOKEN: missing (Socket Mode needs an xapp- token with connections:write)")
     if problems:

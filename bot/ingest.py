@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert
 from sqlmodel import Session, col, select
 
+from bot import metrics
 from bot.lookup.review import identity, mark_for_matching
 from bot.policy import Policy
 from bot.reminders.store import sync_case
@@ -80,7 +81,10 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
             **_delivery_defaults(), "received_at": now, "call_id": parsed.call_id, "event_name": parsed.event_name,
             "event_kind": parsed.event.value, "body_sha256": digest, "outcome": outcome,
         })
-    log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind)
+    if created:
+        metrics.case_created(case.kind)
+    log.info("dialnexa %s %s for call %s: %s", parsed.event_name, outcome, parsed.call_id, case.kind,
+             extra={"call_id": parsed.call_id, "case_id": case.id})
     return IngestResult(outcome=outcome, call_id=parsed.call_id, case_id=case.id, created=created,
                         is_billing=case.is_billing)
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from bot.ingest import on_case_changed
+from bot.lookup import directory
 from bot.policy import Policy
 from bot.slack.outbox import enqueue_thread
 from bot.triage.route import apply_routing
@@ -86,6 +87,7 @@ def handle_event(engine: Engine, moonclerk: MoonClerkClient, policy: Policy, bod
         customer = moonclerk.get_customer(_record_id(data))
     else:
         raise MalformedEvent(f'object must be "customer" or "payment", not {_what(kind)}')
+    directory.write_through(engine, [customer], now)  # just read directly: the directory's copy follows
     return _record_failure(engine, policy, customer, now)
 
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from bot.triage.model import BillingKind
 from providers.currency import normalise_currency
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -126,6 +127,9 @@ class Policy(_Strict):
     vip: Vip = Field(default_factory=Vip)
     default_finance_owner: str | None = None
     oncall_user_group: str | None = None
+    # [owners]: who owns a new case of each kind, a user (U…/W…) or a user group (S…); before
+    # default_finance_owner, after an owner the call itself names.
+    owners: dict[str, str] = Field(default_factory=dict)
     reminders: Reminders = Field(default_factory=Reminders)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
 
@@ -153,6 +157,21 @@ class Policy(_Strict):
         if group_id is not None and not (group_id.startswith("S") and group_id.isalnum()):
             raise ValueError(f"{group_id!r} is not a Slack user group ID (S…)")
         return group_id
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, owners: dict[str, str]) -> dict[str, str]:
+        kinds = {kind.value for kind in BillingKind} - {BillingKind.NOT_BILLING.value}
+        for kind, owner in owners.items():
+            if kind not in kinds:
+                raise ValueError(f"{kind!r} is not a case kind (one of: {', '.join(sorted(kinds))})")
+            if not (owner[:1] in {"U", "W", "S"} and owner.isalnum() and len(owner) <= 20):
+                raise ValueError(f"owners.{kind}: {owner!r} is not a Slack user ID (U…/W…) or user group ID (S…)")
+        return owners
+
+    def owner_for(self, kind: str) -> str | None:
+        """The policy's owner for a new case of this kind: [owners], else default_finance_owner."""
+        return self.owners.get(kind) or self.default_finance_owner
 
     def threshold(self, currency: str | None) -> Decimal | None:
         return self.approval_thresholds.get(currency) if currency else None

@@ -46,6 +46,24 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 _jitter = random.SystemRandom()
 
+# Told of every HTTP attempt: (provider, method, path, outcome, seconds). bot.metrics sets it; providers
+# know nothing of bot, so the hook is all they expose.
+CallObserver = Callable[[str, str, str, str, float], None]
+_observer: CallObserver | None = None
+
+
+def set_call_observer(observer: CallObserver | None) -> None:
+    global _observer
+    _observer = observer
+
+
+def _observe(provider: str, method: str, path: str, outcome: str, started: float) -> None:
+    if _observer is not None:
+        try:
+            _observer(provider, method, path, outcome, time.perf_counter() - started)
+        except Exception:  # a metrics fault must never fail a money call
+            log.exception("call observer failed")
+
 
 class ProviderError(Exception):
     """A provider call that did not succeed; str() is a plain-words message with no secrets."""
@@ -310,14 +328,18 @@ class HttpClient:
         what = f"{self.label} {method.upper()} {path}"
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
+            started = time.perf_counter()
             try:
                 response = self._http.request(method, path, params=query, content=content, headers=headers)
             except httpx.TransportError as exc:
+                _observe(self.provider, method, path, "no_answer", started)
                 if not last:
                     self._pause(attempt, None, what, type(exc).__name__)
                     continue
                 raise self._transport_error(exc, retry) from None
             status = response.status_code
+            _observe(self.provider, method, path, "ok" if 200 <= status < 300 else "ratelimited" if status == 429
+                     else "server_error" if status >= 500 else "client_error", started)
             if 200 <= status < 300:
                 return self._decode(response, retry)
             if status == 429 or status >= 500:

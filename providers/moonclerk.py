@@ -363,6 +363,19 @@ class MoonClerkClient:
         }
         return self._pages("/customers", "customers", Customer, filters, page_size)
 
+    def customers_page(self, *, offset: int, page_size: int = MAX_PAGE_SIZE) -> list[Customer]:
+        """One page of the customer list at `offset`: a sync that stops can resume where it was.
+        A page shorter than `page_size` is the last one."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a whole number ≥ 0")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        body = self._http.request("GET", "/customers", params={"count": page_size, "offset": offset}, retry=True)
+        rows = body.get("customers") if isinstance(body, Mapping) else None
+        if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+            raise self._http.error("MoonClerk's answer had no customers list.", status=200)
+        return [self._parse(Customer, row, "customers") for row in rows]
+
     def list_payments(
         self,
         *,

@@ -114,6 +114,13 @@ class Case(CaseFields, table=True):
     slack_ts: str | None = Field(default=None, max_length=40)
     card_version: int = 0
 
+    # Email to the customer (bot.mail): the address on the matched MoonClerk customer record, as last
+    # verified, and how the latest email went (queued, sending, sent, failed, in_doubt) with its recipient
+    # or the server's answer; the mail_outbox table holds every email.
+    verified_email: str | None = Field(default=None, max_length=320)
+    mail_status: str | None = Field(default=None, max_length=20)
+    mail_note: str | None = Field(default=None, max_length=500)
+
     # The two facts both the action gates (bot.actions.gates) and the card's buttons (blocks.card) read:
     # here, on the data, so the view never asks the domain for a verdict.
     @property
@@ -250,4 +257,7 @@ class HealthProblem(SQLModel, table=True):
 # The reminders table lives in its own module; importing it here registers it with every model.
 from storage.decisions import Approval as Approval  # noqa: E402
 from storage.decisions import Delegation as Delegation  # noqa: E402
+from storage.directory import DirectoryCustomer as DirectoryCustomer  # noqa: E402
+from storage.directory import DirectorySync as DirectorySync  # noqa: E402
+from storage.mail import MailMessage as MailMessage  # noqa: E402
 from storage.reminders import Reminder as Reminder  # noqa: E402

@@ -56,6 +56,7 @@ def full_refund(**overrides: Any) -> Case:
         credit_request="one month credit", approval_requested=True, finance_owner="U0FINANCE1",
         next_step="Refund the duplicate and email a receipt", follow_up_deadline=DEADLINE,
         callback_expected=True, recipient_email="ap@acme.test", payout_recipient="Acme Corp AP",
+        verified_email="billing@acme.test",  # the customer record's address: Send to customer is offered
         payout_consent=True, crypto="usdc", crypto_address="0xabc123",
         transcript_url="https://dialnexa.test/calls/call_abc/transcript",
         recording_url="https://dialnexa.test/calls/call_abc/recording.mp3",

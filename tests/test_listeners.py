@@ -34,7 +34,7 @@ from blocks.actions import (
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
-from bot.slack.listeners import case_actions, commands, decisions, home, money_actions, reminders, review
+from bot.slack.listeners import case_actions, commands, decisions, home, mail, money_actions, reminders, review
 from bot.slack.listeners.context import KEY, Desk, Interaction, Prepare
 from storage.db import session_scope
 from storage.models import AuditEvent, Case
@@ -42,7 +42,7 @@ from storage.models import AuditEvent, Case
 APPROVER, STRANGER = "U0APPROVER1", "U0STRANGER"
 OWNER = "U0OWNER"  # the policy's default finance owner: a finance person, not an approver
 RESPONSE_URL = "https://hooks.slack.test/actions/1"
-MODULES = (case_actions, money_actions, reminders, commands, review, home, decisions)
+MODULES = (case_actions, money_actions, reminders, commands, review, home, decisions, mail)
 
 
 class Recorder:
@@ -191,12 +191,14 @@ def test_every_interactive_id_has_exactly_one_listener() -> None:
 
 def test_ids_keep_their_public_strings() -> None:
     assert {str(a) for a in ActionId} == {"approve", "deny", "resolve", "note_moonclerk", "invoice_poof",
-                                          "payout_poof", "route_review", "assign_self", "snooze", "dismiss"}
+                                          "payout_poof", "route_review", "assign_self", "snooze", "dismiss",
+                                          "send_to_customer"}
     assert {str(c) for c in ControlId} == {"confirm_payout", "callback_done", "retry_action", "reconcile_action",
                                            "reminder_done", "reminder_snooze", "reminder_reassign", "review_pick",
                                            "home_open_review"}
     assert {str(c) for c in CallbackId} == {"invoice_poof_modal", "payout_poof_modal", "reminder_snooze_modal",
-                                            "reminder_done_modal", "deny_modal", "resolve_modal"}
+                                            "reminder_done_modal", "deny_modal", "resolve_modal",
+                                            "send_to_customer_modal"}
 
 
 # ---------------------------------------------------------------------------------------------------

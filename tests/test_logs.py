@@ -45,3 +45,40 @@ def test_the_time_prefix_is_kept_as_written(logged: tuple[logging.Logger, io.Str
     line = stream.getvalue().strip()
     assert line.endswith("INFO tests.logs: no numbers here")
     assert line[:4].isdigit()  # the year of asctime, untouched
+
+
+def test_json_lines_parse_carry_ids_and_no_secret_or_card_number() -> None:
+    import json
+
+    from bot.logs import formatter_for, log_context
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter_for("json"))
+    logger = logging.getLogger("tests.logs.json")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.info("caller read %s", CARD, extra={"call_id": "call_123", "case_id": 7})
+    with log_context(case_id=9):
+        try:
+            raise ValueError("IBAN DE89 3704 0044 0532 0130 00 and card 4111 1111 1111 1111")
+        except ValueError:
+            logger.exception("failed")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 2
+    first, second = lines
+    assert {"time", "level", "logger", "message"} <= first.keys()
+    assert first["level"] == "INFO" and first["logger"] == "tests.logs.json"
+    assert first["call_id"] == "call_123" and first["case_id"] == 7
+    assert second["case_id"] == 9 and "Traceback" in second["exc_info"]
+    text = stream.getvalue()
+    assert "4242 4242" not in text and "4111 1111" not in text and "[card ending 4242]" in text
+    assert "3704" not in text
+
+
+def test_text_stays_the_default() -> None:
+    from bot.logs import JsonFormatter, formatter_for
+
+    assert not isinstance(formatter_for(None), JsonFormatter)
+    assert isinstance(formatter_for("JSON"), JsonFormatter)

@@ -113,6 +113,18 @@ class MoonClerkLookup:
 
         return self._cached(("customer", customer_id), load)
 
+    def fresh_customer(self, customer_id: int) -> Customer | None:
+        """Read the customer straight from MoonClerk (never the cache), and cache what it says.
+
+        The confirmation before anything is acted on: a directory row or a cached scan may be stale."""
+        try:
+            customer: Customer | None = self.client.get_customer(customer_id)
+        except NotFound:
+            customer = None
+        with self._lock:
+            self._values[("customer", customer_id)] = (self.clock() + self.ttl, customer)
+        return customer
+
     def payment(self, payment_id: int) -> Payment | None:
         def load() -> Payment | None:
             try:
@@ -313,7 +325,7 @@ def find(lookup: MoonClerkLookup, term: LookupTerm) -> LookupHits:
     scan = lookup.customers()
     scored: list[tuple[float, Customer]] = []
     for customer in scan.customers:
-        score = _term_score(term, customer)
+        score = term_score(term, customer)
         if score > 0:
             scored.append((score, customer))
     scored.sort(key=lambda pair: (-pair[0], pair[1].id))
@@ -321,7 +333,7 @@ def find(lookup: MoonClerkLookup, term: LookupTerm) -> LookupHits:
     return LookupHits(shown, (), scan.complete, max(0, len(scored) - MAX_RESULTS))
 
 
-def _term_score(term: LookupTerm, customer: Customer) -> float:
+def term_score(term: LookupTerm, customer: Customer) -> float:
     if term.kind == "email":
         return 1.0 if normalise_email(customer.email) == term.value else 0.0
     if term.kind == "phone":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from blocks.home import CaseList, HomeData
 from bot.lookup.customers import BadTerm, LookupTerm, parse_term
 from storage.decisions import Approval
+from storage.mail import MailMessage
 from storage.models import AuditEvent, Case, ProviderAction
 from storage.reminders import Reminder
 from storage.states import CLOSED_STATES, ActionStatus
@@ -129,6 +130,7 @@ class CaseDetail:
     audit_total: int
     reminders: list[ReminderRow]
     approvals: list[Approval]  # every round's, oldest first
+    emails: list[MailMessage] = field(default_factory=list)  # to the customer (bot.mail), oldest first
 
 
 def pending_reminders(engine: Engine, case_id: int) -> list[ReminderRow]:
@@ -154,8 +156,10 @@ def case_detail(engine: Engine, call_id: str) -> CaseDetail | None:
                                    .limit(AUDIT_SHOWN)).all())
         approvals = list(session.exec(select(Approval).where(Approval.case_id == case.id)
                                       .order_by(col(Approval.round), col(Approval.at), col(Approval.id))).all())
+        emails = list(session.exec(select(MailMessage).where(MailMessage.case_id == case.id)
+                                   .order_by(col(MailMessage.id))).all())
     return CaseDetail(case, actions, list(reversed(latest)), int(total), pending_reminders(engine, case.id),
-                      approvals)
+                      approvals, emails)
 
 
 def _listed(session: Session, where: list[Any], order: list[Any], limit: int) -> CaseList:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -29,7 +31,8 @@ from blocks.actions import PickValue
 from blocks.format import code, mention
 from blocks.review import review_message
 from bot import reminders
-from bot.lookup.customers import MoonClerkLookup, candidates_for, lookup_for
+from bot.lookup import directory
+from bot.lookup.customers import MoonClerkLookup, lookup_for
 from bot.lookup.matching import CallerFacts, MatchResult, decide, nothing_to_match, score_customer
 from bot.policy import Policy
 from bot.slack.outbox import enqueue_card, enqueue_message, enqueue_thread
@@ -82,13 +85,30 @@ def facts_of(case: Case, stated_customer_id: int | None) -> CallerFacts:
                           account_id=case.account_id, customer_id=stated_customer_id, payment_id=case.payment_id)
 
 
-def compute_match(lookup: MoonClerkLookup, facts: CallerFacts) -> MatchResult:
-    """Ask MoonClerk (cached) and score every candidate. Raises ProviderError when MoonClerk fails."""
+def compute_match(lookup: MoonClerkLookup, facts: CallerFacts, engine: Engine | None = None) -> MatchResult:
+    """Find candidates (the directory's indexes once it is synced, else the cached list scan), score
+    only them, and confirm a match with one direct MoonClerk read before it is stored: a stale row (a
+    customer since deleted or changed) is corrected and the decision taken again. Raises ProviderError
+    when MoonClerk fails."""
     if facts.empty:
         return nothing_to_match()
-    found, complete = candidates_for(lookup, facts)
-    result = decide(score_customer(facts, item.customer, item.payments) for item in found)
-    if not complete:
+    found = directory.candidates(engine, lookup, facts)
+    items = {item.customer.id: item for item in found.found}
+    scored = {cid: score_customer(facts, item.customer, item.payments, found.phones.get(cid))
+              for cid, item in items.items()}
+    result = decide(scored.values())
+    confirmed = set(found.confirmed)
+    while result.status == MatchStatus.MATCHED and result.customer_id not in confirmed:
+        chosen = result.customer_id
+        assert chosen is not None
+        confirmed.add(chosen)
+        fresh = directory.confirm_customer(engine, lookup, chosen, found.stored.get(chosen))
+        if fresh is None:
+            scored.pop(chosen, None)  # deleted in MoonClerk since the directory saw it
+        else:
+            scored[chosen] = score_customer(facts, fresh, items[chosen].payments)
+        result = decide(scored.values())
+    if not found.complete:
         note = f"only the first {lookup.max_customers} MoonClerk customers were searched"
         result = MatchResult(result.status, result.score, result.customer_id, (*result.evidence, note),
                              result.candidates)
@@ -138,7 +158,7 @@ def match_case(
             return MatchOutcome(case_id, case.match_status, skipped="a person already decided")
         facts = facts_of(case, history.stated)
         try:
-            result = compute_match(lookup, facts)
+            result = compute_match(lookup, facts, engine)
         except ProviderError as exc:
             log.warning("matching case %s: MoonClerk failed: %s", case_id, exc)
             return MatchOutcome(case_id, case.match_status, error=str(exc))
@@ -243,19 +263,28 @@ def _decided(session: Session, case_id: int) -> bool:
 
 
 class MatchWorker:
-    """Runs `match_pending` every `poll_seconds` on a daemon thread; `wake()` runs it at once."""
+    """Matches pending cases in a pool of `pool` threads, so a burst of cases does not queue behind one
+    slow MoonClerk read. `wake()` (called when a case is stored) starts at once; the `poll_seconds`
+    poll only catches what another process stored. A case whose MoonClerk read failed is retried
+    after `retry_seconds`, not in a loop."""
 
     def __init__(self, engine: Engine, moonclerk: MoonClerkClient | MoonClerkLookup, review_channel: str | None,
-                 *, policy: Policy | None = None, poll_seconds: float = 2.0,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 *, policy: Policy | None = None, poll_seconds: float = 2.0, pool: int = 8,
+                 retry_seconds: float = 30.0, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine, self.lookup, self.review_channel = engine, lookup_for(moonclerk), review_channel
         self.policy, self.poll_seconds, self.clock = policy, poll_seconds, clock
+        self.pool, self.retry_seconds = max(1, pool), retry_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._inflight: set[int] = set()
+        self._retry_at: dict[int, float] = {}
 
     def start(self) -> MatchWorker:
         if self._thread is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.pool, thread_name_prefix="match")
             self._thread = threading.Thread(target=self._run, name="match-worker", daemon=True)
             self._thread.start()
         return self
@@ -269,19 +298,53 @@ class MatchWorker:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _pending(self) -> list[int]:
+        with Session(self.engine) as session:
+            ids = session.exec(
+                select(Case.id).where(col(Case.is_billing).is_(True), col(Case.match_status) == MatchStatus.PENDING,
+                                      col(Case.state).not_in(sorted(CLOSED_STATES)))
+                .order_by(col(Case.created_at), col(Case.id)).limit(self.pool * 4)
+            ).all()
+        now = time.monotonic()
+        with self._lock:
+            self._retry_at = {k: v for k, v in self._retry_at.items() if v > now}
+            return [i for i in ids if i is not None and i not in self._inflight and i not in self._retry_at]
+
+    def _one(self, case_id: int) -> None:
+        try:
+            outcome = match_case(self.engine, self.lookup, case_id, self.review_channel, self.clock(),
+                                 policy=self.policy)
+            failed = bool(outcome.error) or outcome.status == MatchStatus.PENDING
+        except Exception:
+            log.exception("matching case %s failed", case_id)
+            failed = True
+        with self._lock:
+            self._inflight.discard(case_id)
+            if failed:
+                self._retry_at[case_id] = time.monotonic() + self.retry_seconds
+        self._wake.set()  # a free slot: take the next pending case now
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
             try:
-                outcomes = match_pending(self.engine, self.lookup, self.review_channel, self.clock(),
-                                         policy=self.policy)
+                ids = self._pending()
             except Exception:  # a database hiccup must not kill the thread
                 log.exception("matching run failed")
-                outcomes = []
-            busy = len(outcomes) > 0 and not any(o.error for o in outcomes)
-            if not busy:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                ids = []
+            executor = self._executor
+            with self._lock:
+                free = self.pool - len(self._inflight)
+                chosen = ids[:max(0, free)]
+                self._inflight.update(chosen)
+            for case_id in chosen:
+                if executor is not None:
+                    executor.submit(self._one, case_id)
+            self._wake.wait(self.poll_seconds)
 
 
 # ---------------------------------------------------------------------------------------------------

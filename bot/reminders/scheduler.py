@@ -31,6 +31,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 
 from bot.delegations import notify_delegations
+from bot.metrics import MeteredWebClient
 from bot.reminders import store
 from bot.reminders.rows import FireSettings
 from bot.runtime import Runtime
@@ -217,7 +218,7 @@ def _client(runtime: Runtime) -> WebClient | None:
     token = runtime.settings.slack_bot_token
     if token is None:
         return None
-    return WebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
+    return MeteredWebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
 
 
 def drain(outbox: OutboxWorker, reminders: ReminderScheduler) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from bot.actions.runner import ActionContext
 from bot.runtime import Runtime
-from bot.slack.listeners import case_actions, commands, decisions, home, money_actions, reminders, review
+from bot.slack.listeners import case_actions, commands, decisions, home, mail, money_actions, reminders, review
 from bot.slack.listeners.context import Desk, Prepare, on_error
 from bot.web.limits import read_body
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 LISTENERS: tuple[Callable[[App], None], ...] = (
     case_actions.register, money_actions.register, reminders.register, commands.register, review.register,
-    home.register, decisions.register,
+    home.register, decisions.register, mail.register,
 )
 
 

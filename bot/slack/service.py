@@ -13,9 +13,13 @@ from starlette.routing import Route
 
 from bot.actions.authz import Directory
 from bot.actions.runner import ActionContext, recover_stale
+from bot.lookup.directory import DirectorySyncJob, sync_job
 from bot.lookup.review import MatchWorker
+from bot.mail.worker import MailWorker, start_mail_worker
+from bot.metrics import MeteredWebClient
 from bot.reminders.scheduler import ReminderScheduler, scheduler_for
 from bot.runtime import Runtime
+from bot.shutdown import release_leases
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
 from providers.moonclerk import MoonClerkClient
@@ -32,19 +36,27 @@ class SlackService:
     bolt: App
     reminders: ReminderScheduler | None = None
     matcher: MatchWorker | None = None
+    mail: MailWorker | None = None
+    directory: DirectorySyncJob | None = None
 
     def stop(self) -> None:
+        if self.directory is not None:
+            self.directory.stop()
         if self.reminders is not None:
             self.reminders.stop()
         self.worker.stop()
         if self.matcher is not None:
             self.matcher.stop()
+        if self.mail is not None:
+            self.mail.stop()
+        workers = [self.worker.worker_id] + ([self.reminders.worker_id] if self.reminders is not None else [])
+        release_leases(self.worker.engine, workers)
 
 
 def web_client(runtime: Runtime) -> WebClient:
     token = runtime.settings.slack_bot_token
     assert token is not None
-    return WebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
+    return MeteredWebClient(token=token.get_secret_value(), base_url=runtime.settings.slack_api_url, timeout=10)
 
 
 def outbox_worker(runtime: Runtime, client: WebClient, poll_seconds: float = 1.0) -> OutboxWorker:
@@ -106,11 +118,30 @@ def start_slack(
         reminders = scheduler_for(runtime, on_fired=outbox.wake, housekeeping=recover_provider_calls(runtime, actions))
         reminders.start()
         runtime.wake_workers = _wake(outbox, reminders)
-    match_worker = None
+    # Emails to customers (when SMTP_URL is set) go with the outbox worker: `serve`, `socket`, `worker`.
+    mail = start_mail_worker(runtime, actions, on_done=outbox.wake) if worker else None
+    if mail is not None:
+        runtime.wake_workers = _also(runtime.wake_workers, mail.wake)
+    match_worker = directory = None
     if matcher and actions.moonclerk is not None:
         match_worker = MatchWorker(runtime.engine, actions.moonclerk, runtime.settings.review_channel,
                                    policy=runtime.policy).start()
-    return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker)
+        # A stored case wakes matching at once (no poll to wait for); the directory keeps its candidates.
+        runtime.wake_workers = _also(runtime.wake_workers, match_worker.wake)
+        directory = sync_job(runtime.engine, actions.moonclerk).start()
+    return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker,
+                        directory=directory, mail=mail)
+
+
+def _also(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return then
+
+    def both() -> None:
+        first()
+        then()
+
+    return both
 
 
 def _wake(outbox: OutboxWorker, reminders: ReminderScheduler) -> Callable[[], None]:

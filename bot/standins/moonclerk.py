@@ -225,6 +225,16 @@ def _merge(target: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return target
 
 
+def generated_suffix(n: int) -> str:
+    """A third name word that makes generated names unique: "n" + n in base 26 letters."""
+    letters = ""
+    while True:
+        n, rest = divmod(n, 26)
+        letters = chr(97 + rest) + letters
+        if n == 0:
+            return "N" + letters
+
+
 class _BadRequest(Exception):
     pass
 
@@ -286,13 +296,19 @@ class MoonClerkStandIn(StandIn):
         which suits paging tests that need an exact row count).
       payments_oldest_first: list payments oldest first instead of newest first. MoonClerk documents
         no sort order (providers.md §1.3), so callers must not depend on either.
+      latency: seconds every request waits before it is answered (requests wait side by side, as
+        they would on the real service), e.g. 0.1 for "100 ms per page".
     """
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, seed: bool = True, port: int = 0,
-                 payments_oldest_first: bool = False) -> None:
+                 payments_oldest_first: bool = False, latency: float = 0.0) -> None:
         super().__init__(port=port)
         self.api_key = api_key
         self.payments_oldest_first = payments_oldest_first
+        self.latency = latency
+        # The unfiltered customer list in ID order, kept between pages: sorting 100,000 rows for
+        # every page would make the stand-in, not the client, the thing a benchmark measures.
+        self._customer_order: list[dict[str, Any]] | None = None
         self._customers: dict[int, dict[str, Any]] = {}
         self._payments: dict[int, dict[str, Any]] = {}
         self._forms: dict[int, dict[str, Any]] = {}
@@ -315,6 +331,51 @@ class MoonClerkStandIn(StandIn):
             customer["subscription"]["status"] = status
         with self._lock:
             return self._store(self._customers, customer, auto_id="id" not in overrides)
+
+    def add_generated(self, count: int, *, start_id: int = 1_000_000) -> list[int]:
+        """Add `count` slim customers quickly (benchmarks): IDs from `start_id`; customer n is named
+        from fixed first and last name lists, with email `c<n>@example.com`, custom ID `G<n>` and phone
+        `+1 415 <n as 7 digits>` in a phone custom field."""
+        firsts = ("Ada", "Ben", "Cleo", "Dev", "Eva", "Finn", "Gus", "Hana", "Ivan", "Jade", "Kai", "Lena",
+                  "Milo", "Nia", "Omar", "Pia", "Quin", "Rosa", "Sam", "Tara")
+        lasts = ("Abbott", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jensen",
+                 "Khan", "Lopez", "Moreau", "Nakamura", "Okafor", "Patel", "Quinn", "Rossi", "Silva", "Tanaka")
+        ids = []
+        with self._lock:
+            for n in range(count):
+                customer_id = start_id + n
+                first, last = firsts[n % len(firsts)], lasts[(n // len(firsts)) % len(lasts)]
+                self._customers[customer_id] = {
+                    "id": customer_id, "name": f"{first} {last} {generated_suffix(n)}",
+                    "email": f"c{n}@example.com", "custom_id": f"G{n}", "customer_reference": f"cus_G{n}",
+                    "custom_fields": {"phone": {"id": 1, "type": "phone", "response": f"+1415{n:07d}"}},
+                    "subscription": {"id": customer_id, "status": "active"},
+                }
+                ids.append(customer_id)
+            self._changed()
+        return ids
+
+    def update_customer(self, customer_id: int, **overrides: Any) -> dict[str, Any]:
+        """Change a stored customer (nested dicts merge, as in add_customer); returns it."""
+        with self._lock:
+            customer = _merge(self._customers[customer_id], overrides)
+            self._changed()
+            return copy.deepcopy(customer)
+
+    def delete_customer(self, customer_id: int) -> None:
+        """Remove a customer, as if deleted in MoonClerk: its reads answer 404 from now on."""
+        with self._lock:
+            del self._customers[customer_id]
+            self._changed()
+
+    def _changed(self) -> None:
+        self._customer_order = None
+        super()._changed()
+
+    def _serve_one(self, handler: Any) -> None:
+        if self.latency:
+            self._stopping.wait(self.latency)
+        super()._serve_one(handler)
 
     def add_payment(self, **overrides: Any) -> dict[str, Any]:
         """Store a copy of the Payment fixture with `overrides` applied; returns it."""
@@ -386,7 +447,12 @@ class MoonClerkStandIn(StandIn):
         try:
             count = _int_param(request.query, "count", 10, 1, 100)
             offset = _int_param(request.query, "offset", 0, 0, None)
-            rows = filter_rows(list(table.values()), request.query)
+            if parts[0] == "customers" and set(request.query) <= {"count", "offset"}:
+                if self._customer_order is None:
+                    self._customer_order = sorted(table.values(), key=lambda c: int(c["id"]))
+                rows = self._customer_order
+            else:
+                rows = filter_rows(list(table.values()), request.query)
         except _BadRequest as exc:
             # Real MoonClerk's answer to a bad parameter is undocumented; a 400 flags client bugs.
             return _error(400, str(exc))

@@ -119,6 +119,8 @@ class SlackStandIn(StandIn):
         self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or {}).items()}
         self._clock = clock
+        # What Slack says the token was granted (the x-oauth-scopes header on every answer; auth.test here).
+        self.granted_scopes = "chat:write,channels:history,groups:history,usergroups:read,commands"
         self._buckets: dict[str, _Bucket] = {}
         self._channel_errors: dict[str, str] = {}
         self._expired_triggers: set[str] = set()
@@ -437,13 +439,10 @@ class SlackStandIn(StandIn):
     # ----------------------------------------------------------------- methods
 
     def _auth_test(self, params: dict[str, Any]) -> Reply:
-        return _ok(
-            url="https://finance.slack.com/",
-            team="Finance",
-            user="finance-desk",
-            team_id=TEAM_ID,
-            user_id=BOT_USER_ID,
-            bot_id=BOT_ID,
+        return json_reply(
+            {"ok": True, "url": "https://finance.slack.com/", "team": "Finance", "user": "finance-desk",
+             "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID},
+            headers={"x-oauth-scopes": self.granted_scopes},
         )
 
     def _post_message(self, params: dict[str, Any]) -> Reply:

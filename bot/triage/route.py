@@ -111,7 +111,7 @@ def route(
         approvals_needed=policy.approvals_needed(fields.amount, fields.currency) if approval_required else 0,
         senior_needed=approval_required and policy.senior_reason(fields.amount, fields.currency) is not None,
         escalation_reasons=reasons,
-        owner=owner or policy.default_finance_owner,
+        owner=owner or policy.owner_for(kind.value),
     )
 
 

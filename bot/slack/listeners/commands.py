@@ -49,7 +49,8 @@ from bot.delegations import (
     People,
     Started,
 )
-from bot.lookup.customers import MoonClerkLookup, find, lookup_for
+from bot.lookup.customers import MoonClerkLookup, lookup_for
+from bot.lookup.directory import find_customers
 from bot.lookup.queries import (
     USAGE,
     CaseQuery,
@@ -103,7 +104,7 @@ def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
             return notice(f"No finance-desk case has DialNexa call ID {code(command.call_id, 210)}.")
         reminders = [(row.kind, row.due_at) for row in detail.reminders]
         return case_message(detail.case, detail.actions, detail.audit, detail.audit_total, reminders,
-                            approvals=detail.approvals)
+                            approvals=detail.approvals, emails=detail.emails)
     if isinstance(command, Queue):
         view = queue(ctx.engine, ctx.clock())
         return queue_message(view.review.cases, view.review.total, view.overdue.cases, view.overdue.total)
@@ -146,7 +147,7 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
     term = command.term
     label = f"{term.noun} {code(term.value, 120)}"
     try:
-        hits = find(ctx.lookup, term)
+        hits = find_customers(ctx.engine, ctx.lookup, term)
     except ProviderError as exc:
         # The provider's own words are untrusted text like any other.
         return notice(f"MoonClerk did not answer the lookup: {inline(exc, 300)}. Try again in a minute.")
