@@ -142,30 +142,48 @@ def socket(host: str, port: int) -> None:
 
 @cli.command()
 @click.option("--drain", is_flag=True,
-              help="Fire the reminders that are due, send everything the outbox holds, then exit (cron, one-off runs).")
+              help="Fire the reminders that are due, send everything the outbox and the mail outbox hold, then exit "
+                   "(cron, one-off runs).")
 def worker(drain: bool) -> None:
     """Run the Slack outbox worker and the reminder scheduler (no HTTP); several may share one PostgreSQL."""
     from bot.lookup.directory import sync_job
+    from bot.mail.worker import drain as drain_mail
+    from bot.mail.worker import mail_worker
     from bot.reminders.scheduler import drain as drain_once
     from bot.reminders.scheduler import scheduler_for
     from bot.shutdown import release_leases
     from bot.slack.service import action_context, outbox_worker, recover_provider_calls, web_client
 
+    # Before start-up (migrations can take seconds): a SIGTERM that early still ends the run cleanly.
+    stopped = threading.Event()
+    if not drain:
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     settings = _settings(require_slack=True, http=False)
     runtime = _runtime(settings)
     client = web_client(runtime)
     outbox = outbox_worker(runtime, client)
     actions = action_context(runtime, client)
     reminders = scheduler_for(runtime, on_fired=outbox.wake, housekeeping=recover_provider_calls(runtime, actions))
+    # Emails to customers (bot.mail), when SMTP_URL and MAIL_FROM are set.
+    mail = mail_worker(runtime, actions, on_done=outbox.wake)
     if drain:
-        click.echo(json.dumps(drain_once(outbox, reminders)))
+        done = drain_once(outbox, reminders)
+        # "mail": null when email is not configured; then the outbox again for the emails' thread lines.
+        done["mail"] = drain_mail(mail) if mail is not None else None
+        if mail is not None:
+            while outbox.run_once():
+                pass
+        click.echo(json.dumps(done))
         return
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     outbox.start()
     reminders.start()
+    if mail is not None:
+        mail.start()
     # The customer directory sync (bot.lookup.directory); one process at a time does the work.
     directory = sync_job(runtime.engine, actions.moonclerk).start() if actions.moonclerk is not None else None
+    # Operators (and the shutdown test) read this line as "started"; the SIGTERM handler is in place by now.
+    logging.getLogger(__name__).info("worker started: outbox, reminders%s%s", ", mail" if mail is not None else "",
+                                     ", directory sync" if directory is not None else "")
     try:
         stopped.wait()
     except KeyboardInterrupt:
@@ -174,6 +192,8 @@ def worker(drain: bool) -> None:
         if directory is not None:
             directory.stop()
         reminders.stop()
+        if mail is not None:
+            mail.stop()
         outbox.stop()
         release_leases(runtime.engine, [outbox.worker_id, reminders.worker_id])
 

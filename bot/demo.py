@@ -29,13 +29,16 @@ from blocks.text import render
 from bot import decisions
 from bot.actions.authz import Directory
 from bot.config import Settings
+from bot.mail.send import MailContext, verify_pending
 from bot.reminders.rows import OPEN
 from bot.reminders.schedule import Kind
 from bot.runtime import Runtime, build_runtime
 from bot.slack.service import start_slack
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
+from bot.standins.mail import MailSink
 from bot.web.background import BackgroundServer
 from bot.web.signature import sign
+from providers.moonclerk import MoonClerkClient
 from storage.decisions import Approval
 from storage.models import AuditEvent, Case, OutboxMessage, Reminder
 from storage.states import ActionStatus
@@ -45,6 +48,7 @@ ESCALATION_CHANNEL = "C0ESCALATE"
 APPROVER = "U0FINANCE2"
 OTHER_APPROVER = "U0FINANCE1"
 SENIOR = "U0CONTROLLER"
+MAIL_FROM = "Billing <billing@finance-desk.example>"
 # However the demo's invoice ends, the walk-through goes on once it has.
 _ENDED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.UNKNOWN})
 
@@ -150,7 +154,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
 
     groups = {"S0FINANCE": ["U0FINANCE1", "U0FINANCE2"]}  # the demo policy's approver group
     with SlackStandIn(enforce_rate_limit=True, usergroups=groups) as slack, MoonClerkStandIn() as moonclerk, \
-            PoofStandIn() as poof, resources.as_file(policy_file) as policy_path:
+            PoofStandIn() as poof, MailSink() as mail, resources.as_file(policy_file) as policy_path:
         settings = Settings(
             database_url=f"sqlite:///{database}",
             dialnexa_webhook_secrets=[SecretStr(webhook_secret)],
@@ -165,22 +169,28 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
             poof_api_url=poof.url,
             poof_api_key=SecretStr(poof.api_key),
             finance_desk_policy=policy_path,
+            # A plain smtp:// URL is accepted for a loopback host only: the local mail sink.
+            smtp_url=SecretStr(mail.url),
+            mail_from=MAIL_FROM,
         )
         runtime = build_runtime(settings)
         service = start_slack(runtime, poll_seconds=0.1)
         server = BackgroundServer(runtime).start()
         try:
             _run(runtime, server, slack, poof, signing_secret, webhook_secret, echo)
+            _email_vip(runtime, server, slack, mail, signing_secret, echo)
         finally:
             server.stop()
             service.stop()
         _write_record(workdir, runtime, slack)
+        (workdir / "mail.eml").write_bytes(b"".join(raw for _, _, raw in mail.messages))
         echo("")
         echo(f"Full record of this run in {workdir}/:")
         echo(f"  {database.name:<28} the SQLite database (cases, deliveries, audit, outbox)")
         echo(f"  {'slack-api-calls.jsonl':<28} every Web API call the app made, as Slack received it")
         echo(f"  {'audit.jsonl':<28} the audit trail")
         echo(f"  {'channel.txt':<28} the finance and escalation channels as shown above")
+        echo(f"  {'mail.eml':<28} the email the local mail sink received")
 
 
 def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: PoofStandIn, signing_secret: str,
@@ -266,6 +276,70 @@ def _run(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, poof: 
     for reply in slack.thread(FINANCE_CHANNEL, vip.slack_ts):
         if reply["ts"] != vip.slack_ts:
             _show(echo, reply, prefix="  ↳ ")
+
+
+def _email_vip(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, mail: MailSink,
+               signing_secret: str, echo: Callable[[str], None]) -> None:
+    """Step 6: the payment link goes to the customer by email, to the verified recipient only."""
+    settings = runtime.settings
+    echo("")
+    echo(f"Step 6 · Approver <@{APPROVER}> emails the VIP their payment link (to the verified recipient only)")
+    with Session(runtime.engine) as session:
+        vip = session.exec(select(Case).where(Case.call_id == "call_demo_vip_renewal_0003")).one()
+    assert vip.slack_ts is not None and vip.id is not None and settings.moonclerk_api_key is not None
+    # The mail worker does this every 30 s for matched open cases; the demo does not wait for it.
+    moonclerk = MoonClerkClient(settings.moonclerk_api_key.get_secret_value(), settings.moonclerk_api_url, timeout=5)
+    ctx = MailContext(engine=runtime.engine, directory=Directory(runtime.policy, None), moonclerk=moonclerk,
+                      mail_from=settings.mail_from, clock=_now, wake=runtime.wake_workers or (lambda: None))
+    verify_pending(ctx, set())
+    _wait(lambda: _verified(runtime, vip.call_id) and _outbox_idle(runtime), 30, "the verified recipient")
+    message = slack.message(FINANCE_CHANNEL, vip.slack_ts)
+    echo("  The mail worker reads the email on the matched MoonClerk customer record; the card shows it beside "
+         "the address the caller asked for, and offers ✉️ Send to customer:")
+    _show(echo, message, prefix="  │ ")
+    opened = len(slack.calls("views.open"))
+    status = _click(server.url, signing_secret, vip, message, "send_to_customer", slack.response_url("mail"))
+    _wait(lambda: len(slack.calls("views.open")) > opened, 10, "the email modal")
+    call = slack.calls("views.open")[-1]
+    view = (call.json or call.form or {})["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    draft = {block["block_id"]: block["element"].get("initial_value", "")
+             for block in view["blocks"] if block.get("type") == "input" and block["block_id"] != "override"}
+    echo(f"  click → HTTP {status}; views.open shows “{view['title']['text']}”, a factual draft from the case "
+         f"addressed to {draft['recipient']}; the approver sends it unchanged")
+    values: dict[str, dict[str, Any]] = {
+        name: {"value": {"type": "plain_text_input", "value": value}} for name, value in draft.items()}
+    values["override"] = {"value": {"type": "checkboxes", "selected_options": []}}
+    status = _submit(server.url, signing_secret, view, APPROVER, values)
+    echo(f"  submit → HTTP {status}: the email is a mail-outbox row, committed with its audit event; the mail "
+         "worker sends it over SMTP")
+    try:
+        [received] = mail.wait_for(1, 15)
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from None
+    echo(f"  The local mail sink ({mail.url}) received:")
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted"):
+        echo(f"  ✉ {header}: {str(received[header]).strip()}")  # a long Message-ID arrives folded
+    echo("  ✉")
+    body = received.get_body()
+    for line in (body.get_content() if body is not None else "").splitlines():
+        echo(f"  ✉ {line}")
+    _wait(lambda: _mail_status(runtime, vip.call_id) == "sent" and _outbox_idle(runtime), 30, "the sent email")
+    echo("  The card and its thread record it:")
+    _show(echo, slack.message(FINANCE_CHANNEL, vip.slack_ts), prefix="  │ ")
+    for reply in slack.thread(FINANCE_CHANNEL, vip.slack_ts)[-2:]:
+        if reply["ts"] != vip.slack_ts:
+            _show(echo, reply, prefix="  ↳ ")
+
+
+def _verified(runtime: Runtime, call_id: str) -> bool:
+    with Session(runtime.engine) as session:
+        return session.exec(select(Case.verified_email).where(Case.call_id == call_id)).one() is not None
+
+
+def _mail_status(runtime: Runtime, call_id: str) -> str | None:
+    with Session(runtime.engine) as session:
+        return session.exec(select(Case.mail_status).where(Case.call_id == call_id)).one()
 
 
 def _now() -> datetime:

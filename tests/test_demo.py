@@ -50,3 +50,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                  "↳ 🏁 Resolved by @U0FINANCE2: Refunded", "State: *🏁 Done* · by @U0FINANCE2"):
         assert said in out, said
     assert (record / "finance-desk-demo.db").exists() and (record / "channel.txt").exists()
+    # Step 6: the VIP's payment link, emailed to the verified recipient (the MoonClerk record's address,
+    # not the one asked for on the call) through the local mail sink, printed as received.
+    assert "✉️ Verified recipient `ryan@moonclerk.com` (customer record) · asked for `ap@bigcustomer.example`" in out
+    for said in ("✉ To: ryan@moonclerk.com", "✉ From: Billing <billing@finance-desk.example>",
+                 "✉ Message-ID: <call_demo_vip_renewal_0003=3Asend_to_customer=3A1@finance-desk.example>",
+                 "✉ Your payment link: http://127.0.0.1:", "↳ 📧 Sent to `ryan@moonclerk.com` by @U0FINANCE2",
+                 "last email: ✅ sent"):
+        assert said in out, said
+    [sent] = [a for a in audit if a["action"] == "email.sent"]
+    assert sent["target"] == "ryan@moonclerk.com" and sent["actor"] == "U0FINANCE2" and sent["record"].startswith(
+        "http://127.0.0.1:")
+    eml = (record / "mail.eml").read_text()
+    assert eml.count("Message-ID:") == 1 and "To: ryan@moonclerk.com" in eml

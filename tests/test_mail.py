@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,8 +43,9 @@ from bot.mail.send import MailContext, MailRequest
 from bot.mail.worker import MailWorker
 from bot.policy import Policy
 from bot.runtime import Runtime
-from bot.standins import MoonClerkStandIn
-from providers.mail import Permanent, SmtpMode, SmtpSender, SmtpTarget, parse_smtp_url
+from bot.standins import MoonClerkStandIn, SlackStandIn
+from bot.standins.mail import MailSink
+from providers.mail import Permanent, SmtpMode, SmtpSender, SmtpTarget, Temporary, parse_smtp_url
 from providers.moonclerk import MoonClerkClient
 from storage.mail import MailMessage
 from storage.models import AuditEvent, Case, OutboxMessage
@@ -51,6 +56,7 @@ from tests.slackapp import SlackApp
 USER, PASSWORD = "mailer", "s3cret-smtp-pass"
 VERIFIED = "ryan@moonclerk.com"  # the seeded MoonClerk customer 523425's own address
 MAIL_FROM = "Billing <billing@finance.example>"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- a real SMTP server ------------------------------------------------------------------------------
@@ -108,6 +114,7 @@ class Server:
     sink: Sink
     port: int
     ca_file: str
+    tls: ssl.SSLContext  # the server side of the test certificate, for more servers on it
 
     def sender(self, *, mode: SmtpMode = SmtpMode.LOOPBACK, password: str = PASSWORD,
                ca_file: str | None = "") -> SmtpSender:
@@ -129,7 +136,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     controller = Controller(sink, hostname="127.0.0.1", port=port, tls_context=tls, require_starttls=True,
                             authenticator=_authenticate, auth_require_tls=True, auth_exclude_mechanism=["CRAM-MD5"])
     controller.start()
-    yield Server(sink, port, str(ca_file))
+    yield Server(sink, port, str(ca_file), tls)
     controller.stop()
 
 
@@ -382,6 +389,53 @@ def test_starttls_is_required_for_a_remote_host() -> None:
             sender.send(*_message())
     finally:
         plain.stop()
+
+
+def test_smtps_is_tls_from_the_first_byte_with_the_certificate_verified(smtp: Server, desk: Desk) -> None:
+    sink = Sink()
+    port = _free_port()
+    # Implicit TLS: no STARTTLS step, so AUTH is over TLS from the start (aiosmtpd's require-TLS check
+    # only knows STARTTLS, hence auth_require_tls=False here).
+    controller = Controller(sink, hostname="127.0.0.1", port=port, ssl_context=smtp.tls,
+                            authenticator=_authenticate, auth_require_tls=False, auth_exclude_mechanism=["CRAM-MD5"])
+    controller.start()
+    try:
+        target = parse_smtp_url(f"smtps://{USER}:{PASSWORD}@127.0.0.1:{port}")
+        assert target.mode is SmtpMode.TLS
+        desk.queue()
+        # A client that does not trust the certificate stops at the handshake: nothing is sent.
+        desk.worker(SmtpSender(target, timeout=5)).run_once()
+        assert desk.rows()[0].status == "failed" and "not trusted" in (desk.rows()[0].last_error or "")
+        desk.queue(n=2)
+        desk.worker(SmtpSender(target, timeout=5, ca_file=smtp.ca_file)).run_once()
+        [raw] = sink.messages
+        assert message_from_bytes(raw)["To"] == VERIFIED and desk.rows()[1].status == "sent"
+        # The starttls server is not spoken to in TLS from the first byte: a wrong mode fails, never in clear.
+        wrong = SmtpSender(SmtpTarget(SmtpMode.TLS, "127.0.0.1", smtp.port, USER, SecretStr(PASSWORD)), timeout=5,
+                           ca_file=smtp.ca_file)
+        with pytest.raises(Temporary):
+            wrong.send(*_message())
+    finally:
+        controller.stop()
+
+
+def test_worker_drain_also_drains_the_mail_outbox(db_url: str, desk: Desk) -> None:
+    """`finance-desk worker --drain` sends the queued email, posts its thread line and says so in its JSON."""
+    desk.queue()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SLACK_", "DATABASE_URL", "SMTP_", "MAIL_", "MOONCLERK_", "POOF_", "FINANCE_"))}
+    with SlackStandIn() as slack, MailSink() as mail:
+        env.update(DATABASE_URL=db_url, SLACK_BOT_TOKEN="xoxb-fake", FINANCE_CHANNEL="C0FINANCE",
+                   SLACK_API_URL=f"{slack.url}/api/", DIALNEXA_WEBHOOK_SECRETS="whsec_x",
+                   SLACK_POST_INTERVAL_SECONDS="0", SMTP_URL=mail.url, MAIL_FROM=MAIL_FROM)
+        result = subprocess.run([sys.executable, "-m", "bot", "worker", "--drain"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1])["mail"] == {"verified": 0, "sent": 1}
+        [received] = mail.received()
+        assert received["To"] == VERIFIED and desk.rows()[0].status == "sent"
+        threads = [r.json or r.form or {} for r in slack.calls("chat.postMessage")]
+        assert any("Sent to" in str(body.get("text")) for body in threads if body.get("thread_ts"))
 
 
 def _message() -> tuple[EmailMessage, str, str]:

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from blocks.mail import BODY_MAX, SUBJECT_MAX
 from bot.triage.model import KIND_LABELS, BillingKind
 from bot.triage.redact import SuppressedKind, redact
+from providers.mail import is_loopback
 from storage.models import Case, ProviderAction
 from storage.states import ActionStatus
 
@@ -50,9 +51,16 @@ def document_for(session: Session, case: Case) -> str | None:
             ProviderAction.status == ActionStatus.SUCCEEDED, col(ProviderAction.provider_url).is_not(None))
         .order_by(col(ProviderAction.id).desc())
     ).first()
-    if url and url.startswith("https://") and not staff_only(url):
+    if url and _sendable(url) and not staff_only(url):
         return url
     return None
+
+
+def _sendable(url: str) -> bool:
+    """Only https links go to customers; plain http only to a loopback host, which exists only where the
+    payment provider is a local stand-in (`finance-desk demo`): no customer could ever open one."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))
 
 
 def _kind_label(case: Case) -> str:
@@ -71,10 +79,11 @@ def draft(case: Case, document: str | None) -> Draft:
     when = case.started_at or case.created_at
     asked = case.caller_claim or case.refund_reason or case.dispute_reason or case.credit_request
     opening = f"Thank you for your call on {when:%d %B %Y}" if when else "Thank you for your call"
-    lines.append(f"{opening} about your {label}." + (f" You asked: {asked}." if asked else ""))
+    # The stored texts often end in their own full stop; one is enough.
+    lines.append(f"{opening} about your {label}." + (f" You asked: {asked.rstrip(' .')}." if asked else ""))
     if case.next_step:
         by = f" by {case.follow_up_deadline:%d %B %Y}" if case.follow_up_deadline else ""
-        lines.append(f"What we will do: {case.next_step}{by}.")
+        lines.append(f"What we will do: {case.next_step.rstrip(' .')}{by}.")
     if document:
         lines += ["", f"Your payment link: {document}"]
     lines += ["", "If anything here is not right, reply to this email.", "", "Billing team"]

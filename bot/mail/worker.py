@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -77,6 +78,8 @@ class MailWorker:
         self.verifier = verifier
         self.verify_seconds = verify_seconds
         self._verified_at: datetime | None = None
+        # How the emails this process handled ended ("sent", "failed", "in_doubt", "retry"): for --drain.
+        self.stats: Counter[str] = Counter()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,6 +164,7 @@ class MailWorker:
                 row = session.get(MailMessage, row_id)
                 assert row is not None
                 self._record(session, row, MailStatus.IN_DOUBT, row.last_error or "", now)
+                self.stats[str(MailStatus.IN_DOUBT)] += 1
                 return None
             claimed = session.execute(
                 update(MailMessage).where(
@@ -213,6 +217,7 @@ class MailWorker:
         if row.attempts >= MAX_ATTEMPTS:
             self._settle(row, MailStatus.FAILED, f"gave up after {row.attempts} attempts: {error}")
             return
+        self.stats["retry"] += 1
         now = self.clock()
         log.info("mail row %s: temporary failure (attempt %s), retrying: %s", row.id, row.attempts, error)
         with session_scope(self.engine) as session:
@@ -237,6 +242,7 @@ class MailWorker:
             if not moved:
                 log.warning("mail row %s ended %s, but another worker had taken it over", row.id, status)
                 return
+            self.stats[str(status)] += 1
             fresh = session.get(MailMessage, row.id)
             assert fresh is not None
             self._record(session, fresh, status, answer, now)
@@ -268,8 +274,8 @@ class MailWorker:
         enqueue_thread(session, case, f"mail:{row.idempotency_key}:{status}", text, now)
 
 
-def start_mail_worker(runtime: Runtime, actions: ActionContext, on_done: Callable[[], None]) -> MailWorker | None:
-    """The mail worker of `serve`, `socket` and `worker`, when SMTP_URL and MAIL_FROM are set."""
+def mail_worker(runtime: Runtime, actions: ActionContext, on_done: Callable[[], None]) -> MailWorker | None:
+    """The mail worker of `serve`, `socket` and `worker` (not started), when SMTP_URL and MAIL_FROM are set."""
     settings = runtime.settings
     if settings.smtp_url is None or settings.mail_from is None:
         return None
@@ -281,4 +287,20 @@ def start_mail_worker(runtime: Runtime, actions: ActionContext, on_done: Callabl
     worker = MailWorker(runtime.engine, sender, on_done=on_done,
                         verifier=(lambda: verify_pending(ctx, tried)) if actions.moonclerk is not None else None)
     log.info("emails to customers go through %s", sender.target.describe())
-    return worker.start()
+    return worker
+
+
+def start_mail_worker(runtime: Runtime, actions: ActionContext, on_done: Callable[[], None]) -> MailWorker | None:
+    worker = mail_worker(runtime, actions, on_done)
+    return worker.start() if worker is not None else None
+
+
+def drain(worker: MailWorker) -> dict[str, int]:
+    """`finance-desk worker --drain`: verify recipients, then send every email that is due, once.
+
+    A row that failed temporarily is due again only after its backoff, so this ends; the next drain
+    (or a running worker) picks it up then."""
+    verified = worker.verify_due()
+    while worker.run_once():
+        pass
+    return {"verified": verified, **{str(status): count for status, count in sorted(worker.stats.items())}}

@@ -38,8 +38,13 @@ class SlackService:
     matcher: MatchWorker | None = None
     mail: MailWorker | None = None
     directory: DirectorySyncJob | None = None
+    actions: ActionContext | None = None
 
     def stop(self) -> None:
+        if self.actions is not None:
+            # Provider calls already under way finish and are recorded (each is bounded by
+            # PROVIDER_TIMEOUT_SECONDS); left to die, a money call would only be found "unknown" later.
+            self.actions.background.shutdown(wait=True, cancel_futures=False)
         if self.directory is not None:
             self.directory.stop()
         if self.reminders is not None:
@@ -130,7 +135,7 @@ def start_slack(
         runtime.wake_workers = _also(runtime.wake_workers, match_worker.wake)
         directory = sync_job(runtime.engine, actions.moonclerk).start()
     return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker,
-                        directory=directory, mail=mail)
+                        directory=directory, mail=mail, actions=actions)
 
 
 def _also(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
