@@ -49,14 +49,16 @@ def _note(case: Case) -> dict[str, Any]:
     return {"type": "section", "text": mrkdwn(text)}
 
 
-def _view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+def _view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]], *,
+          note: bool = True) -> dict[str, Any]:
+    """A modal about `case`; a money modal ends with the note that will be recorded (`note`)."""
     assert case.id is not None
     metadata = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
     return {
         "type": "modal", "callback_id": callback, "private_metadata": metadata,
         "title": {"type": "plain_text", "text": title}, "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [_context(case), *blocks, _note(case)],
+        "blocks": [_context(case), *blocks, *([_note(case)] if note else [])],
     }
 
 
@@ -116,17 +118,6 @@ def submitted(view: dict[str, Any]) -> dict[str, str | list[str] | None]:
 
 # -- decisions -------------------------------------------------------------------------------------
 
-def _decision_view(callback: str, title: str, submit: str, case: Case, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    assert case.id is not None
-    metadata = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
-    return {
-        "type": "modal", "callback_id": callback, "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": title}, "submit": {"type": "plain_text", "text": submit},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [_context(case), *blocks],
-    }
-
-
 def _multiline(block_id: str, label: str, *, optional: bool, min_length: int | None, max_length: int,
                hint: str) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "multiline": True,
@@ -139,11 +130,11 @@ def _multiline(block_id: str, label: str, *, optional: bool, min_length: int | N
 
 
 def deny_modal(case: Case, *, min_length: int, max_length: int) -> dict[str, Any]:
-    return _decision_view(CallbackId.DENY, "Deny this case", "Deny", case, [
+    return _view(CallbackId.DENY, "Deny this case", "Deny", case, [
         _multiline("reason", "Why is it denied?", optional=False, min_length=min_length, max_length=max_length,
                    hint=f"{min_length} to {max_length} characters; shown on the card and kept in the audit trail. "
                         "Never paste card or bank details."),
-    ])
+    ], note=False)
 
 
 def resolve_modal(case: Case, outcomes: list[tuple[str, str]], *, note_max: int, reference_max: int) -> dict[str, Any]:
@@ -154,9 +145,9 @@ def resolve_modal(case: Case, outcomes: list[tuple[str, str]], *, note_max: int,
     reference = _text_input("reference", "External reference", None, optional=True,
                             hint="A MoonClerk, Stripe or Poof ID, or a ticket number")
     reference["element"]["max_length"] = reference_max
-    return _decision_view(CallbackId.RESOLVE, "Resolve this case", "Resolve", case, [
+    return _view(CallbackId.RESOLVE, "Resolve this case", "Resolve", case, [
         outcome,
         _multiline("note", "Note", optional=True, min_length=None, max_length=note_max,
                    hint="Required when the outcome is Other. Never paste card or bank details."),
         reference,
-    ])
+    ], note=False)
