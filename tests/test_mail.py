@@ -523,3 +523,23 @@ def test_the_card_button_modal_and_send(app: SlackApp, smtp: Server, sink: Sink)
     assert_valid_message(answer)
     assert "Emails to the customer" in json.dumps(answer) and VERIFIED in json.dumps(answer)
     assert_valid_message(app.card(app.case(case.call_id)))
+
+
+def test_the_live_check_connects_starttls_and_logs_in(smtp: Server, tmp_path: Path) -> None:
+    """`finance-desk check --live`'s SMTP row against the test server: pass, a wrong password, an untrusted
+    certificate; the password is never in what it prints."""
+    from bot import check
+    from tests.conftest import make_settings
+
+    def row(password: str, ca_file: str | None) -> check.Row:
+        url = f"smtp://{USER}:{password}@127.0.0.1:{smtp.port}"
+        settings = make_settings(f"sqlite:///{tmp_path}/x.db", smtp_url=SecretStr(url), mail_from=MAIL_FROM)
+        return check.smtp_check(settings, ca_file=ca_file)
+
+    passed = row(PASSWORD, smtp.ca_file)
+    assert passed.result == check.OK and "logged in" in passed.detail
+    refused = row("wrong-password", smtp.ca_file)
+    assert refused.result == check.FAIL and "refused the login" in refused.detail
+    untrusted = row(PASSWORD, None)
+    assert untrusted.result == check.FAIL
+    assert all(PASSWORD not in f"{r}" and "wrong-password" not in f"{r}" for r in (passed, refused, untrusted))
