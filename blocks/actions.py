@@ -25,6 +25,7 @@ class ActionId(StrEnum):
     NOTE_MOONCLERK = "note_moonclerk"
     INVOICE_POOF = "invoice_poof"
     PAYOUT_POOF = "payout_poof"
+    REFUND_STRIPE = "refund_stripe"
     RESOLVE = "resolve"
     ROUTE_REVIEW = "route_review"
     ASSIGN_SELF = "assign_self"
@@ -57,6 +58,7 @@ class CallbackId(StrEnum):
 
     INVOICE_POOF = "invoice_poof_modal"
     PAYOUT_POOF = "payout_poof_modal"
+    REFUND_STRIPE = "refund_stripe_modal"
     REMINDER_SNOOZE = "reminder_snooze_modal"
     REMINDER_DONE = "reminder_done_modal"
     DENY = "deny_modal"

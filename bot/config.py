@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     poof_api_url: str = "https://www.poof.io"
     poof_webhook_secret: SecretStr | None = None
     moonclerk_webhook_token: SecretStr | None = None
+    # Stripe (providers.stripe): a secret or restricted key, the API base (stand-ins), and the webhook
+    # endpoint's signing secrets, comma-separated while rotating.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_url: str = "https://api.stripe.com"
+    stripe_webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # How long a provider call may take before its outcome counts as unknown.
     provider_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     database_url: str = "sqlite:///finance-desk.db"
@@ -59,14 +64,14 @@ class Settings(BaseSettings):
     # Bearer token GET /metrics asks for; unset, /metrics is open (keep it off the public network).
     metrics_token: SecretStr | None = None
 
-    @field_validator("dialnexa_webhook_secrets", mode="before")
+    @field_validator("dialnexa_webhook_secrets", "stripe_webhook_secret", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("slack_api_url", "moonclerk_api_url", "poof_api_url")
+    @field_validator("slack_api_url", "moonclerk_api_url", "poof_api_url", "stripe_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

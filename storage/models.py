@@ -121,6 +121,14 @@ class Case(CaseFields, table=True):
     mail_status: str | None = Field(default=None, max_length=20)
     mail_note: str | None = Field(default=None, max_length=500)
 
+    # Stripe (providers.stripe): the charge a refund would run on once one is known (a `ch_`/`py_` ID,
+    # or a `pi_` PaymentIntent), the matched customer's Stripe customer, and a chargeback's dispute with
+    # its Stripe status (`needs_response`, …, `won`, `lost`); its evidence deadline is follow_up_deadline.
+    stripe_charge_id: str | None = Field(default=None, max_length=100, index=True)
+    stripe_customer_id: str | None = Field(default=None, max_length=100)
+    stripe_dispute_id: str | None = Field(default=None, max_length=100, index=True)
+    stripe_dispute_status: str | None = Field(default=None, max_length=40)
+
     # The two facts both the action gates (bot.actions.gates) and the card's buttons (blocks.card) read:
     # here, on the data, so the view never asks the domain for a verdict.
     @property
@@ -239,6 +247,19 @@ class ProviderAction(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 
+
+
+class StripeEvent(SQLModel, table=True):
+    """A Stripe webhook event, once: its ID is the key, so a replay finds its row and does nothing."""
+
+    __tablename__ = "stripe_events"
+
+    id: str = Field(primary_key=True, max_length=255)  # evt_…
+    type: str = Field(max_length=100)
+    object_id: str | None = Field(default=None, max_length=255, index=True)
+    created: datetime = _ts()  # Stripe's own `created`, for ordering
+    received_at: datetime = _ts()
+    outcome: str = Field(max_length=500)
 
 
 class HealthProblem(SQLModel, table=True):

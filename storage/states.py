@@ -36,13 +36,19 @@ class ActionStatus(StrEnum):
     """How a provider action stands: on its ledger row (`ProviderAction.status`) and on the card.
 
     awaiting_approval (a payout waiting for its second approver) → running → succeeded | failed |
-    unknown; "paid" is a Poof invoice whose payment Poof confirmed (the card only).
+    unknown (a Stripe refund also pending | requires_action | canceled); "paid" is a Poof invoice whose
+    payment Poof confirmed (the card only).
     """
 
     AWAITING_APPROVAL = "awaiting_approval"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # A Stripe refund's own states: Stripe accepted it and it is not final yet (`pending`), the
+    # customer's bank needs something (`requires_action`), or it was cancelled (`canceled`).
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    CANCELED = "canceled"
     # The provider may have acted (a timeout after sending): never retried, only reconciled.
     UNKNOWN = "unknown"
     PAID = "paid"
