@@ -191,6 +191,7 @@ VALUE_OF: Final[dict[str, type[CaseRef]]] = {
     ControlId.REVIEW_PICK: PickValue,
     CallbackId.INVOICE_POOF: ButtonValue,
     CallbackId.PAYOUT_POOF: ButtonValue,
+    CallbackId.REFUND_STRIPE: ButtonValue,
     CallbackId.REMINDER_SNOOZE: ReminderValue,
     CallbackId.REMINDER_DONE: ReminderValue,
     CallbackId.DENY: ButtonValue,

@@ -40,6 +40,7 @@ from blocks.mail import recipient_context
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
+from providers.refunds import is_charge_reference
 from storage.models import Case
 from storage.states import ActionStatus, CaseState, MatchStatus, is_closed
 
@@ -353,12 +354,18 @@ ACTION_LABELS = {
     ActionId.NOTE_MOONCLERK.value: "MoonClerk note",
     ActionId.INVOICE_POOF.value: "Poof invoice",
     ActionId.PAYOUT_POOF.value: "Poof payout",
+    ActionId.REFUND_STRIPE.value: "Stripe refund",
 }
 ACTION_STATUS: dict[str, str] = {
     ActionStatus.SUCCEEDED: "✅ done", ActionStatus.FAILED: "❌ failed",
-    ActionStatus.UNKNOWN: "⚠️ outcome unknown: check Poof", ActionStatus.RUNNING: "⏳ running",
+    ActionStatus.UNKNOWN: "⚠️ outcome unknown: reconcile it", ActionStatus.RUNNING: "⏳ running",
     ActionStatus.AWAITING_APPROVAL: "⏳ waiting for a second approver",
+    ActionStatus.PENDING: "⏳ pending at Stripe", ActionStatus.REQUIRES_ACTION: "⚠️ needs action in Stripe",
+    ActionStatus.CANCELED: "❌ cancelled",
 }
+# Where a money action is reconciled, and which of its endings may be retried.
+_RECONCILE_TEXT = {ActionId.REFUND_STRIPE.value: "Reconcile with Stripe"}
+_RETRYABLE = {ActionId.REFUND_STRIPE.value: frozenset({ActionStatus.FAILED, ActionStatus.CANCELED})}
 
 
 def _last_action(case: Case) -> str:
@@ -369,20 +376,20 @@ def _last_action(case: Case) -> str:
     opened = link(case.action_url, "open")
     if opened and len(opened) <= LINK_URL_BUDGET:
         text += f" {opened}"
-    if case.action_error and case.action_status in {ActionStatus.FAILED, ActionStatus.UNKNOWN}:
+    if case.action_error and case.action_status in {ActionStatus.FAILED, ActionStatus.UNKNOWN, ActionStatus.CANCELED}:
         text += f" ({prose(case.action_error, 300)})"
     return text
 
 
 def _ledger_buttons(case: Case) -> dict[str, Any] | None:
     """Retry a failed action; reconcile one whose outcome is unknown (never retry that: it may have run)."""
-    if case.action_label not in {ActionId.INVOICE_POOF.value, ActionId.PAYOUT_POOF.value}:
+    if case.action_label not in {ActionId.INVOICE_POOF.value, ActionId.PAYOUT_POOF.value, ActionId.REFUND_STRIPE.value}:
         return None
     assert case.id is not None
-    if case.action_status == ActionStatus.FAILED:
+    if case.action_status in _RETRYABLE.get(case.action_label, {ActionStatus.FAILED}):
         action_id, text = ControlId.RETRY_ACTION, "Retry"
     elif case.action_status == ActionStatus.UNKNOWN:
-        action_id, text = ControlId.RECONCILE_ACTION, "Reconcile with Poof"
+        action_id, text = ControlId.RECONCILE_ACTION, _RECONCILE_TEXT.get(case.action_label, "Reconcile with Poof")
     else:
         return None
     value = ButtonValue(case_id=case.id, call_id=case.call_id, v=case.card_version).dump()
@@ -404,6 +411,16 @@ def has_invoice_details(case: Case) -> bool:
     if kind in _MONEY_BACK or kind is BillingKind.DISPUTE:
         return False
     return case.caller_matched and case.amount is not None and bool(case.currency)
+
+
+def has_refund_details(case: Case) -> bool:
+    """A refund or duplicate charge whose charge can be found (named on the call, or among the matched
+    customer's), once approved if it needs approval."""
+    kind, _ = _kind(case)
+    if kind not in (BillingKind.REFUND, BillingKind.DUPLICATE_CHARGE) or awaiting_approval(case):
+        return False
+    named = any(is_charge_reference(value) for value in (case.stripe_charge_id, case.payment_id))
+    return named or case.caller_matched
 
 
 def has_moonclerk_reference(case: Case) -> bool:
@@ -441,6 +458,7 @@ def offered_actions(case: Case) -> list[ActionId]:
     if case.approved_at is None:
         actions.append(ActionId.DENY)
     for action, offered in ((ActionId.NOTE_MOONCLERK, has_moonclerk_reference),
+                            (ActionId.REFUND_STRIPE, has_refund_details),
                             (ActionId.INVOICE_POOF, has_invoice_details), (ActionId.PAYOUT_POOF, has_payout_details)):
         if offered(case) and not _done(case, action):
             actions.append(action)
@@ -457,7 +475,7 @@ def _primary(case: Case, actions: list[ActionId]) -> ActionId | None:
     if ActionId.APPROVE in actions:
         return ActionId.APPROVE  # nothing else should happen before the decision
     kind, _ = _kind(case)
-    money = [a for a in (ActionId.PAYOUT_POOF, ActionId.INVOICE_POOF) if a in actions]
+    money = [a for a in (ActionId.REFUND_STRIPE, ActionId.PAYOUT_POOF, ActionId.INVOICE_POOF) if a in actions]
     if kind not in _MONEY_BACK:
         money.reverse()
     return money[0] if money else None
@@ -470,6 +488,7 @@ _BUTTON_TEXT = {
     ActionId.NOTE_MOONCLERK: "📝 MoonClerk note",
     ActionId.INVOICE_POOF: "🧾 Poof invoice",
     ActionId.PAYOUT_POOF: "💸 Poof payout",
+    ActionId.REFUND_STRIPE: "↩️ Stripe refund",
     ActionId.ROUTE_REVIEW: "Route for review",
     ActionId.ASSIGN_SELF: "Assign to me",
     ActionId.SNOOZE: "Snooze",

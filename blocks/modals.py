@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from blocks.actions import ButtonValue, CallbackId
@@ -99,6 +102,74 @@ def payout_modal(case: Case) -> dict[str, Any]:
             "I verified this caller's identity another way", block_id="override_identity",
             title="Identity override")]),
     ])
+
+
+# -- Stripe refund ---------------------------------------------------------------------------------
+
+REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
+
+
+@dataclass(frozen=True)
+class ChargeChoice:
+    """A charge the refund could run on, as the modal shows it: never more of the card than brand and last 4."""
+
+    id: str
+    created: datetime
+    amount: Decimal
+    currency: str
+    refunded: Decimal
+    brand: str | None
+    last4: str | None
+    source: str
+
+
+def refund_loading_modal(case: Case) -> dict[str, Any]:
+    """Opened at once (the click's trigger expires in 3 s); Stripe's charges replace it when they arrive."""
+    view = _view(CallbackId.REFUND_STRIPE, "Stripe refund", "Refund", case, [
+        {"type": "section", "text": mrkdwn("⏳ Looking up the charge in Stripe…")}], note=False)
+    del view["submit"]
+    return view
+
+
+def _charge_text(choice: ChargeChoice) -> str:
+    card = " ".join(part for part in ((choice.brand or "").title(), f"····{choice.last4}" if choice.last4 else "")
+                    if part)
+    text = f"{choice.created:%Y-%m-%d} · {choice.amount} {choice.currency}"
+    if choice.refunded:
+        text += f" ({choice.refunded} refunded)"
+    return f"{text} · {card}" if card else text
+
+
+def refund_modal(case: Case, charges: list[ChargeChoice], problems: list[str],
+                 amount: Decimal | None) -> dict[str, Any]:
+    """The charge (listed, never guessed: one is preselected only when it is the only one), the amount and
+    Stripe's reason. Without a charge the modal explains why and offers no submit."""
+    notes = [f"⚠️ {inline(problem, 300)}" for problem in problems[:5]]
+    if not charges:
+        text = ("No charge of the matched customer fits this case, so there is nothing to refund from here. "
+                "Check the call's charge or payment ID, or the customer match.")
+        view = _view(CallbackId.REFUND_STRIPE, "Stripe refund", "Refund", case, [
+            {"type": "section", "text": mrkdwn(truncate_mrkdwn("\n".join([text, *notes]), 3000))}], note=False)
+        del view["submit"]
+        return view
+    options = [{"text": {"type": "plain_text", "text": truncate(_charge_text(c), 75)},
+                "description": {"type": "plain_text", "text": truncate(f"{c.id} · {c.source}", 75)},
+                "value": c.id} for c in charges[:100]]
+    element: dict[str, Any] = {"type": "static_select", "action_id": "value", "options": options}
+    if len(options) == 1:
+        element["initial_option"] = options[0]
+    reason = "duplicate" if case.kind == "duplicate_charge" else "requested_by_customer"
+    blocks: list[dict[str, Any]] = [
+        {"type": "input", "block_id": "charge", "label": {"type": "plain_text", "text": "Charge"}, "element": element,
+         "hint": {"type": "plain_text", "text": "Several charges fit: choose the one the caller means"
+                  if len(options) > 1 else "The charge the refund runs on"}},
+        _text_input("amount", "Amount to refund", str(amount) if amount is not None else None,
+                    hint="In the charge's currency; at most what is still refundable and what was approved"),
+        _select("reason", "Reason (Stripe's)", REFUND_REASONS, reason),
+    ]
+    if notes:
+        blocks.append({"type": "context", "elements": [mrkdwn(truncate_mrkdwn(" ".join(notes), 2000))]})
+    return _view(CallbackId.REFUND_STRIPE, "Stripe refund", "Refund", case, blocks)
 
 
 def submitted(view: dict[str, Any]) -> dict[str, str | list[str] | None]:

@@ -87,6 +87,11 @@ class Reminders(_Strict):
     approval_escalation_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
 
 
+class Refunds(_Strict):
+    # A Stripe refund of a charge older than this needs a senior approver (bot.actions.refunds).
+    max_age_days: int = Field(default=180, ge=1, le=3650)
+
+
 class BusinessHours(_Strict):
     timezone: str = "UTC"
     start: time = time(9, 0)
@@ -131,6 +136,7 @@ class Policy(_Strict):
     # default_finance_owner, after an owner the call itself names.
     owners: dict[str, str] = Field(default_factory=dict)
     reminders: Reminders = Field(default_factory=Reminders)
+    refunds: Refunds = Field(default_factory=Refunds)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
 
     @field_validator("approval_thresholds", "dual_approval_thresholds")

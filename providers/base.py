@@ -108,6 +108,10 @@ class ProviderResult:
     reference: str | None
     url: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Where the provider keeps a status of its own for the action (a Stripe refund: pending, succeeded,
+    # failed, requires_action, canceled); None means done. `error` is its failure reason in plain words.
+    status: str | None = None
+    error: str | None = None
 
 
 @runtime_checkable

@@ -128,6 +128,9 @@ class Case(CaseFields, table=True):
     stripe_customer_id: str | None = Field(default=None, max_length=100)
     stripe_dispute_id: str | None = Field(default=None, max_length=100, index=True)
     stripe_dispute_status: str | None = Field(default=None, max_length=40)
+    # What Stripe last said of the matched customer's charge, subscription and latest invoice (shown on the
+    # card; bot.lookup.stripe_status), or {"unavailable": …} when it could not be asked.
+    stripe_status: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
     # The two facts both the action gates (bot.actions.gates) and the card's buttons (blocks.card) read:
     # here, on the data, so the view never asks the domain for a verdict.

@@ -19,6 +19,7 @@ from bot.ingest import ingest
 from bot.runtime import Runtime
 from bot.slack.service import SlackService, start_slack
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
+from bot.standins.stripe import StripeStandIn
 from storage.models import Case
 from tests.conftest import LiveServer, make_settings
 from tests.signing import dumps, slack_headers
@@ -31,16 +32,22 @@ SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
 
 
 class SlackApp:
-    def __init__(self, runtime: Runtime, db_url: str, *, provider_timeout: float = 10.0) -> None:
+    def __init__(self, runtime: Runtime, db_url: str, *, provider_timeout: float = 10.0,
+                 stripe: StripeStandIn | None = None) -> None:
         self.slack = SlackStandIn(usergroups={"S0FINANCE": ["U0GROUPMEMBER"]}).start()
         self.moonclerk = MoonClerkStandIn().start()
         self.poof = PoofStandIn().start()
+        # A Stripe stand-in the caller owns (shared across a module's tests), when the test needs one.
+        self.stripe = stripe
+        extra: dict[str, Any] = {}
+        if stripe is not None:
+            extra = {"stripe_api_key": SecretStr(stripe.api_key), "stripe_api_url": stripe.url}
         runtime.settings = make_settings(
             db_url, slack_bot_token=SecretStr("xoxb-test"), slack_signing_secret=SecretStr(SIGNING_SECRET),
             finance_channel=CHANNEL, slack_api_url=f"{self.slack.url}/api/", slack_post_interval_seconds=0,
             moonclerk_api_key=SecretStr(self.moonclerk.api_key), moonclerk_api_url=self.moonclerk.url,
             poof_api_key=SecretStr(self.poof.api_key), poof_api_url=self.poof.url,
-            poof_webhook_secret=SecretStr(POOF_WEBHOOK_SECRET), provider_timeout_seconds=provider_timeout)
+            poof_webhook_secret=SecretStr(POOF_WEBHOOK_SECRET), provider_timeout_seconds=provider_timeout, **extra)
         self.runtime = runtime
         self.service: SlackService = start_slack(runtime, poll_seconds=0.05)
         self.server = LiveServer(runtime).start()
@@ -110,7 +117,7 @@ class SlackApp:
             if isinstance(value, list):
                 state[block_id] = {"value": {"type": "checkboxes",
                                              "selected_options": [{"value": v} for v in value]}}
-            elif block_id in {"method", "crypto"}:
+            elif block_id in {"method", "crypto", "charge", "reason"}:
                 state[block_id] = {"value": {"type": "static_select", "selected_option": {"value": value}}}
             else:
                 state[block_id] = {"value": {"type": "plain_text_input", "value": value}}

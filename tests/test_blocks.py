@@ -353,10 +353,15 @@ def test_block_ids_carry_the_card_version() -> None:
 
 def test_full_case_offers_every_action_that_fits_its_kind() -> None:
     every = set(ActionId) | {ControlId.CALLBACK_DONE}  # the caller expects a call back
-    assert action_ids(full_refund(kind="failed_renewal")) == every
+    # A Stripe refund is for refunds and duplicate charges, once approved.
+    assert action_ids(full_refund(kind="failed_renewal")) == every - {ActionId.REFUND_STRIPE}
     # Money owed back to the customer is never invoiced.
     for kind in ("refund", "duplicate_charge", "dispute"):
-        assert action_ids(full_refund(kind=kind)) == every - {ActionId.INVOICE_POOF}
+        assert action_ids(full_refund(kind=kind)) == every - {ActionId.INVOICE_POOF, ActionId.REFUND_STRIPE}
+    approved = {"approved_at": DEADLINE, "approved_amount": Decimal("1249.00"), "approved_currency": "USD"}
+    for kind in ("refund", "duplicate_charge"):
+        assert ActionId.REFUND_STRIPE in action_ids(full_refund(kind=kind, **approved))
+    assert ActionId.REFUND_STRIPE not in action_ids(full_refund(kind="dispute", **approved))
 
 
 def test_minimal_case_offers_only_the_routing_actions() -> None:
@@ -450,8 +455,8 @@ def test_styles_and_confirm_dialogs() -> None:
     approved = full_refund(approved_at=DEADLINE, approved_amount=Decimal("1249.00"), approved_currency="USD")
     by_id = {button["action_id"]: button for button in buttons(case_card(approved))}
     assert "approve" not in by_id and "deny" not in by_id  # decided: the decision buttons leave the card
-    assert by_id["payout_poof"]["style"] == "primary"  # a refund's main money action is paying back
-    assert [b["action_id"] for b in by_id.values() if b.get("style") == "primary"] == ["payout_poof"]
+    # A refund's main money action is refunding the charge on Stripe.
+    assert [b["action_id"] for b in by_id.values() if b.get("style") == "primary"] == ["refund_stripe"]
     renewal = {b["action_id"]: b for b in buttons(case_card(vip_failed_renewal()))}
     assert renewal["invoice_poof"]["style"] == "primary"
     assert "style" not in buttons(case_card(minimal()))[0]

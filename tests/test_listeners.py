@@ -191,12 +191,13 @@ def test_every_interactive_id_has_exactly_one_listener() -> None:
 
 def test_ids_keep_their_public_strings() -> None:
     assert {str(a) for a in ActionId} == {"approve", "deny", "resolve", "note_moonclerk", "invoice_poof",
-                                          "payout_poof", "route_review", "assign_self", "snooze", "dismiss",
-                                          "send_to_customer"}
+                                          "payout_poof", "refund_stripe", "route_review", "assign_self", "snooze",
+                                          "dismiss", "send_to_customer"}
     assert {str(c) for c in ControlId} == {"confirm_payout", "callback_done", "retry_action", "reconcile_action",
                                            "reminder_done", "reminder_snooze", "reminder_reassign", "review_pick",
                                            "home_open_review"}
-    assert {str(c) for c in CallbackId} == {"invoice_poof_modal", "payout_poof_modal", "reminder_snooze_modal",
+    assert {str(c) for c in CallbackId} == {"invoice_poof_modal", "payout_poof_modal", "refund_stripe_modal",
+                                            "reminder_snooze_modal",
                                             "reminder_done_modal", "deny_modal", "resolve_modal",
                                             "send_to_customer_modal"}
 

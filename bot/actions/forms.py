@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from blocks.modals import CRYPTOS, FIAT_METHODS
+from blocks.modals import CRYPTOS, FIAT_METHODS, REFUND_REASONS
+from bot.actions.refunds import RefundRequest
 from bot.actions.runner import InvoiceRequest, PayoutRequest
 from providers.currency import exponent, normalise_currency, parse_amount
 from providers.poof import address_problem
+from providers.refunds import is_charge_reference
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_AMOUNT = Decimal("100000000")
@@ -98,3 +100,23 @@ def parse_payout(values: Values) -> PayoutRequest | dict[str, str]:
 def _crypto_amount(values: Values, errors: dict[str, str]) -> Decimal | None:
     return _decimal(values, "crypto_amount", errors, example="0.85", places=MAX_CRYPTO_DECIMALS,
                     places_error=f"At most {MAX_CRYPTO_DECIMALS} decimal places")
+
+
+# Stripe's smallest currency unit is at most 3 decimals; the charge's own currency is checked on submit.
+MAX_REFUND_DECIMALS = 3
+
+
+def parse_refund(values: Values) -> RefundRequest | dict[str, str]:
+    errors: dict[str, str] = {}
+    charge = values.get("charge")
+    if not isinstance(charge, str) or not is_charge_reference(charge):
+        errors["charge"] = "Choose the charge to refund"
+    amount = _decimal(values, "amount", errors, example="49.00", places=MAX_REFUND_DECIMALS,
+                      places_error=f"At most {MAX_REFUND_DECIMALS} decimal places")
+    reason = values.get("reason")
+    if reason not in REFUND_REASONS:
+        errors["reason"] = "Choose a reason"
+    if errors:
+        return errors
+    assert isinstance(charge, str) and amount is not None and isinstance(reason, str)
+    return RefundRequest(charge=charge, amount=amount, reason=reason)

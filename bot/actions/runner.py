@@ -49,6 +49,7 @@ from providers.base import (
     ProviderTransaction,
 )
 from providers.moonclerk import MoonClerkClient
+from providers.refunds import RefundProvider
 from storage.audit import Event, write_audit
 from storage.db import session_scope
 from storage.models import Case, ProviderAction
@@ -74,6 +75,8 @@ class ActionContext:
     # would stop later clicks from being acknowledged within Slack's 3 seconds.
     background: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="provider"))
+    # Card refunds (Stripe today; bot.actions.refunds): anything implementing providers.refunds.RefundProvider.
+    refunds: RefundProvider | None = None
 
 
 class InvoiceRequest(BaseModel):
@@ -98,7 +101,9 @@ class PayoutRequest(BaseModel):
 
 
 _LABELS = {ActionId.NOTE_MOONCLERK: "MoonClerk note", ActionId.INVOICE_POOF: "Poof invoice",
-           ActionId.PAYOUT_POOF: "Poof payout"}
+           ActionId.PAYOUT_POOF: "Poof payout", ActionId.REFUND_STRIPE: "Stripe refund"}
+# Where an action's outcome is looked up when it is unknown.
+_PROVIDER_NAMES = {ActionId.REFUND_STRIPE: "Stripe"}
 
 
 # -- shared bookkeeping --------------------------------------------------------------------------
@@ -213,7 +218,7 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
     assert row.id is not None
     now = ctx.clock()
     if result is not None:
-        status, text = ActionStatus.SUCCEEDED, None
+        status, text = ActionStatus(result.status or ActionStatus.SUCCEEDED), result.error
     elif isinstance(error, OutcomeUnknown):
         status, text = ActionStatus.UNKNOWN, f"{error}: the action may or may not have happened"
     else:
@@ -233,8 +238,8 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
             return Outcome(False, f"The {_LABELS[ActionId(row.action)]} was already recorded; nothing more was done.")
         case = _load(session, row.case_id)
         case.action_label, case.action_status = row.action, status
-        case.action_reference = result.reference if result else None
-        case.action_url = result.url if result else None
+        case.action_reference = result.reference if result else row.provider_reference
+        case.action_url = result.url if result else row.provider_url
         case.action_error = text
         reply = _result_reply(row, case, status, user)
         if is_closed(case.state):
@@ -251,20 +256,37 @@ def _finish(ctx: ActionContext, row: ProviderAction, result: ProviderResult | No
 
 
 def _state_after(row: ProviderAction, status: ActionStatus) -> CaseState:
-    """A payout sent finishes the case; an invoice sent waits for its payment (Poof's webhook)."""
+    """A payout sent or a refund made finishes the case; an invoice sent waits for its payment (Poof's
+    webhook), a refund Stripe still processes waits for Stripe's word (its webhook)."""
+    return state_after(row.action, status)
+
+
+def state_after(action: str, status: str) -> CaseState:
+    if status in (ActionStatus.PENDING, ActionStatus.RUNNING):
+        return CaseState.APPROVED
+    if status == ActionStatus.REQUIRES_ACTION:
+        return CaseState.IN_REVIEW
     if status != ActionStatus.SUCCEEDED:
         return CaseState.FAILED
-    return CaseState.DONE if row.action == ActionId.PAYOUT_POOF else CaseState.APPROVED
+    return CaseState.DONE if action in (ActionId.PAYOUT_POOF, ActionId.REFUND_STRIPE) else CaseState.APPROVED
 
 
 def _result_reply(row: ProviderAction, case: Case, status: ActionStatus, user: str) -> str:
     label = _LABELS[ActionId(row.action)]
+    where = _PROVIDER_NAMES.get(ActionId(row.action), "Poof")
     if status == ActionStatus.UNKNOWN:
         return (f"⚠️ *{label}* outcome unknown ({inline(case.action_error, 500)}). It will not be retried "
-                "automatically; use *Reconcile* to check Poof before doing anything else.")
-    if status != ActionStatus.SUCCEEDED:
-        return f"❌ *{label}* failed: {inline(case.action_error or '', 500)}. An approver may retry it from the card."
+                f"automatically; use *Reconcile* to check {where} before doing anything else.")
     amount = money(row.amount, row.currency) if row.amount is not None and row.currency else None
+    if status in (ActionStatus.PENDING, ActionStatus.REQUIRES_ACTION):
+        waiting = ("Stripe is processing it; the card follows Stripe's word" if status == ActionStatus.PENDING
+                   else "the customer's bank needs something before it completes; see the refund in Stripe")
+        reply = f"⏳ *{label}* of {amount or 'the amount'} accepted by {where} for {mention(user)}: {waiting}"
+        return reply + (f" · reference {code(case.action_reference, 300)}" if case.action_reference else "")
+    if status != ActionStatus.SUCCEEDED:
+        ended = "was cancelled" if status == ActionStatus.CANCELED else "failed"
+        return (f"❌ *{label}* {ended}: {inline(case.action_error or '', 500)}. An approver may retry it from "
+                "the card.")
     reply = f"✅ *{label}* done by {mention(user)}" + (f" for {amount}" if amount else "")
     if case.action_reference:
         reply += f" · reference {code(case.action_reference, 300)}"

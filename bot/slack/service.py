@@ -24,6 +24,7 @@ from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
 from providers.moonclerk import MoonClerkClient
 from providers.poof import PoofClient
+from providers.stripe import StripeClient
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,19 @@ def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
     if settings.poof_api_key is not None:
         poof = PoofClient(settings.poof_api_key.get_secret_value(), settings.poof_api_url,
                           timeout=settings.provider_timeout_seconds)
+    stripe = None
+    if settings.stripe_api_key is not None:
+        stripe = StripeClient(settings.stripe_api_key.get_secret_value(), settings.stripe_api_url,
+                              timeout=settings.provider_timeout_seconds)
     return ActionContext(engine=runtime.engine, directory=Directory(runtime.policy, client), moonclerk=moonclerk,
-                         invoices=poof, payouts=poof, clock=utcnow)
+                         invoices=poof, payouts=poof, clock=utcnow, refunds=stripe)
 
 
 def recover_provider_calls(runtime: Runtime, actions: ActionContext) -> Callable[[], None]:
     """Periodic: provider calls a dead process left "running" become "unknown" (see runner.recover_stale)."""
-    # Longer than any one money call can take: its timeout, twice over, plus a margin.
-    stale_after = timedelta(seconds=2 * runtime.settings.provider_timeout_seconds + 60)
+    # Longer than any one money call can take: its timeout, three times over (Stripe's SDK retries a
+    # refund twice under the same key), plus a margin for its backoff.
+    stale_after = timedelta(seconds=3 * runtime.settings.provider_timeout_seconds + 60)
 
     def recover() -> None:
         if count := recover_stale(actions, stale_after):

@@ -39,6 +39,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('stripe_dispute_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
         batch_op.add_column(sa.Column('stripe_dispute_status', sqlmodel.sql.sqltypes.AutoString(length=40),
                                       nullable=True))
+        batch_op.add_column(sa.Column('stripe_status', sa.JSON(), nullable=True))
         batch_op.create_index(batch_op.f('ix_cases_stripe_charge_id'), ['stripe_charge_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_cases_stripe_dispute_id'), ['stripe_dispute_id'], unique=False)
 
@@ -47,6 +48,7 @@ def downgrade() -> None:
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cases_stripe_dispute_id'))
         batch_op.drop_index(batch_op.f('ix_cases_stripe_charge_id'))
+        batch_op.drop_column('stripe_status')
         batch_op.drop_column('stripe_dispute_status')
         batch_op.drop_column('stripe_dispute_id')
         batch_op.drop_column('stripe_customer_id')
