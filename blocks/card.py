@@ -37,6 +37,7 @@ from blocks.limits import (
     truncate_mrkdwn,
 )
 from blocks.mail import recipient_context
+from blocks.stripe_status import stripe_status_block
 from bot.triage.model import KIND_LABELS, BillingKind, Urgency
 from providers.currency import format_amount
 from providers.dialnexa import call_details_url
@@ -601,6 +602,7 @@ def case_card(case: Case, *, next_reminder: datetime | None = None) -> dict[str,
     blocks = [
         _header(case),
         _facts(case),
+        stripe_status_block(case.stripe_status, _block_id(case, "stripe")),
         _detail(case),
         _summary(case),
         _suppression(case),

@@ -7,7 +7,7 @@ their brand and last 4 digits only, never expiry dates or anything else.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -15,6 +15,7 @@ from typing import Any, Final
 from blocks.card import STATE_LABELS
 from blocks.format import code, inline, link, mention, money, mrkdwn, plain, slack_date
 from blocks.limits import MAX_SECTION_TEXT, truncate, truncate_mrkdwn
+from blocks.stripe_status import stripe_status_text
 from bot.triage.model import KIND_LABELS, BillingKind
 from providers.base import Money
 from providers.moonclerk import Customer, Payment, PaymentMethod
@@ -115,6 +116,7 @@ class CustomerResult:
     payments: Sequence[Payment] = ()
     cases: Sequence[Case] = ()
     payments_error: str | None = None
+    stripe_status: Mapping[str, Any] | None = None  # bot.stripe_status's JSON for customer_reference
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ def _customer_blocks(result: CustomerResult, index: int) -> list[dict[str, Any]]
     if customer.delinquent:
         who.append("⚠️ delinquent")
     blocks = [section(" · ".join(who) + "\n" + _subscription(customer), block_id=f"customer-{index}")]
+    stripe = stripe_status_text(result.stripe_status)
+    if stripe:
+        blocks.append(context(stripe))
     if result.payments_error:
         blocks.append(context(f"Recent payments could not be read: {inline(result.payments_error, 200)}"))
     else:

@@ -20,6 +20,7 @@ from bot.web.errors import Refusal, http_error, refused, server_error
 from bot.web.moonclerk import moonclerk_endpoint
 from bot.web.observe import RequestMetrics, metrics_endpoint
 from bot.web.poof import poof_endpoint
+from bot.web.stripe import stripe_endpoint
 from storage.db import is_reachable
 
 
@@ -49,6 +50,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/webhooks/dialnexa", dialnexa_endpoint(runtime, large_bodies), methods=["POST"]),
         Route("/webhooks/poof", poof_endpoint(runtime), methods=["POST"]),
         Route("/webhooks/moonclerk/{token}", moonclerk_endpoint(runtime), methods=["POST"]),
+        Route("/webhooks/stripe", stripe_endpoint(runtime), methods=["POST"]),
         *runtime.extra_routes,
     ]
     return Starlette(
