@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,10 @@ class Runtime:
     # Set when the outbox worker and reminder scheduler run in this process: nudges them (a new card,
     # an escalation page due now) instead of waiting for their polls.
     wake_workers: Callable[[], None] | None = None
+    # Set when Stripe is configured: refresh, without waiting, the Stripe line of the cards that name a
+    # Stripe object a webhook just changed, or of the case a call just stored (bot.stripe_status).
+    on_stripe_object: Callable[[Mapping[str, Any]], object] | None = None
+    on_case_stored: Callable[[str], None] | None = None
     extra_routes: list[Any] = field(default_factory=list)
     _problems: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

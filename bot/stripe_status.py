@@ -440,7 +440,7 @@ def _store(engine: Engine, case_id: int, key: Key | None, status: StripeStatus |
             return False
         case.stripe_status = new
         session.add(case)
-        enqueue_card(session, case, now)
+        enqueue_card(session, case, now, same_buttons=True)
         return True
 
 

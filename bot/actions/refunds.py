@@ -276,7 +276,7 @@ def submit_refund(ctx: ActionContext, case_id: int, user: str, request: RefundRe
     if not created:
         return Outcome(False, _already(row))
     row.approved_by = user
-    return _send(ctx, row, user)
+    return _refreshed(ctx, case_id, _send(ctx, row, user))
 
 
 def _send(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
@@ -300,6 +300,13 @@ def _send(ctx: ActionContext, row: ProviderAction, user: str) -> Outcome:
         _finish(ctx, row, None, lost, user)
         raise
     return _finish(ctx, row, result(refund), None, user)
+
+
+def _refreshed(ctx: ActionContext, case_id: int, outcome: Outcome) -> Outcome:
+    """The card's Stripe line follows a refund (the charge's refunded amount) without anyone waiting."""
+    if ctx.stripe_status is not None:
+        ctx.stripe_status.refresh_later(case_id, fresh=True)
+    return outcome
 
 
 def result(refund: Refund) -> ProviderResult:
@@ -340,7 +347,7 @@ def retry_refund(ctx: ActionContext, case_id: int, user: str) -> Outcome:
                                  params=params, approved_by=user, error=None):
             return Outcome(False, "Someone else is already retrying this refund.")
     row.attempts, row.params, row.approved_by = attempts, params, user
-    return _send(ctx, row, user)
+    return _refreshed(ctx, case_id, _send(ctx, row, user))
 
 
 def reconcile_refund(ctx: ActionContext, case_id: int, user: str) -> Outcome:
@@ -368,9 +375,9 @@ def reconcile_refund(ctx: ActionContext, case_id: int, user: str) -> Outcome:
         return Outcome(False, "Someone else is already reconciling this refund.")
     row.status = ActionStatus.RUNNING
     if found:
-        return _finish(ctx, row, result(found[0]), None, user)
+        return _refreshed(ctx, case_id, _finish(ctx, row, result(found[0]), None, user))
     if now - datetime.fromisoformat(str(row.params["key_used_at"])) < KEY_RETENTION:
-        return _send(ctx, row, user)
+        return _refreshed(ctx, case_id, _send(ctx, row, user))
     lost = ProviderError("Stripe lists no refund for this call: it was not made. An approver may retry it",
                          provider="stripe")
     return _finish(ctx, row, None, lost, user)

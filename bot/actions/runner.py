@@ -39,6 +39,7 @@ from bot.outcome import Outcome
 from bot.reminders.store import sync_case
 from bot.slack.errors import Refused
 from bot.slack.outbox import enqueue_card, enqueue_thread
+from bot.stripe_status import StripeStatusService
 from providers.base import (
     InvoiceProvider,
     NotFound,
@@ -77,6 +78,8 @@ class ActionContext:
         default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="provider"))
     # Card refunds (Stripe today; bot.actions.refunds): anything implementing providers.refunds.RefundProvider.
     refunds: RefundProvider | None = None
+    # The Stripe line on cards (bot.stripe_status): refreshed after a refund, a match or a webhook.
+    stripe_status: StripeStatusService | None = None
 
 
 class InvoiceRequest(BaseModel):

@@ -270,8 +270,11 @@ class MatchWorker:
 
     def __init__(self, engine: Engine, moonclerk: MoonClerkClient | MoonClerkLookup, review_channel: str | None,
                  *, policy: Policy | None = None, poll_seconds: float = 2.0, pool: int = 8,
-                 retry_seconds: float = 30.0, clock: Callable[[], datetime] = utcnow) -> None:
+                 retry_seconds: float = 30.0, clock: Callable[[], datetime] = utcnow,
+                 on_changed: Callable[[int], object] | None = None) -> None:
         self.engine, self.lookup, self.review_channel = engine, lookup_for(moonclerk), review_channel
+        # Told of each case whose match changed (the card's Stripe line follows the matched customer).
+        self.on_changed = on_changed
         self.policy, self.poll_seconds, self.clock = policy, poll_seconds, clock
         self.pool, self.retry_seconds = max(1, pool), retry_seconds
         self._wake = threading.Event()
@@ -319,6 +322,8 @@ class MatchWorker:
             outcome = match_case(self.engine, self.lookup, case_id, self.review_channel, self.clock(),
                                  policy=self.policy)
             failed = bool(outcome.error) or outcome.status == MatchStatus.PENDING
+            if outcome.changed and self.on_changed is not None:
+                self.on_changed(case_id)
         except Exception:
             log.exception("matching case %s failed", case_id)
             failed = True

@@ -45,11 +45,16 @@ def _row(**fields: Any) -> dict[str, Any]:
     return {**_defaults(), **fields}
 
 
-def enqueue_card(session: Session, case: Case, now: datetime | None = None) -> None:
-    """Ask for the card to be posted or brought up to date; many changes collapse into one send."""
+def enqueue_card(session: Session, case: Case, now: datetime | None = None, *, same_buttons: bool = False) -> None:
+    """Ask for the card to be posted or brought up to date; many changes collapse into one send.
+
+    `same_buttons`: only a shown fact changed (the Stripe status line), never what the buttons would do,
+    so the card keeps its version and a click on the previous render still counts.
+    """
     assert case.id is not None
     now = now or utcnow()
-    case.card_version += 1
+    if not same_buttons:
+        case.card_version += 1
     session.add(case)
     rearm, _ = _statements(session.get_bind().dialect.name)
     session.execute(rearm, _row(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now))

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from sqlmodel import Session, select
 from starlette.routing import Route
 
 from bot.actions.authz import Directory
+from bot.actions.refunds import stripe_customer
 from bot.actions.runner import ActionContext, recover_stale
 from bot.lookup.directory import DirectorySyncJob, sync_job
 from bot.lookup.review import MatchWorker
@@ -22,10 +24,11 @@ from bot.runtime import Runtime
 from bot.shutdown import release_leases
 from bot.slack.bolt_app import build_bolt_app, slack_events_endpoint
 from bot.slack.delivery import ChannelPacer, OutboxWorker
+from bot.stripe_status import StripeStatusService
 from providers.moonclerk import MoonClerkClient
 from providers.poof import PoofClient
 from providers.stripe import StripeClient
-from storage.models import utcnow
+from storage.models import Case, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,12 @@ class SlackService:
             # Provider calls already under way finish and are recorded (each is bounded by
             # PROVIDER_TIMEOUT_SECONDS); left to die, a money call would only be found "unknown" later.
             self.actions.background.shutdown(wait=True, cancel_futures=False)
+            if self.actions.stripe_status is not None:
+                self.actions.stripe_status.close()
+                # Its own short-timeout client (see action_context); the service does not own it.
+                close = getattr(self.actions.stripe_status.client, "close", None)
+                if callable(close):
+                    close()
         if self.directory is not None:
             self.directory.stop()
         if self.reminders is not None:
@@ -92,8 +101,16 @@ def action_context(runtime: Runtime, client: WebClient | None) -> ActionContext:
     if settings.stripe_api_key is not None:
         stripe = StripeClient(settings.stripe_api_key.get_secret_value(), settings.stripe_api_url,
                               timeout=settings.provider_timeout_seconds)
-    return ActionContext(engine=runtime.engine, directory=Directory(runtime.policy, client), moonclerk=moonclerk,
-                         invoices=poof, payouts=poof, clock=utcnow, refunds=stripe)
+    ctx = ActionContext(engine=runtime.engine, directory=Directory(runtime.policy, client), moonclerk=moonclerk,
+                        invoices=poof, payouts=poof, clock=utcnow, refunds=stripe)
+    if settings.stripe_api_key is not None:
+        # The card's Stripe line is informational: a short timeout and no retries, so a slow Stripe shows
+        # as "unavailable" quickly instead of holding provider threads.
+        status_client = StripeClient(settings.stripe_api_key.get_secret_value(), settings.stripe_api_url,
+                                     timeout=min(settings.provider_timeout_seconds, 5.0), max_network_retries=0)
+        ctx.stripe_status = StripeStatusService(runtime.engine, status_client, ctx.background, clock=ctx.clock,
+                                                resolve_customer=lambda case: stripe_customer(ctx, case))
+    return ctx
 
 
 def recover_provider_calls(runtime: Runtime, actions: ActionContext) -> Callable[[], None]:
@@ -133,15 +150,29 @@ def start_slack(
     mail = start_mail_worker(runtime, actions, on_done=outbox.wake) if worker else None
     if mail is not None:
         runtime.wake_workers = _also(runtime.wake_workers, mail.wake)
+    if actions.stripe_status is not None:
+        runtime.on_stripe_object = actions.stripe_status.refresh_for_object_later
+        runtime.on_case_stored = _refresh_call(runtime, actions.stripe_status)
     match_worker = directory = None
     if matcher and actions.moonclerk is not None:
+        refresh = actions.stripe_status.refresh_later if actions.stripe_status is not None else None
         match_worker = MatchWorker(runtime.engine, actions.moonclerk, runtime.settings.review_channel,
-                                   policy=runtime.policy).start()
+                                   policy=runtime.policy, on_changed=refresh).start()
         # A stored case wakes matching at once (no poll to wait for); the directory keeps its candidates.
         runtime.wake_workers = _also(runtime.wake_workers, match_worker.wake)
         directory = sync_job(runtime.engine, actions.moonclerk).start()
     return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker,
                         directory=directory, mail=mail, actions=actions)
+
+
+def _refresh_call(runtime: Runtime, status: StripeStatusService) -> Callable[[str], None]:
+    def refresh(call_id: str) -> None:
+        with Session(runtime.engine) as session:
+            case_id = session.exec(select(Case.id).where(Case.call_id == call_id)).first()
+        if case_id is not None:
+            status.refresh_later(case_id)
+
+    return refresh
 
 
 def _also(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:

@@ -86,6 +86,8 @@ def stripe_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
             raise storage_unavailable("event") from None
         finally:
             client.close()
+        if runtime.on_stripe_object is not None:
+            runtime.on_stripe_object(event.object)
         if runtime.wake_workers is not None:
             runtime.wake_workers()
         return JSONResponse({"ok": True, "result": result})

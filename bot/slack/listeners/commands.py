@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
@@ -66,6 +66,7 @@ from bot.lookup.queries import (
 )
 from bot.runtime import Runtime
 from bot.slack.listeners.context import interaction
+from bot.stripe_status import StripeStatusService
 from providers.base import ProviderError
 from storage.models import utcnow
 
@@ -86,6 +87,9 @@ class FinanceContext:
     people: People | None = None
     zone: tzinfo = UTC
     wake: Callable[[], None] | None = None
+    # The Stripe line of each customer found (bot.stripe_status): asked while MoonClerk is read, waited
+    # for within a short budget, else shown as unavailable.
+    stripe_status: StripeStatusService | None = None
 
 
 def answer(ctx: FinanceContext, command: Command, user: str) -> dict[str, Any]:
@@ -151,6 +155,9 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
     except ProviderError as exc:
         # The provider's own words are untrusted text like any other.
         return notice(f"MoonClerk did not answer the lookup: {inline(exc, 300)}. Try again in a minute.")
+    references = [customer.customer_reference for customer in hits.customers]
+    if ctx.stripe_status is not None:
+        ctx.stripe_status.prefetch(references)
     results: list[CustomerResult] = []
     for customer in hits.customers:
         try:
@@ -159,6 +166,9 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
             payments, error = (), str(exc)
         cases = open_cases_for_customer(ctx.engine, customer.id, customer.email)
         results.append(CustomerResult(customer, payments, cases, error))
+    if ctx.stripe_status is not None:
+        statuses = ctx.stripe_status.for_lookup(references)
+        results = [replace(result, stripe_status=status) for result, status in zip(results, statuses, strict=True)]
     notes: list[str] = []
     if hits.more:
         notes.append(f"{hits.more} more customers match; make the search more specific to see them.")
@@ -172,7 +182,7 @@ def finance_context(runtime: Runtime, actions: ActionContext) -> FinanceContext:
     return FinanceContext(engine=runtime.engine, lookup=lookup, clock=actions.clock,
                           is_finance=lambda user: permits(actions.directory, user, SlashCommand.FINANCE),
                           people=actions.directory, zone=runtime.policy.business_hours.zone,
-                          wake=runtime.wake_workers)
+                          wake=runtime.wake_workers, stripe_status=actions.stripe_status)
 
 
 def _finish(ctx: FinanceContext, parsed: Command | DelegationCommand, user: str, respond: Respond,

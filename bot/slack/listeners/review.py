@@ -26,6 +26,9 @@ def review_pick(ack: Ack, action: dict[str, Any], context: BoltContext) -> None:
                    may_decide=lambda user: authz.permits(it.desk.actions.directory, user, ControlId.REVIEW_PICK))
     if outcome.ok and outcome.case is not None:
         it.reply.replace(review_settled(outcome.case, it.user))
+        status = it.desk.actions.stripe_status
+        if status is not None and outcome.case.id is not None:
+            status.refresh_later(outcome.case.id)  # the picked customer's Stripe line
     else:
         it.reply.ephemeral(outcome.message)
 
