@@ -166,11 +166,15 @@ def start_slack(
 
 
 def _refresh_call(runtime: Runtime, status: StripeStatusService) -> Callable[[str], None]:
-    def refresh(call_id: str) -> None:
+    """After a call is stored: its card's Stripe line, looked up off the request's thread."""
+    def lookup(call_id: str) -> None:
         with Session(runtime.engine) as session:
             case_id = session.exec(select(Case.id).where(Case.call_id == call_id)).first()
         if case_id is not None:
             status.refresh_later(case_id)
+
+    def refresh(call_id: str) -> None:
+        status.executor.submit(lookup, call_id)
 
     return refresh
 

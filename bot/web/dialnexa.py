@@ -149,7 +149,7 @@ def dialnexa_endpoint(runtime: Runtime, large: LargeBodyWorker) -> Callable[[Req
             raise storage_unavailable("delivery") from None
         if runtime.wake_workers is not None and result.is_billing and result.outcome == "stored":
             runtime.wake_workers()
-        if runtime.on_case_stored is not None and result.is_billing and result.call_id:
+        if runtime.on_case_stored is not None and result.is_billing and result.outcome == "stored" and result.call_id:
             runtime.on_case_stored(result.call_id)
         return JSONResponse(
             {"ok": True, "outcome": result.outcome, "call_id": result.call_id, "created": result.created}
