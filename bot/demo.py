@@ -29,12 +29,13 @@ from blocks.text import render
 from bot import decisions
 from bot.actions.authz import Directory
 from bot.config import Settings
+from bot.lookup.review import match_case
 from bot.mail.send import MailContext, verify_pending
 from bot.reminders.rows import OPEN
 from bot.reminders.schedule import Kind
 from bot.runtime import Runtime, build_runtime
 from bot.slack.service import start_slack
-from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
+from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn, StripeStandIn
 from bot.standins.mail import MailSink
 from bot.web.background import BackgroundServer
 from bot.web.signature import sign
@@ -49,6 +50,8 @@ APPROVER = "U0FINANCE2"
 OTHER_APPROVER = "U0FINANCE1"
 SENIOR = "U0CONTROLLER"
 MAIL_FROM = "Billing <billing@finance-desk.example>"
+DANA_EMAIL = "dana@whitfield.example"
+REFUND_CALL = "call_demo_refund_0001"
 # However the demo's invoice ends, the walk-through goes on once it has.
 _ENDED = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.UNKNOWN})
 
@@ -153,8 +156,16 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
     policy_file = resources.files("bot") / "samples" / "demo_policy.toml"
 
     groups = {"S0FINANCE": ["U0FINANCE1", "U0FINANCE2"]}  # the demo policy's approver group
+    stripe_secret = "whsec_" + secrets.token_urlsafe(24)
     with SlackStandIn(enforce_rate_limit=True, usergroups=groups) as slack, MoonClerkStandIn() as moonclerk, \
-            PoofStandIn() as poof, MailSink() as mail, resources.as_file(policy_file) as policy_path:
+            PoofStandIn() as poof, StripeStandIn() as stripe, MailSink() as mail, \
+            resources.as_file(policy_file) as policy_path:
+        # The refund's caller: a MoonClerk customer whose record names her Stripe customer, who paid
+        # the 149.00 USD the call is about.
+        dana = stripe.add_customer(email=DANA_EMAIL, name="Dana Whitfield")["id"]
+        stripe.add_charge(dana, 14900, "usd")
+        stripe.refund_status = "pending"  # Stripe settles card refunds a little later and says so by webhook
+        moonclerk.add_customer(name="Dana Whitfield", email=DANA_EMAIL, customer_reference=dana)
         settings = Settings(
             database_url=f"sqlite:///{database}",
             dialnexa_webhook_secrets=[SecretStr(webhook_secret)],
@@ -168,6 +179,9 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
             moonclerk_api_key=SecretStr(moonclerk.api_key),
             poof_api_url=poof.url,
             poof_api_key=SecretStr(poof.api_key),
+            stripe_api_url=stripe.url,
+            stripe_api_key=SecretStr(stripe.api_key),
+            stripe_webhook_secret=[SecretStr(stripe_secret)],
             finance_desk_policy=policy_path,
             # A plain smtp:// URL is accepted for a loopback host only: the local mail sink.
             smtp_url=SecretStr(mail.url),
@@ -178,6 +192,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
         server = BackgroundServer(runtime).start()
         try:
             _run(runtime, server, slack, poof, signing_secret, webhook_secret, echo)
+            _refund_on_stripe(runtime, server, slack, moonclerk, stripe, signing_secret, stripe_secret, echo)
             _email_vip(runtime, server, slack, mail, signing_secret, echo)
         finally:
             server.stop()
@@ -348,11 +363,11 @@ def _now() -> datetime:
 
 def _decide_refund(runtime: Runtime, slack: SlackStandIn, refund: Case, directory: Directory,
                    echo: Callable[[str], None]) -> None:
-    """Step 4: the refund needs two approvers (one a senior); once approved it is refunded and resolved."""
+    """Step 4: the refund needs two approvers (one a senior) before any money moves."""
     assert refund.id is not None and refund.slack_ts is not None
     echo("")
     echo(f"Step 4 · The refund needs two approvers, one of them a senior: <@{APPROVER}> approves, then "
-         f"<@{SENIOR}>; <@{APPROVER}> resolves it as refunded")
+         f"<@{SENIOR}>")
     engine = runtime.engine
     first = decisions.approve(engine, directory, refund.id, APPROVER, _now())
     echo(f"  <@{APPROVER}> approves → {first.message}")
@@ -360,25 +375,74 @@ def _decide_refund(runtime: Runtime, slack: SlackStandIn, refund: Case, director
     echo(f"  <@{APPROVER}> clicks Approve again → {again.message}")
     second = decisions.approve(engine, directory, refund.id, SENIOR, _now())
     echo(f"  <@{SENIOR}> approves → {second.message}")
-    resolved = decisions.resolve(engine, directory, refund.id, APPROVER, decisions.Resolution.REFUNDED,
-                                 "Refunded 149.00 USD to the card on file; emailed Dana the receipt.",
-                                 "ch_demo_inv1042", _now())
-    echo(f"  <@{APPROVER}> resolves it as Refunded → {resolved.message.splitlines()[0]}")
     with Session(engine) as session:
         approvals = session.exec(select(Approval).where(Approval.case_id == refund.id)
                                  .order_by(col(Approval.id))).all()
-        stored = session.get(Case, refund.id)
-    assert stored is not None
     echo(f"  Recorded: {len(approvals)} approvals ("
          + ", ".join(f"{a.approver}{' (senior)' if a.senior else ''} for {a.amount} {a.currency}" for a in approvals)
-         + f"); the case is {stored.state}, resolution {stored.resolution}, reference {stored.resolution_reference}")
-    _wait(lambda: _outbox_idle(runtime), 30, "the refund's card and thread")
-    echo("  The card, updated in place (the decision buttons have left it):")
+         + "); the card now offers the Stripe refund")
+
+
+def _refund_on_stripe(runtime: Runtime, server: BackgroundServer, slack: SlackStandIn, moonclerk: MoonClerkStandIn,
+                      stripe: StripeStandIn, signing_secret: str, stripe_secret: str,
+                      echo: Callable[[str], None]) -> None:
+    """Step 5b: the approved refund runs on Stripe from the card, and Stripe's webhook closes the loop."""
+    engine = runtime.engine
+    echo("")
+    echo(f"Step 5b · <@{SENIOR}> refunds the card on Stripe from the card; Stripe's webhook closes the loop")
+    with Session(engine) as session:
+        refund = session.exec(select(Case).where(Case.call_id == REFUND_CALL)).one()
+    assert refund.id is not None and refund.slack_ts is not None
+    client = MoonClerkClient(moonclerk.api_key, moonclerk.url)
+    try:
+        matched = match_case(engine, client, refund.id, None, _now(), policy=runtime.policy)
+    finally:
+        client.close()
+    echo(f"  Matching: the caller is MoonClerk customer {_customer(runtime)} ({matched.status}), whose record "
+         "names her Stripe customer")
+    _wait(lambda: _outbox_idle(runtime), 30, "the matched card")
+    views_before = len(slack.calls("views.update"))
+    status = _click(server.url, signing_secret, refund, slack.message(FINANCE_CHANNEL, refund.slack_ts),
+                    "refund_stripe", slack.response_url("refund"), user=SENIOR)
+    _wait(lambda: len(slack.calls("views.update")) > views_before, 20, "the charges from Stripe")
+    update = slack.calls("views.update")[-1]
+    body = update.json or update.form or {}
+    sent = body.get("view") if isinstance(body, dict) else None
+    view: dict[str, Any] = sent if isinstance(sent, dict) else json.loads(str(sent))
+    charge = next(b for b in view["blocks"] if b.get("block_id") == "charge")["element"]
+    echo(f"  Click “↩️ Stripe refund” → HTTP {status}; a waiting modal opens at once, then Stripe's charges fill it:")
+    for option in charge["options"]:
+        echo(f"    charge {option['value']} · {option['text']['text']} · {option['description']['text']}")
+    amount = next(b for b in view["blocks"] if b.get("block_id") == "amount")["element"]["initial_value"]
+    values = {"charge": {"value": {"type": "static_select", "selected_option": charge["initial_option"]}},
+              "amount": {"value": {"type": "plain_text_input", "value": amount}},
+              "reason": {"value": {"type": "static_select", "selected_option": {"value": "requested_by_customer"}}}}
+    status = _submit(server.url, signing_secret, view, SENIOR, values)
+    echo(f"  Submit {amount} USD, reason requested_by_customer → HTTP {status}")
+    _wait(lambda: _case_status(runtime, REFUND_CALL) == ActionStatus.PENDING, 30, "Stripe to accept the refund")
+    [made] = stripe.refunds
+    post = [r for r in stripe.calls("/v1/refunds") if r.method == "POST"][-1]
+    echo(f"  Stripe: POST /v1/refunds with Idempotency-Key {post.headers.get('idempotency-key')} → {made['id']} "
+         f"{made['status']} (metadata dialnexa_call_id={made['metadata'].get('dialnexa_call_id')})")
+    # Stripe settles the refund and says so; finance-desk re-fetches it before believing the webhook.
+    stripe.set_refund(made["id"], status="succeeded")
+    event = stripe.event("refund.updated", stripe.refund(made["id"]))
+    response = stripe.deliver(f"{server.url}/webhooks/stripe", event, stripe_secret)
+    echo(f"  Stripe → POST /webhooks/stripe (Stripe-Signature) → HTTP {response.status_code} "
+         f"{response.json().get('result')}")
+    _wait(lambda: _case_status(runtime, REFUND_CALL) == ActionStatus.SUCCEEDED and _outbox_idle(runtime), 30,
+          "the refund's card")
+    echo("  The card, updated in place:")
     _show(echo, slack.message(FINANCE_CHANNEL, refund.slack_ts), prefix="  │ ")
     echo("  and its thread:")
     for reply in slack.thread(FINANCE_CHANNEL, refund.slack_ts):
         if reply["ts"] != refund.slack_ts:
             _show(echo, reply, prefix="  ↳ ")
+
+
+def _customer(runtime: Runtime) -> int | None:
+    with Session(runtime.engine) as session:
+        return session.exec(select(Case.moonclerk_customer_id).where(Case.call_id == REFUND_CALL)).one()
 
 
 def _case_status(runtime: Runtime, call_id: str) -> str | None:

@@ -38,16 +38,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert {"case.created", "case.assigned", "invoice_poof.succeeded", "slack.card_posted"} <= {
         a["action"] for a in audit}
     # The refund: approved by two different approvers (the second a senior), the double click counted
-    # once, then resolved as refunded; the card and its thread say so.
+    # once, then refunded on Stripe from the card, pending until Stripe's signed webhook says succeeded.
     refund = [a for a in audit if a["call_id"] == "call_demo_refund_0001"]
     approvals = [(a["actor"], a["outcome"]) for a in refund if a["action"] == "case.approved"]
     assert approvals == [("U0FINANCE2", "partial"), ("U0CONTROLLER", "ok")]
-    [resolved] = [a for a in refund if a["action"] == "case.resolved"]
-    assert resolved["detail"]["outcome"] == "refunded" and resolved["record"] == "ch_demo_inv1042"
+    assert "refund_stripe.pending" in {a["action"] for a in refund}
     for said in ("approved this case for 149.00 USD (1 of 2 approvals)", "Your approval is already counted",
                  "✅ Approved by <@U0CONTROLLER> for 149.00 USD (2 of 2 approvals).",
-                 "🏁 Resolved by <@U0FINANCE2>: Refunded · reference ch_demo_inv1042",
-                 "↳ 🏁 Resolved by @U0FINANCE2: Refunded", "State: *🏁 Done* · by @U0FINANCE2"):
+                 "Idempotency-Key call_demo_refund_0001:refund_stripe",
+                 "POST /webhooks/stripe (Stripe-Signature) → HTTP 200",
+                 ": pending → succeeded", "Stripe refund: ✅ done `re_", "State: *🏁 Done* · by stripe"):
         assert said in out, said
     assert (record / "finance-desk-demo.db").exists() and (record / "channel.txt").exists()
     # Step 6: the VIP's payment link, emailed to the verified recipient (the MoonClerk record's address,

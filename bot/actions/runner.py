@@ -282,9 +282,10 @@ def _result_reply(row: ProviderAction, case: Case, status: ActionStatus, user: s
                 f"automatically; use *Reconcile* to check {where} before doing anything else.")
     amount = money(row.amount, row.currency) if row.amount is not None and row.currency else None
     if status in (ActionStatus.PENDING, ActionStatus.REQUIRES_ACTION):
-        waiting = ("Stripe is processing it; the card follows Stripe's word" if status == ActionStatus.PENDING
+        waiting = ("accepted by Stripe, which is still processing it; the card follows Stripe's word"
+                   if status == ActionStatus.PENDING
                    else "the customer's bank needs something before it completes; see the refund in Stripe")
-        reply = f"⏳ *{label}* of {amount or 'the amount'} accepted by {where} for {mention(user)}: {waiting}"
+        reply = f"⏳ *{label}* of {amount or 'the amount'} by {mention(user)}: {waiting}"
         return reply + (f" · reference {code(case.action_reference, 300)}" if case.action_reference else "")
     if status != ActionStatus.SUCCEEDED:
         ended = "was cancelled" if status == ActionStatus.CANCELED else "failed"
