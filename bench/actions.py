@@ -25,6 +25,11 @@ What is measured
 
   - note:    `note_moonclerk` button (block_actions)      -> MoonClerk lookup:          1 x delay
   - invoice: `invoice_poof_modal` submission (view_submission) -> MoonClerk verify + Poof: 2 x delay
+  - refund:  `refund_stripe_modal` submission (view_submission) on a refund call naming its Stripe
+             charge (`ch_…`, 200.00 USD, owned by the seeded customer's Stripe customer) -> MoonClerk
+             (the caller's Stripe customer) + Stripe `POST /v1/refunds`, which answers after the delay:
+             2 x delay. Its modal was opened at seeding (the `refund_stripe` click opens a waiting
+             modal at once; the charges found replace it).
   - approve: `approve` button (block_actions) on a case the call flagged for approval (200.00 USD,
              under the threshold, so an approver's one approval decides it) -> bot.decisions.approve:
              one locked transaction (approval row, audit, card update and thread reply queued), no
@@ -53,6 +58,7 @@ Run
   python -m bench.actions --clicks 100 --rate 10     # heavier paced phase
   python -m bench.actions --kind note                # note clicks only (one provider call each)
   python -m bench.actions --kind approve             # approve clicks only (no provider call)
+  python -m bench.actions --kind refund              # Stripe refund submissions (Stripe takes the delay)
   python -m bench.actions --provider-delay 1 --concurrency 64
   python -m bench.actions --keep                     # keep the temp dir (database, server logs)
   python -m bench.actions --json                     # one JSON document on stdout
@@ -88,7 +94,7 @@ import uvicorn
 
 from bench import EXAMPLE_POLICY, ROOT, sign, summarize_ms
 from bot.config import Settings
-from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
+from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn, StripeStandIn
 
 CHANNEL = "C0FINANCE"
 APPROVER = "U0FINANCE1"  # an approver in policy.example.toml; 200.00 USD is under its USD threshold
@@ -96,6 +102,8 @@ CUSTOMER_ID = 523425  # the customer the MoonClerk stand-in seeds
 CUSTOMER_EMAIL = "ryan@moonclerk.com"  # ... and its own address, so the invoice recipient verifies
 MOONCLERK_PATH = f"/customers/{CUSTOMER_ID}"
 POOF_PATH = "/api/v1/create_fiat_invoice"
+REFUNDS_PATH = "/v1/refunds"
+STRIPE_CUSTOMER = "cus_4SOZuEc4cxP5L7"  # the seeded MoonClerk customer's Stripe customer (customer_reference)
 EVENTS_PATH = "/slack/events"
 BOLT_THREADS = 16  # bot/slack/bolt_app.py: listener_executor=ThreadPoolExecutor(max_workers=16)
 SLACK_DEADLINE_S = 3.0
@@ -104,11 +112,14 @@ TARGET_P99_MS = 300.0  # "far under 3 s": a tenth of Slack's deadline
 WARMUP_CASES = 4
 NOTE_DONE = "MoonClerk note written"
 INVOICE_DONE = "Poof invoice* done"
+REFUND_DONE = "Stripe refund* done"
 SIGNING_ENV = "BENCH_SLACK_SIGNING_SECRET"
 SLACK_URL_ENV = "BENCH_SLACK_API_URL"
-KINDS = ("note", "invoice", "approve")
+KINDS = ("note", "invoice", "approve", "refund")
 # What the card must offer for each kind of click, and what the clicker is finally told on success.
-NEEDS = {"note": "note_moonclerk", "invoice": "invoice_poof", "approve": "approve"}
+NEEDS = {"note": "note_moonclerk", "invoice": "invoice_poof", "approve": "approve", "refund": "refund_stripe"}
+# Clicks whose modal is opened while seeding; the measured click submits it.
+MODALS = {"invoice": "invoice_poof", "refund": "refund_stripe"}
 APPROVED = "pproved"  # "✅ Approved by …" or "👍 … approved this case …" in the card's thread
 
 
@@ -273,12 +284,13 @@ class StandIns:
     slack: SlackStandIn
     moonclerk: MoonClerkStandIn
     poof: PoofStandIn
+    stripe: StripeStandIn
 
     @classmethod
     def start(cls) -> StandIns:
         started: list[Any] = []
         try:
-            for standin in (SlackStandIn(), MoonClerkStandIn(), PoofStandIn()):
+            for standin in (SlackStandIn(), MoonClerkStandIn(), PoofStandIn(), StripeStandIn()):
                 started.append(standin.start())
         except BaseException:
             for standin in started:
@@ -287,12 +299,13 @@ class StandIns:
         return cls(*started)
 
     def stop(self) -> None:
-        for standin in (self.slack, self.moonclerk, self.poof):
+        for standin in (self.slack, self.moonclerk, self.poof, self.stripe):
             standin.stop()
 
     def set_delay(self, seconds: float) -> None:
         self.moonclerk.delay(MOONCLERK_PATH, seconds)
         self.poof.delay(POOF_PATH, seconds)
+        self.stripe.delay(REFUNDS_PATH, seconds)
 
 
 def app_env(standins: StandIns, database_url: str, slack_secret: str, dialnexa_secret: str,
@@ -317,6 +330,8 @@ def app_env(standins: StandIns, database_url: str, slack_secret: str, dialnexa_s
         "POOF_API_KEY": standins.poof.api_key,
         "POOF_API_URL": standins.poof.url,
         "POOF_WEBHOOK_SECRET": "bench-poof-webhook-secret",
+        "STRIPE_API_KEY": standins.stripe.api_key,
+        "STRIPE_API_URL": standins.stripe.url,
         # The product default is 10 s; a longer --provider-delay must not turn every call into "unknown".
         "PROVIDER_TIMEOUT_SECONDS": str(min(120.0, max(10.0, provider_delay + 5.0))),
         SIGNING_ENV: slack_secret,
@@ -335,10 +350,19 @@ def renewal(call_id: str, kind: str = "note") -> dict[str, Any]:
                                 "amount": "200.00", "currency": "USD"}
     if kind == "approve":
         analysis["approval_required"] = True
+    if kind == "refund":
+        analysis.update(billing_intent="refund_request", refund_reason="charged after cancelling",
+                        payment_id=charge_id(call_id))
+        analysis.pop("subscription_id")
     return {"event_type": "call_ended", "payload": {"call": {
         "id": call_id, "status": "completed", "from_number": "12125550199",
         "summary": "Customer's renewal failed; they asked for an invoice to pay by another method.",
         "post_call_analysis": analysis}}}
+
+
+def charge_id(call_id: str) -> str:
+    """The Stripe charge a refund call names: one per case, so no refund short-circuits another."""
+    return "ch_" + "".join(c for c in call_id if c.isalnum())
 
 
 @dataclass
@@ -349,7 +373,7 @@ class Case:
     kind: str
     card_ts: str
     buttons: dict[str, tuple[str, str]]  # action_id -> (button value, block_id)
-    view: dict[str, Any] | None = None  # the opened invoice modal, for invoice cases
+    view: dict[str, Any] | None = None  # the opened modal, for invoice and refund cases
 
 
 @dataclass
@@ -534,7 +558,7 @@ class Phase:
 
 def _hold(kind: str, delay: float) -> float:
     """Seconds a click keeps a listener thread busy after its ack: one or two provider calls, or none."""
-    return delay * {"invoice": 2, "note": 1}.get(kind, 0)
+    return delay * {"invoice": 2, "refund": 2, "note": 1}.get(kind, 0)
 
 
 def _kinds(kind: str, count: int, start: int) -> list[str]:
@@ -566,6 +590,12 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
          prefix: str) -> list[Case]:
     """Store one case per entry of `kinds`, wait for every card, open the invoice modals."""
     wanted = {f"{prefix}_{i:05d}": kind for i, kind in enumerate(kinds)}
+    if "refund" in kinds:
+        # Each refund call names its own charge of the seeded customer's Stripe customer.
+        standins.stripe.add_customer(STRIPE_CUSTOMER, email=CUSTOMER_EMAIL)
+        for call_id, kind in wanted.items():
+            if kind == "refund":
+                standins.stripe.add_charge(STRIPE_CUSTOMER, 20000, "usd", id=charge_id(call_id))
 
     async def deliver() -> Counter[str]:
         statuses: Counter[str] = Counter()
@@ -597,7 +627,7 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
         raise RuntimeError(f"{len(missing)} cards lack the button their click needs, e.g. {missing[0].kind}: "
                            f"{sorted(missing[0].buttons)}")
 
-    invoices = [c for c in cases.values() if c.kind == "invoice"]
+    invoices = [c for c in cases.values() if c.kind in MODALS]
 
     async def open_modals() -> Counter[str]:
         statuses: Counter[str] = Counter()
@@ -605,7 +635,7 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
         async with make_client(url, 8) as client:
 
             async def one(case: Case) -> None:
-                body = form_body(action_payload(case, "invoice_poof", standins.slack.response_url(case.call_id)))
+                body = form_body(action_payload(case, MODALS[case.kind], standins.slack.response_url(case.call_id)))
                 async with gate:
                     statuses[await _post(client, body, slack_secret)] += 1
 
@@ -614,18 +644,20 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
 
     statuses = asyncio.run(open_modals())
     if invoices and statuses.get("200") != len(invoices):
-        raise RuntimeError(f"invoice_poof clicks answered {dict(statuses)}")
+        raise RuntimeError(f"modal-opening clicks answered {dict(statuses)}")
 
     def views() -> dict[str, dict[str, Any]] | None:
         by_call: dict[str, dict[str, Any]] = {}
         for view in standins.slack.views.values():
+            if "submit" not in view:
+                continue  # a refund modal still waiting for Stripe's charges
             try:
                 by_call[json.loads(view.get("private_metadata") or "{}").get("call_id", "")] = view
             except ValueError:
                 continue
         return by_call if all(c.call_id in by_call for c in invoices) else None
 
-    opened = standins.slack.wait_until(views, timeout, "not every invoice modal was opened")
+    opened = standins.slack.wait_until(views, timeout, "not every invoice or refund modal was opened")
     for case in invoices:
         case.view = opened[case.call_id]
     return [cases[call_id] for call_id in wanted]
@@ -675,7 +707,7 @@ def phase_result(run: PhaseRun, done: list[tuple[float, str] | None] | None) -> 
     }
     if done is not None:
         waits = [seen[0] - s.wall_due for s, seen in zip(run.sent, done, strict=True) if seen]
-        ok_texts = {"note": NOTE_DONE, "invoice": INVOICE_DONE, "approve": APPROVED}
+        ok_texts = {"note": NOTE_DONE, "invoice": INVOICE_DONE, "approve": APPROVED, "refund": REFUND_DONE}
         result["result_to_clicker"] = {
             **summarize_ms(waits),
             "told": sum(1 for seen in done if seen),
@@ -726,8 +758,8 @@ def run_app(args: argparse.Namespace, standins: StandIns, env: dict[str, str], w
         for click, case in zip([*warmup, *(c for p in phases for c in p.clicks)], cases, strict=True):
             click.case = case
         if not args.json:
-            print(f"  seeded {len(cases)} cases, cards posted, {sum(c.kind == 'invoice' for c in cases)} "
-                  "invoice modals open", file=sys.stderr, flush=True)
+            print(f"  seeded {len(cases)} cases, cards posted, {sum(c.kind in MODALS for c in cases)} "
+                  "invoice or refund modals open", file=sys.stderr, flush=True)
 
         def drive() -> list[tuple[PhaseRun, list[tuple[float, str] | None], float]]:
             runs: list[tuple[PhaseRun, list[tuple[float, str] | None], float]] = []
@@ -755,7 +787,8 @@ def run_app(args: argparse.Namespace, standins: StandIns, env: dict[str, str], w
 
         runs = drive()
         calls = {"moonclerk_customer_lookups": len(standins.moonclerk.calls(MOONCLERK_PATH)),
-                 "poof_invoices_created": standins.poof.invoice_count}
+                 "poof_invoices_created": standins.poof.invoice_count,
+                 "stripe_refunds_created": standins.stripe.refund_posts}
     finally:
         server.stop()
     results = []
@@ -816,8 +849,9 @@ def print_report(report: dict[str, Any]) -> None:
     cfg, app, floor = report["config"], report["app"], report["floor"]
     print(f"finance-desk click-ack benchmark: {cfg['cpus']} CPUs, Python {cfg['python']}, uvicorn {cfg['uvicorn']}, "
           f"SQLite (temp dir)")
-    print(f"  providers answer after {cfg['provider_delay_s']:g} s (MoonClerk {MOONCLERK_PATH}, Poof {POOF_PATH}); "
-          f"clicks: {cfg['kind']} (note = 1 provider call, invoice submission = 2, approve = none); "
+    print(f"  providers answer after {cfg['provider_delay_s']:g} s (MoonClerk {MOONCLERK_PATH}, Poof {POOF_PATH}, "
+          f"Stripe {REFUNDS_PATH}); clicks: {cfg['kind']} (note = 1 provider call, invoice and refund submissions "
+          "= 2, approve = none); "
           f"{BOLT_THREADS} Bolt listener threads in app and floor")
     for a, f in zip(app["phases"], floor["phases"], strict=True):
         print()
