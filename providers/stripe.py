@@ -376,7 +376,12 @@ class Event:
 class InvalidEvent(Exception):
     """The one exception verify_event raises: bad or missing signature, stale timestamp, malformed body.
 
-    str() is safe to return to the sender (no secrets, no body echo)."""
+    str() is safe to return to the sender (no secrets, no body echo); `code` says which:
+    `invalid_signature`, `malformed_json` or `malformed_event`."""
+
+    def __init__(self, message: str, code: str = "malformed_event") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _signature_timestamp(header: str) -> int:
@@ -386,9 +391,9 @@ def _signature_timestamp(header: str) -> int:
             value = value.strip()
             # Digits only: int() would also take "+1_0", and twelve digits reach the year 33658.
             if not value or len(value) > 12 or not all(c in string.digits for c in value):
-                raise InvalidEvent("the Stripe-Signature timestamp is not a number")
+                raise InvalidEvent("the Stripe-Signature timestamp is not a number", "invalid_signature")
             return int(value)
-    raise InvalidEvent("the Stripe-Signature header has no timestamp")
+    raise InvalidEvent("the Stripe-Signature header has no timestamp", "invalid_signature")
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -409,11 +414,11 @@ def parse_event(payload: bytes | str) -> Event:
     try:
         body = json.loads(payload, parse_float=Decimal)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-        raise InvalidEvent("the body is not valid JSON") from None
+        raise InvalidEvent("the body is not valid JSON", "malformed_json") from None
     if not isinstance(body, dict):
         raise InvalidEvent("the body is not a JSON object")
     if _too_deep(body, MAX_EVENT_DEPTH):
-        raise InvalidEvent("the body is nested too deeply")
+        raise InvalidEvent("the body is nested too deeply", "malformed_json")
     if body.get("object", "event") != "event":
         raise InvalidEvent("the body is not a Stripe event")
     event_id, kind, created = body.get("id"), body.get("type"), body.get("created")
@@ -459,16 +464,16 @@ def verify_event(
     """
     usable = [s for s in secrets if isinstance(s, str) and s.strip()]
     if not usable:
-        raise InvalidEvent("no webhook signing secret is configured")
+        raise InvalidEvent("no webhook signing secret is configured", "invalid_signature")
     if not signature_header or not signature_header.strip():
-        raise InvalidEvent("the Stripe-Signature header is missing")
+        raise InvalidEvent("the Stripe-Signature header is missing", "invalid_signature")
     if len(signature_header) > 4096:
-        raise InvalidEvent("the Stripe-Signature header is too long")
+        raise InvalidEvent("the Stripe-Signature header is too long", "invalid_signature")
     timestamp = _signature_timestamp(signature_header)
     try:
         text = bytes(payload).decode("utf-8")
     except (UnicodeDecodeError, TypeError):
-        raise InvalidEvent("the body is not UTF-8 text") from None
+        raise InvalidEvent("the body is not UTF-8 text", "malformed_json") from None
     for secret in usable:
         try:
             stripe.WebhookSignature.verify_header(text, signature_header, secret, tolerance=None)
@@ -476,12 +481,13 @@ def verify_event(
             continue
         break
     else:
-        raise InvalidEvent("the Stripe-Signature does not match the body")
+        raise InvalidEvent("the Stripe-Signature does not match the body", "invalid_signature")
     current = (now or datetime.now(UTC)).timestamp()
     if timestamp < current - tolerance:
-        raise InvalidEvent(f"the Stripe-Signature timestamp is more than {tolerance} s old")
+        raise InvalidEvent(f"the Stripe-Signature timestamp is more than {tolerance} s old", "invalid_signature")
     if timestamp > current + tolerance:
-        raise InvalidEvent(f"the Stripe-Signature timestamp is more than {tolerance} s in the future")
+        raise InvalidEvent(f"the Stripe-Signature timestamp is more than {tolerance} s in the future",
+                           "invalid_signature")
     return parse_event(text)
 
 

@@ -44,20 +44,6 @@ def _check_version(api_version: str | None) -> None:
                 "endpoint's version in Stripe to match)", api_version[:40], STRIPE_API_VERSION)
 
 
-def _refusal_code(exc: InvalidEvent) -> str:
-    """The refusal's code: the signature (missing, forged, stale) or, once it matched, the body."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, str) and code:
-        return code
-    # providers.stripe raises one exception type; its words say which check failed.
-    text = str(exc)
-    if "Stripe-Signature" in text:
-        return "invalid_signature"
-    if "not valid JSON" in text or "nested too deeply" in text or "UTF-8" in text:
-        return "malformed_json"
-    return "malformed_event"
-
-
 def stripe_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         settings = runtime.settings
@@ -69,7 +55,7 @@ def stripe_endpoint(runtime: Runtime) -> Callable[[Request], Any]:
         try:
             event = await run_in_threadpool(verify_event, raw, request.headers.get("stripe-signature"), secrets)
         except InvalidEvent as exc:
-            raise Refusal(400, _refusal_code(exc), str(exc)) from None
+            raise Refusal(400, exc.code, str(exc)) from None
         _check_version(event.api_version)
         client = StripeClient(settings.stripe_api_key.get_secret_value(), settings.stripe_api_url,
                               timeout=settings.provider_timeout_seconds)
