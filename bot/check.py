@@ -20,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.ingest import preview_case
+from bot.lookup.customers import DEFAULT_MAX_CUSTOMERS
+from bot.lookup.directory import freshness
 from bot.policy import Policy, PolicyError, load_policy
 from bot.triage.model import BillingKind
 from providers.base import ProviderError
@@ -30,8 +35,11 @@ from providers.dialnexa import NotACallEvent
 from providers.mail import SmtpMode, parse_smtp_url
 from providers.moonclerk import MoonClerkClient
 from providers.poof import PoofClient
+from providers.stripe import StripeClient
+from storage.db import make_engine
 
 OK, FAIL, OFF = "ok", "FAIL", "not configured"
+WARN = "warn"  # passes (the exit status stays 0) but needs a look: the row says what to do
 
 # The bot scopes the code needs (each Web API method it calls; tests/test_manifest.py derives the same set
 # from the source): chat.postMessage/update/postEphemeral, conversations.history/replies in public and
@@ -69,7 +77,7 @@ def render(rows: list[Row]) -> str:
     width = max([len(row.check) for row in rows] + [5])
     lines = [f"{'check':<{width}}  {'result':<14}  detail / fix"]
     for row in rows:
-        text = row.detail + (f" -> fix: {row.fix}" if row.fix and not row.passed else "")
+        text = row.detail + (f" -> fix: {row.fix}" if row.fix and (not row.passed or row.result == WARN) else "")
         lines.append(f"{row.check:<{width}}  {row.result:<14}  {text}".rstrip())
     return "\n".join(lines)
 
@@ -95,6 +103,8 @@ def offline_checks() -> tuple[list[Row], Settings | None, Policy | None]:
     except PolicyError as exc:
         rows += [Row("policy", FAIL, problem, "correct the policy file") for problem in exc.problems]
     rows.append(manifest_scopes(MANIFEST))
+    if settings is not None:
+        rows.append(directory_check(settings))
     return rows, settings, policy
 
 
@@ -107,6 +117,67 @@ def manifest_scopes(path: Path) -> Row:
         return Row("manifest scopes", FAIL, f"missing {sorted(missing)}, not used {sorted(extra)}",
                    "make manifest.yml's oauth_config.scopes.bot the scopes the code needs")
     return Row("manifest scopes", OK, ", ".join(sorted(declared)))
+
+
+_SYNCERS = "serve, socket or worker"  # each runs the directory sync (one process at a time does the work)
+_SYNC_FIX = f"start {_SYNCERS}: each keeps the directory in sync"
+_FAILING_FIX = "check MOONCLERK_API_KEY and MOONCLERK_API_URL (finance-desk check --live tries them)"
+
+
+def directory_check(settings: Settings, now: datetime | None = None) -> Row:
+    """How fresh the customer directory is, read from the database (offline: MoonClerk is not asked).
+
+    ok: a complete pass within the expected interval; warn: no complete pass yet, or none for too long
+    with no error recorded (nothing is syncing: lookups then miss customers created since); FAIL: the
+    sync is failing (its last error stands) and the copy is stale or was never complete."""
+    label = "customer directory"
+    if settings.moonclerk_api_key is None:
+        return Row(label, OFF, "MOONCLERK_API_KEY unset: nothing to sync")
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return Row(label, FAIL, "DATABASE_URL is not a database URL", "correct DATABASE_URL")
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        # Reading would create an empty database file; serve, socket and worker create and migrate it.
+        return Row(label, WARN, "no database yet, so no directory", _SYNC_FIX)
+    engine = make_engine(settings.database_url)
+    try:
+        if not inspect(engine).has_table("directory_sync"):
+            return Row(label, WARN, "the database has no directory tables yet",
+                       f"run finance-desk db upgrade, or start {_SYNCERS} (they migrate at start)")
+        state = freshness(engine, now or datetime.now(UTC))
+    except SQLAlchemyError as exc:
+        return Row(label, FAIL, f"could not read the database ({type(exc).__name__})",
+                   "check DATABASE_URL and that the database is up")
+    finally:
+        engine.dispose()
+    error, syncing = state.get("last_error"), state.get("syncing")
+    failing = f"; the last sync attempt failed: {str(error)[:200]}" if error else ""
+    if not state["ready"]:
+        progress = f": the first pass has read {syncing['offset']} customers" if syncing else ""
+        detail = (f"no complete sync yet{progress}; until one finishes, lookups and matching read at most "
+                  f"the first {DEFAULT_MAX_CUSTOMERS:,} MoonClerk customers{failing}")
+        return Row(label, FAIL if error else WARN, detail, _FAILING_FIX if error else _SYNC_FIX)
+    synced = datetime.fromisoformat(state["last_full_sync"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    detail = f"{state['customers']} customers, last full sync {synced} ({_age(state['age_seconds'])} ago)"
+    if syncing:
+        detail += f", the next pass has read {syncing['offset']}"
+    detail += failing
+    if not state["stale"]:
+        return Row(label, OK, detail)
+    if error:
+        return Row(label, FAIL, f"stale: {detail}", _FAILING_FIX)
+    return Row(label, WARN, f"stale, nothing is syncing it: {detail}", _SYNC_FIX)
+
+
+def _age(seconds: int) -> str:
+    minutes, hours = seconds // 60, seconds // 3600
+    if hours >= 48:
+        return f"{hours // 24} days"
+    if hours:
+        return f"{hours} h {minutes % 60} min"
+    return f"{minutes} min" if minutes else f"{seconds} s"
 
 
 def _bot_scopes(text: str) -> set[str]:
@@ -236,18 +307,24 @@ def poof_check(settings: Settings) -> Row:
 
 
 def stripe_check(settings: Settings) -> Row:
-    key = getattr(settings, "stripe_api_key", None)
+    key = settings.stripe_api_key
     if key is None:
+        if settings.stripe_webhook_secret:
+            return Row("stripe", FAIL, "STRIPE_WEBHOOK_SECRET is set but STRIPE_API_KEY is not",
+                       "set STRIPE_API_KEY: /webhooks/stripe re-fetches every event's object (it answers 404 without)")
         return Row("stripe", OFF, "STRIPE_API_KEY unset")
-    url = str(getattr(settings, "stripe_api_url", None) or "https://api.stripe.com").rstrip("/")
+    client = StripeClient(key.get_secret_value(), settings.stripe_api_url, timeout=settings.provider_timeout_seconds,
+                          max_network_retries=0)
     try:
-        answer = httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {key.get_secret_value()}"},
-                           timeout=settings.provider_timeout_seconds)
-    except httpx.HTTPError as exc:
-        return Row("stripe", FAIL, f"could not reach Stripe ({type(exc).__name__})", "check STRIPE_API_URL")
-    if answer.status_code != 200:
-        return Row("stripe", FAIL, f"Stripe answered HTTP {answer.status_code}", "check STRIPE_API_KEY")
-    return Row("stripe", OK, "key works (balance readable)")
+        client.check()
+    except ProviderError as exc:
+        return Row("stripe", FAIL, str(exc), "check STRIPE_API_KEY (a restricted key needs Balance: Read) and "
+                                             "STRIPE_API_URL")
+    finally:
+        client.close()
+    hooks = (f"{len(settings.stripe_webhook_secret)} webhook secret(s)" if settings.stripe_webhook_secret
+             else "no STRIPE_WEBHOOK_SECRET: refunds and disputes are not followed by webhook")
+    return Row("stripe", OK, f"key works (balance readable); {hooks}")
 
 
 def smtp_check(settings: Settings, ca_file: str | None = None) -> Row:

@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import Engine
 
 from blocks.format import mention
 from bot import check
@@ -21,6 +23,9 @@ from bot.policy import Policy, PolicyError, load_policy
 from bot.standins import MoonClerkStandIn, PoofStandIn, SlackStandIn
 from bot.triage.model import BillingKind, Extracted
 from bot.triage.route import route
+from storage.db import session_scope
+from storage.directory import DirectorySync
+from tests.conftest import make_settings
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "samples"
 NOW = datetime(2026, 11, 3, 15, tzinfo=UTC)
@@ -175,3 +180,83 @@ def test_owner_comes_from_policy_by_kind_and_a_group_shows_as_a_group_mention() 
     assert route(BillingKind.DISPUTE, named, policy, NOW).owner == "U0NAMED"  # the call's own owner first
     assert mention("S0DISPUTES") == "<!subteam^S0DISPUTES>"
     assert json.dumps(mention("U0FIN")) == '"<@U0FIN>"'
+
+
+# -- the customer directory's freshness (offline: the database only) ----------------------------------
+
+def _sync_state(engine: Engine, **values: Any) -> None:
+    with session_scope(engine) as session:
+        state = session.get(DirectorySync, "moonclerk") or DirectorySync(provider="moonclerk")
+        for name, value in values.items():
+            setattr(state, name, value)
+        session.add(state)
+
+
+def test_directory_row_says_how_fresh_the_directory_is(db_url: str, engine: Engine) -> None:
+    settings = make_settings(db_url, moonclerk_api_key=SecretStr("mc_fake"))
+    row = check.directory_check(settings, NOW)
+    assert (row.result, row.passed) == (check.WARN, True) and "no complete sync yet" in row.detail
+    assert "fix: start serve, socket or worker" in check.render([row])  # a warning shows its fix
+
+    # The first pass fails part-way: the error stands and nothing is complete.
+    _sync_state(engine, pass_no=1, next_offset=300, pass_started_at=NOW - timedelta(minutes=1),
+                last_error="MoonClerk answered HTTP 503", last_error_at=NOW)
+    row = check.directory_check(settings, NOW)
+    assert row.result == check.FAIL and "read 300 customers" in row.detail and "HTTP 503" in row.detail
+    assert "MOONCLERK_API_KEY" in row.fix
+
+    # A complete pass 3 minutes ago that took 4: fresh until 15 + 2 × 4 + 5 = 28 minutes.
+    _sync_state(engine, pass_no=1, next_offset=None, last_full_at=NOW - timedelta(minutes=3), last_full_seconds=240,
+                customers=100_000, last_error=None, last_error_at=None)
+    row = check.directory_check(settings, NOW)
+    assert row.result == check.OK and row.detail.startswith("100000 customers, last full sync 2026-11-03 14:57 UTC")
+    assert "(3 min ago)" in row.detail
+    _sync_state(engine, next_offset=500)  # the next pass under way
+    assert "the next pass has read 500" in check.directory_check(settings, NOW).detail
+    _sync_state(engine, next_offset=None)
+    assert check.directory_check(settings, NOW + timedelta(minutes=25)).result == check.OK
+    stale = check.directory_check(settings, NOW + timedelta(minutes=26))
+    assert stale.result == check.WARN and "nothing is syncing" in stale.detail and "(29 min ago)" in stale.detail
+
+    # Stale because MoonClerk keeps failing: that fails the check; a passing error on a fresh copy does not.
+    _sync_state(engine, last_error="MoonClerk answered HTTP 401", last_error_at=NOW)
+    assert check.directory_check(settings, NOW + timedelta(hours=3)).result == check.FAIL
+    fresh = check.directory_check(settings, NOW)
+    assert fresh.result == check.OK and "HTTP 401" in fresh.detail
+
+    assert check.directory_check(make_settings(db_url), NOW).result == check.OFF  # no MoonClerk: nothing to sync
+
+
+def test_directory_row_without_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    row = check.directory_check(make_settings(f"sqlite:///{missing}", moonclerk_api_key=SecretStr("mc_fake")), NOW)
+    assert row.result == check.WARN and "no database yet" in row.detail
+    assert not missing.exists()  # the check never creates one
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    row = check.directory_check(make_settings(f"sqlite:///{empty}", moonclerk_api_key=SecretStr("mc_fake")), NOW)
+    assert row.result == check.WARN and "db upgrade" in row.fix
+
+    with socket.socket() as spare:  # a port nothing listens on
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    url = f"postgresql://fd:pw-secret@127.0.0.1:{port}/nothing"
+    row = check.directory_check(make_settings(url, moonclerk_api_key=SecretStr("mc_fake")), NOW)
+    assert row.result == check.FAIL and "DATABASE_URL" in row.fix
+    assert "pw-secret" not in check.render([row])
+
+
+def test_the_stripe_row_reads_the_balance_and_names_the_missing_key() -> None:
+    from bot.standins import StripeStandIn
+
+    with StripeStandIn() as stripe:
+        wired = check.stripe_check(make_settings("sqlite://", stripe_api_key=SecretStr(stripe.api_key),
+                                                 stripe_api_url=stripe.url, provider_timeout_seconds=2))
+        assert wired.result == check.OK and "no STRIPE_WEBHOOK_SECRET" in wired.detail
+        assert stripe.calls("/v1/balance")
+        wrong = check.stripe_check(make_settings("sqlite://", stripe_api_key=SecretStr("rk_test_wrong"),
+                                                 stripe_api_url=stripe.url, provider_timeout_seconds=2))
+        assert wrong.result == check.FAIL and "STRIPE_API_KEY" in wrong.fix and "rk_test_wrong" not in wrong.detail
+    orphan = check.stripe_check(make_settings("sqlite://", stripe_webhook_secret=[SecretStr("whsec_fake")]))
+    assert orphan.result == check.FAIL and "STRIPE_API_KEY" in orphan.fix

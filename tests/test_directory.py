@@ -54,7 +54,7 @@ def syncer(engine: Engine, standin: MoonClerkStandIn, clock: Clock, owner: str =
 
 def rows(engine: Engine) -> dict[int, DirectoryCustomer]:
     with Session(engine) as session:
-        return {int(row.external_id): row for row in session.exec(select(DirectoryCustomer)).scalars()}
+        return {int(row.external_id): row for row in session.scalars(select(DirectoryCustomer))}
 
 
 def offsets(standin: MoonClerkStandIn) -> list[str]:
@@ -97,6 +97,11 @@ def test_sync_from_empty_normalises_and_marks_fresh(engine: Engine, moonclerk: M
     clock.now = NOW + timedelta(minutes=1)
     fresh = freshness(engine, clock.now)
     assert fresh["ready"] and fresh["customers"] == 25 and fresh["age_seconds"] == 60 and "syncing" not in fresh
+    # Stale once no pass has started for the refresh interval plus twice the last pass plus a margin.
+    assert not fresh["stale"] and fresh["last_pass_seconds"] == 0
+    limit = directory.stale_after(0)
+    assert limit == directory.DEFAULT_REFRESH + directory.STALE_MARGIN
+    assert freshness(engine, NOW + limit + timedelta(seconds=1))["stale"]
     # Fresh: the next run reads nothing until the refresh interval has passed.
     moonclerk.clear_requests()
     assert syncer(engine, moonclerk, clock).run().skipped == "fresh" and not moonclerk.requests
@@ -200,7 +205,7 @@ def test_lookup_by_every_kind_of_input(engine: Engine, synced: MoonClerkStandIn,
 
 def test_payment_details_never_reach_the_directory(engine: Engine, synced: MoonClerkStandIn) -> None:
     with Session(engine) as session:
-        text = repr(session.exec(select(DirectoryCustomer)).scalars().all())
+        text = repr(session.scalars(select(DirectoryCustomer)).all())
     assert "4242" not in text and "Visa" not in text and "Greenville" not in text
 
 

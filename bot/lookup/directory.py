@@ -347,6 +347,18 @@ class DirectorySyncJob:
 # Freshness
 
 
+STALE_MARGIN: Final = timedelta(minutes=5)
+
+
+def stale_after(last_pass_seconds: float | None, refresh: timedelta = DEFAULT_REFRESH) -> timedelta:
+    """The age past which the directory is stale: no process has kept it current.
+
+    The age counts from the start of the last complete pass; the next pass starts `refresh` after it
+    and takes about as long as the last one, so a healthy directory reaches `refresh` + one pass.
+    Twice the last pass allows for a slower MoonClerk (429s, retries), and a margin for the timer."""
+    return refresh + 2 * timedelta(seconds=last_pass_seconds or 0) + STALE_MARGIN
+
+
 def freshness(engine: Engine, now: datetime | None = None, provider: str = MOONCLERK) -> dict[str, Any]:
     """How fresh the directory is, for /healthz and `finance-desk check`."""
     now = now or datetime.now(UTC)
@@ -355,13 +367,18 @@ def freshness(engine: Engine, now: datetime | None = None, provider: str = MOONC
     if state is None or state.last_full_at is None:
         body: dict[str, Any] = {"ready": False, "customers": 0}
     else:
+        age = now - state.last_full_at
         body = {"ready": True, "customers": state.customers, "last_full_sync": state.last_full_at.isoformat(),
-                "age_seconds": int((now - state.last_full_at).total_seconds())}
+                "age_seconds": int(age.total_seconds()), "stale": age > stale_after(state.last_full_seconds)}
+        if state.last_full_seconds is not None:
+            body["last_pass_seconds"] = round(state.last_full_seconds, 1)
     if state is not None and state.next_offset is not None:
         body["syncing"] = {"offset": state.next_offset,
                            "started": state.pass_started_at.isoformat() if state.pass_started_at else None}
     if state is not None and state.last_error:
         body["last_error"] = state.last_error
+        if state.last_error_at is not None:
+            body["last_error_at"] = state.last_error_at.isoformat()
     return body
 
 

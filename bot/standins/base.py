@@ -75,6 +75,9 @@ class _Fault:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops connections when a lookup reads 10 records at
+    # once; the dropped client retries a second later, which looks like a slow app.
+    request_queue_size = 128
     standin: StandIn
 
     def handle_error(self, request: Any, client_address: Any) -> None:
