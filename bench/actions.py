@@ -26,8 +26,9 @@ What is measured
   - note:    `note_moonclerk` button (block_actions)      -> MoonClerk lookup:          1 x delay
   - invoice: `invoice_poof_modal` submission (view_submission) -> MoonClerk verify + Poof: 2 x delay
   - refund:  `refund_stripe_modal` submission (view_submission) on a refund call naming its Stripe
-             charge (`ch_…`, 200.00 USD, owned by the seeded customer's Stripe customer) -> MoonClerk
-             (the caller's Stripe customer) + Stripe `POST /v1/refunds`, which answers after the delay:
+             charge (`ch_…`, 100.00 to 499.00 USD, one amount per call, owned by the seeded customer's
+             Stripe customer) -> MoonClerk (the caller's Stripe customer) + Stripe `POST /v1/refunds`,
+             which answers after the delay:
              2 x delay. Its modal was opened at seeding (the `refund_stripe` click opens a waiting
              modal at once; the charges found replace it).
   - approve: `approve` button (block_actions) on a case the call flagged for approval (200.00 USD,
@@ -86,6 +87,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -352,12 +354,18 @@ def renewal(call_id: str, kind: str = "note") -> dict[str, Any]:
         analysis["approval_required"] = True
     if kind == "refund":
         analysis.update(billing_intent="refund_request", refund_reason="charged after cancelling",
-                        payment_id=charge_id(call_id))
+                        payment_id=charge_id(call_id), amount=str(refund_amount(call_id)))
         analysis.pop("subscription_id")
     return {"event_type": "call_ended", "payload": {"call": {
         "id": call_id, "status": "completed", "from_number": "12125550199",
         "summary": "Customer's renewal failed; they asked for an invoice to pay by another method.",
         "post_call_analysis": analysis}}}
+
+
+def refund_amount(call_id: str) -> Decimal:
+    """Each refund call's own amount (100.00 USD and up, under the example policy's 500.00 threshold): the
+    customer's other charges then do not fit it, so its modal lists one charge, preselected."""
+    return Decimal(100 + int(call_id.rsplit("_", 1)[-1]) % 400) + Decimal("0.00")
 
 
 def charge_id(call_id: str) -> str:
@@ -595,7 +603,8 @@ def seed(url: str, standins: StandIns, dialnexa_secret: str, slack_secret: str, 
         standins.stripe.add_customer(STRIPE_CUSTOMER, email=CUSTOMER_EMAIL)
         for call_id, kind in wanted.items():
             if kind == "refund":
-                standins.stripe.add_charge(STRIPE_CUSTOMER, 20000, "usd", id=charge_id(call_id))
+                standins.stripe.add_charge(STRIPE_CUSTOMER, int(refund_amount(call_id) * 100), "usd",
+                                           id=charge_id(call_id))
 
     async def deliver() -> Counter[str]:
         statuses: Counter[str] = Counter()
@@ -798,9 +807,12 @@ def run_app(args: argparse.Namespace, standins: StandIns, env: dict[str, str], w
         results.append(result)
     clicks = [c for p in phases for c in p.clicks]
     expected = {
-        # Every note and every invoice verifies the customer; an approval calls no provider.
-        "moonclerk_customer_lookups": sum(c.case.kind != "approve" for c in [*warmup, *clicks]),
+        # Every note and every invoice verifies the customer; an approval calls no provider. A refund reads
+        # the customer's Stripe customer from MoonClerk too (for its modal, on submit, and for the card's
+        # Stripe line), so with refunds the lookups seen exceed this count.
+        "moonclerk_customer_lookups": sum(c.case.kind in ("note", "invoice") for c in [*warmup, *clicks]),
         "poof_invoices_created": sum(c.case.kind == "invoice" for c in [*warmup, *clicks]),
+        "stripe_refunds_created": sum(c.case.kind == "refund" for c in [*warmup, *clicks]),
     }
     return {"phases": results, "provider_calls": calls, "provider_calls_expected": expected,
             "bolt_no_ack_warnings": server.log_count("didn't call ack()"),
@@ -880,7 +892,8 @@ def print_report(report: dict[str, Any]) -> None:
     calls, expected = app["provider_calls"], app["provider_calls_expected"]
     print(f"  provider calls seen by the stand-ins (warm-up included): MoonClerk lookups "
           f"{calls['moonclerk_customer_lookups']}/{expected['moonclerk_customer_lookups']}, Poof invoices "
-          f"{calls['poof_invoices_created']}/{expected['poof_invoices_created']}; app log: "
+          f"{calls['poof_invoices_created']}/{expected['poof_invoices_created']}, Stripe refunds "
+          f"{calls['stripe_refunds_created']}/{expected.get('stripe_refunds_created', 0)}; app log: "
           f"{app['bolt_no_ack_warnings']} \"didn't call ack()\" warnings from Bolt")
     if app["bolt_no_ack_warnings"]:
         print("  (each is a click whose listener had not even started within Bolt's 3 s ack timeout because all "
