@@ -31,7 +31,7 @@ from bot.reminders.store import cancel_case
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from bot.triage.redact import redact
 from storage.audit import Event, write_audit
-from storage.db import session_scope
+from storage.db import reader, session_scope
 from storage.decisions import Approval
 from storage.models import Case
 from storage.states import CaseState, is_closed
@@ -399,7 +399,7 @@ def stale_card(engine: Engine, case_id: int, version: int, message_ts: str | Non
     Only the card itself is versioned: a button in its thread (a payout confirmation, a Resolve offer)
     was drawn once and is checked by what it does.
     """
-    with Session(engine) as session:
+    with Session(reader(engine)) as session:  # before the ack: never behind a writer's lock
         case = session.get(Case, case_id)
     if case is None or message_ts is None or message_ts != case.slack_ts or version >= case.card_version:
         return None

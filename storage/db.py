@@ -46,8 +46,21 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: read-modify-write of a case must not interleave with
-        # another writer, and upgrading a read lock later can fail with SQLITE_BUSY at once.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # another writer, and upgrading a read lock later can fail with SQLITE_BUSY at once. A reader
+        # (see `reader`) takes no lock: in WAL mode it sees the last commit and never waits for a writer.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+READ_ONLY = "finance_desk_read_only"
+
+
+def reader(engine: Engine) -> Engine:
+    """The engine for a transaction that only reads (e.g. before a click is acknowledged): on SQLite it
+    does not queue behind writers for the write lock; on PostgreSQL it is the same engine."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from bot.actions.runner import ActionContext
 from bot.outcome import Outcome
 from bot.runtime import Runtime
 from bot.slack.errors import failure_answer
+from storage.db import reader
 from storage.models import Case
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Reply:
             return
         if self.client is None or self.case_id is None:
             return
-        with Session(self.desk.runtime.engine) as session:
+        with Session(reader(self.desk.runtime.engine)) as session:
             case = session.get(Case, self.case_id)
         if case is None or case.slack_channel is None:
             return

@@ -19,11 +19,12 @@ from blocks.modals import deny_modal, resolve_modal, submitted
 from bot import decisions
 from bot.decisions import RESOLUTION_LABELS, Resolution
 from bot.slack.listeners.context import Interaction, interaction
+from storage.db import reader
 from storage.models import Case
 
 
 def _case(it: Interaction) -> Case | None:
-    with Session(it.desk.runtime.engine) as session:
+    with Session(reader(it.desk.runtime.engine)) as session:
         return session.get(Case, it.ref(ButtonValue).case_id)
 
 

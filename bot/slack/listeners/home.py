@@ -24,13 +24,14 @@ from bot.decisions import authorities, may_approve_now
 from bot.lookup.queries import home_data
 from bot.runtime import Runtime
 from bot.slack.listeners.context import interaction
+from storage.db import reader
 from storage.models import Case
 
 
 def home_for(engine: Engine, directory: Directory, user: str, now: datetime, *,
              review_channel: str | None = None) -> dict[str, Any]:
     """The Home view for `user`: a plain function, testable without Slack."""
-    with Session(engine) as session:
+    with Session(reader(engine)) as session:
         held = authorities(session, directory, user, now)
 
     def may_confirm(case: Case) -> bool:

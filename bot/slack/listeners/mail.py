@@ -15,6 +15,7 @@ from blocks.modals import submitted
 from bot.mail import send
 from bot.mail.send import MailContext, Prepared
 from bot.slack.listeners.context import Interaction, interaction
+from storage.db import reader
 from storage.models import Case
 
 
@@ -45,7 +46,7 @@ def send_to_customer(ack: Ack, body: dict[str, Any], client: WebClient, context:
 
 
 def _case(ctx: MailContext, case_id: int) -> Case | None:
-    with Session(ctx.engine) as session:
+    with Session(reader(ctx.engine)) as session:
         return session.get(Case, case_id)
 
 

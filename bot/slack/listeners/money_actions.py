@@ -20,13 +20,14 @@ from bot.actions.forms import parse_invoice, parse_payout, parse_refund
 from bot.actions.runner import ActionContext
 from bot.outcome import Outcome
 from bot.slack.listeners.context import Interaction, interaction
+from storage.db import reader
 from storage.models import Case
 
 Check = Callable[[ActionContext, Case, str], str | None]
 
 
 def _case(it: Interaction) -> Case | None:
-    with Session(it.desk.runtime.engine) as session:
+    with Session(reader(it.desk.runtime.engine)) as session:
         return session.get(Case, it.ref(ButtonValue).case_id)
 
 
