@@ -19,6 +19,7 @@ from blocks.stripe_status import stripe_status_text
 from bot.triage.model import KIND_LABELS, BillingKind
 from providers.base import Money
 from providers.moonclerk import Customer, Payment, PaymentMethod
+from providers.stripe import Customer as StripeCustomer
 from storage.decisions import Approval
 from storage.mail import MailMessage
 from storage.models import AuditEvent, Case, ProviderAction
@@ -120,11 +121,20 @@ class CustomerResult:
 
 
 @dataclass(frozen=True)
+class StripeCustomerResult:
+    """A Stripe customer no MoonClerk customer in the answer references (bot.lookup.stripe_directory)."""
+
+    customer: StripeCustomer
+    stripe_status: Mapping[str, Any] | None = None  # bot.stripe_status's JSON for this customer
+
+
+@dataclass(frozen=True)
 class LookupAnswer:
     label: str  # what was looked up, already safe ("email `a@b.c`")
     customers: Sequence[CustomerResult] = ()
     orphan_payments: Sequence[Payment] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+    stripe_customers: Sequence[StripeCustomerResult] = ()
 
 
 def card_text(method: PaymentMethod | None) -> str:
@@ -185,14 +195,39 @@ def _customer_blocks(result: CustomerResult, index: int) -> list[dict[str, Any]]
     return blocks
 
 
+def _stripe_customer_blocks(result: StripeCustomerResult, index: int) -> list[dict[str, Any]]:
+    customer = result.customer
+    name = inline(customer.name, 80) if customer.name else "_no name_"
+    who = [f"*{name}*", f"Stripe customer {code(customer.id, 70)}"]
+    if customer.email:
+        who.append(code(customer.email, 100))
+    if customer.phone:
+        who.append(code(customer.phone, 40))
+    blocks = [section(" · ".join(who), block_id=f"stripe-customer-{index}")]
+    stripe = stripe_status_text(result.stripe_status)
+    if stripe:
+        blocks.append(context(stripe))
+    return blocks
+
+
+def _stripe_only(count: int) -> str:
+    return f"{count} Stripe {'customer' if count == 1 else 'customers'} with no MoonClerk record"
+
+
 def lookup_message(answer: LookupAnswer) -> dict[str, Any]:
-    count = len(answer.customers)
-    if not count and not answer.orphan_payments:
+    count, stripe_only = len(answer.customers), len(answer.stripe_customers)
+    if not count and not answer.orphan_payments and not stripe_only:
         text = f"No MoonClerk customer matches {answer.label}."
         blocks = [section(text)]
+    elif not count and not answer.orphan_payments:
+        verb = "does" if stripe_only == 1 else "do"
+        text = f"No MoonClerk customer matches {answer.label}; {_stripe_only(stripe_only)} {verb}."
+        blocks = [section(f"*{text}*")]
     else:
         noun = "customer" if count == 1 else "customers"
         text = f"{count} MoonClerk {noun} for {answer.label}."
+        if stripe_only:
+            text += f" Also {_stripe_only(stripe_only)}."
         blocks = [section(f"*{text}*")]
         for index, result in enumerate(answer.customers):
             blocks.append(divider())
@@ -201,6 +236,11 @@ def lookup_message(answer: LookupAnswer) -> dict[str, Any]:
             blocks.append(divider())
             blocks += line_sections("Payments with no subscription customer",
                                     [payment_line(p) for p in answer.orphan_payments])
+    if stripe_only:
+        blocks.append(divider())
+        blocks.append(section("*Stripe customers with no MoonClerk record*"))
+        for index, stripe_result in enumerate(answer.stripe_customers):
+            blocks += _stripe_customer_blocks(stripe_result, index)
     for note in answer.notes:
         blocks.append(context(note))
     return {"text": truncate(text, 300), "blocks": blocks[:50]}

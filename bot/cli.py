@@ -160,6 +160,7 @@ def socket(host: str, port: int) -> None:
 def worker(drain: bool) -> None:
     """Run the Slack outbox worker and the reminder scheduler (no HTTP); several may share one PostgreSQL."""
     from bot.lookup.directory import sync_job
+    from bot.lookup.stripe_directory import stripe_syncers
     from bot.mail.worker import drain as drain_mail
     from bot.mail.worker import mail_worker
     from bot.reminders.scheduler import drain as drain_once
@@ -193,7 +194,8 @@ def worker(drain: bool) -> None:
     if mail is not None:
         mail.start()
     # The customer directory sync (bot.lookup.directory); one process at a time does the work.
-    directory = sync_job(runtime.engine, actions.moonclerk).start() if actions.moonclerk is not None else None
+    directory = (sync_job(runtime.engine, actions.moonclerk, also=stripe_syncers(runtime.engine, runtime.settings))
+                 .start() if actions.moonclerk is not None else None)
     # Operators (and the shutdown test) read this line as "started"; the SIGTERM handler is in place by now.
     logging.getLogger(__name__).info("worker started: outbox, reminders%s%s", ", mail" if mail is not None else "",
                                      ", directory sync" if directory is not None else "")

@@ -727,6 +727,15 @@ class StripeClient:
         return self._read(f"customer {customer_id}", Customer.from_object,
                           lambda: self._stripe.v1.customers.retrieve(customer_id))
 
+    def list_customers(self, *, starting_after: str | None = None, limit: int = 100) -> tuple[list[Customer], bool]:
+        """One page of the customer list, newest first: (customers, has_more)."""
+        params: dict[str, Any] = {"limit": _page(limit)}
+        if starting_after is not None:
+            params["starting_after"] = self._id(starting_after, "customer", is_customer_id)
+        what = "the customer list"
+        page = self._call(what, lambda: self._stripe.v1.customers.list(params=cast(Any, params)))
+        return [self._convert(i, Customer.from_object, what, write=False) for i in page.data], bool(page.has_more)
+
     def list_subscriptions(self, customer: str, *, limit: int = 10) -> list[Subscription]:
         """The customer's subscriptions in every status (canceled too), newest first, at most `limit`."""
         customer = self._id(customer, "customer", is_customer_id)

@@ -84,7 +84,7 @@ def test_stored_values_are_the_ones_rows_already_hold() -> None:
     assert {s.value for s in CaseState} == {"new", "in_review", "approved", "failed", "snoozed", "done",
                                             "denied", "rejected", "dismissed"}
     assert {s.value for s in ActionStatus} == {"awaiting_approval", "running", "succeeded", "failed", "unknown",
-                                               "paid"}
+                                               "paid", "pending", "requires_action", "canceled"}
     assert {s.value for s in MatchStatus} == {"pending", "matched", "review", "unmatched"}
     assert {s.value for s in CLOSED_STATES} == {"done", "denied", "rejected", "dismissed"}
     assert "dismissed" in CLOSED_STATES and CaseState.NEW == "new"  # members and stored text are one

@@ -43,7 +43,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "chat_postMessage": {"chat:write"}, "chat_update": {"chat:write"}, "chat_postEphemeral": {"chat:write"},
     "conversations_history": {"channels:history", "groups:history"},
     "conversations_replies": {"channels:history", "groups:history"}, "usergroups_users_list": {"usergroups:read"},
-    "views_open": set(), "views_publish": set(),
+    "views_open": set(), "views_update": set(), "views_publish": set(),
 }
 
 

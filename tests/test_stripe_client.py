@@ -399,6 +399,8 @@ def test_nothing_sent_is_retryable_not_outcome_unknown() -> None:
 
 def test_every_attempt_is_observed_with_templated_paths(standin: StripeStandIn, client: StripeClient) -> None:
     seen: list[tuple[str, str, str, str]] = []
+    # The metrics module's observer is put back afterwards: other tests in this process count through it.
+    previous = providers.base._observer
     providers.base.set_call_observer(lambda p, m, path, outcome, s: seen.append((p, m, path, outcome)))
     try:
         _, charge_id = _customer_with_charge(standin)
@@ -406,7 +408,7 @@ def test_every_attempt_is_observed_with_templated_paths(standin: StripeStandIn, 
         _refund(client, charge_id, key="observed:refund")
         client.get_charge(charge_id)
     finally:
-        providers.base.set_call_observer(None)
+        providers.base.set_call_observer(previous)
     assert seen == [("stripe", "POST", "/v1/refunds", "server_error"), ("stripe", "POST", "/v1/refunds", "ok"),
                     ("stripe", "GET", "/v1/charges/{id}", "ok")]
 

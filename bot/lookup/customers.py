@@ -24,6 +24,7 @@ from bot.lookup.matching import CallerFacts, customer_phones, name_score, name_w
 from providers.base import NotFound
 from providers.dialnexa import normalise_phone
 from providers.moonclerk import MAX_PAGE_SIZE, Customer, MoonClerkClient, Payment
+from providers.stripe import is_customer_id
 
 DEFAULT_TTL: Final = 60.0
 DEFAULT_MAX_CUSTOMERS: Final = 10_000
@@ -215,7 +216,7 @@ def candidates_for(lookup: MoonClerkLookup, facts: CallerFacts) -> tuple[list[Fo
 # ---------------------------------------------------------------------------------------------------
 # /finance lookup terms
 
-TermKind = Literal["email", "phone", "name", "id", "customer_id", "payment_id"]
+TermKind = Literal["email", "phone", "name", "id", "customer_id", "payment_id", "stripe_customer"]
 
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
@@ -241,7 +242,7 @@ class LookupTerm:
     @property
     def noun(self) -> str:
         return {"email": "email", "phone": "phone", "name": "name", "id": "ID", "customer_id": "customer ID",
-                "payment_id": "payment ID"}[self.kind]
+                "payment_id": "payment ID", "stripe_customer": "Stripe customer"}[self.kind]
 
 
 def _positive_id(digits: str) -> str:
@@ -271,6 +272,8 @@ def parse_term(text: str) -> LookupTerm:
     if typed:
         kind: TermKind = "payment_id" if typed.group(1).lower().startswith("pay") else "customer_id"
         return LookupTerm(kind, _positive_id(typed.group(2)))
+    if is_customer_id(term):  # `cus_…`: MoonClerk customers referencing it, and the Stripe customer itself
+        return LookupTerm("stripe_customer", term)
     if term.lower().startswith("phone:"):
         term = term[6:].strip()
         if not term.startswith("+"):
@@ -338,9 +341,16 @@ def term_score(term: LookupTerm, customer: Customer) -> float:
         return 1.0 if normalise_email(customer.email) == term.value else 0.0
     if term.kind == "phone":
         return 1.0 if term.value in customer_phones(customer) else 0.0
-    score, _ = name_score(term.value, customer.name)
+    if term.kind == "stripe_customer":
+        return 1.0 if (customer.customer_reference or "").strip() == term.value else 0.0
+    return name_term_score(term.value, customer.name)
+
+
+def name_term_score(wanted: str, name: str | None) -> float:
+    """How well a name typed after `/finance lookup` fits a customer's name (any provider's); 0: not at all."""
+    score, _ = name_score(wanted, name)
     if score:
         return score
     # A search for one word ("Wood") finds every customer with that word in their name.
-    wanted, words = name_words(term.value), set(name_words(customer.name))
-    return 0.3 if wanted and set(wanted) <= words else 0.0
+    words = name_words(wanted)
+    return 0.3 if words and set(words) <= set(name_words(name)) else 0.0

@@ -5,7 +5,8 @@ is to read its whole list. So a sync job copies the list into `directory_custome
 and lookups and matching probe its indexes instead, in milliseconds at 100,000 customers.
 
 **Sync.** `DirectorySyncer.run()` holds a lease in `directory_sync` (one process syncs a provider at a
-time, across replicas), and reads the list page by page (`count`/`offset`, pages of 100), pausing
+time, across replicas), and reads the list page by page through the provider's `DirectorySource`
+(MoonClerk: `count`/`offset`, pages of 100; Stripe: bot.lookup.stripe_directory), pausing
 `pace` seconds between pages. Each page is upserted and the cursor saved in one transaction, so a
 restart resumes where the last process stopped. A 429 is retried after its Retry-After by the client;
 when MoonClerk still fails the run stops, the error is recorded (`/healthz` shows it) and the next run
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -80,19 +81,28 @@ _READS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="directory-read")
 
 
 def row_of(customer: Customer, provider: str = MOONCLERK) -> dict[str, Any]:
-    """The directory row for a customer: identifying fields only, normalised for the indexes."""
-    words = name_words(customer.name)
-    email = normalise_email(customer.email)
-    phones = sorted(customer_phones(customer))
-    custom_id = (customer.custom_id or "").strip()[:100] or None
+    """The directory row for a MoonClerk customer: identifying fields only, normalised for the indexes."""
+    return normalised_row(provider, str(customer.id), name=customer.name, email=customer.email,
+                          phones=customer_phones(customer), custom_id=customer.custom_id,
+                          reference=customer.customer_reference, status=customer.status)
+
+
+def normalised_row(provider: str, external_id: str, *, name: str | None, email: str | None,
+                   phones: Iterable[str] = (), custom_id: str | None = None, reference: str | None = None,
+                   status: str | None = None) -> dict[str, Any]:
+    """Any provider's directory row: name folded, email lower-cased, phones already in E.164."""
+    words = name_words(name)
+    address = normalise_email(email)
+    numbers = sorted(phones)
+    custom = (custom_id or "").strip()[:100] or None
     return {
-        "provider": provider, "external_id": str(customer.id), "name": (customer.name or "")[:200] or None,
+        "provider": provider, "external_id": external_id, "name": (name or "")[:200] or None,
         "name_key": " ".join(sorted(words))[:200] or None,
         "name_first": words[0][:100] if words else None, "name_last": words[-1][:100] if words else None,
-        "email": email[:254] if email else None, "email_base": untagged(email)[:254] if email else None,
-        "phone": phones[0] if phones else None, "custom_id": custom_id,
-        "custom_id_key": custom_id.casefold() if custom_id else None,
-        "reference": (customer.customer_reference or "")[:64] or None, "status": (customer.status or "")[:20] or None,
+        "email": address[:254] if address else None, "email_base": untagged(address)[:254] if address else None,
+        "phone": numbers[0] if numbers else None, "custom_id": custom,
+        "custom_id_key": custom.casefold() if custom else None,
+        "reference": (reference or "")[:64] or None, "status": (status or "")[:20] or None,
     }
 
 
@@ -140,7 +150,11 @@ def _current_pass(session: Session, provider: str) -> int:
 def write_through(engine: Engine, customers: Iterable[Customer], now: datetime | None = None,
                   provider: str = MOONCLERK) -> None:
     """Store customers just read directly from the provider (a stated ID, a webhook, a confirmation)."""
-    rows = [row_of(customer, provider) for customer in customers]
+    write_rows(engine, [row_of(customer, provider) for customer in customers], provider, now)
+
+
+def write_rows(engine: Engine, rows: Sequence[dict[str, Any]], provider: str, now: datetime | None = None) -> None:
+    """`write_through` for rows already normalised (any provider): counted as seen by the current pass."""
     if not rows:
         return
     with session_scope(engine) as session:
@@ -176,6 +190,63 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@dataclass(frozen=True)
+class SourcePage:
+    """One page of a provider's customer list, as directory rows."""
+
+    rows: list[dict[str, Any]]
+    last: bool  # the pass is complete after this page
+    gone: tuple[str, ...] = ()  # external IDs the page says were deleted
+
+
+class CursorLost(Exception):
+    """The saved cursor no longer points anywhere (its customer was deleted): the pass goes back to the
+    start of the list. Rows already seen are simply seen again; nothing is deleted early."""
+
+
+class DirectorySource(Protocol):
+    """How one provider's customer list is read. The cursor is the integer `directory_sync.next_offset`:
+    0 is the start of the list; what a later value means is the source's business (MoonClerk: an offset;
+    Stripe: the directory row of the last customer read, whose ID is Stripe's `starting_after`)."""
+
+    provider: str
+    label: str  # for logs and errors: "MoonClerk", "Stripe"
+
+    def read_page(self, engine: Engine, cursor: int, page_size: int, wait: Callable[[float], bool]) -> SourcePage:
+        """Read the page at `cursor` (no transaction held meanwhile). `wait(seconds)` pauses and returns
+        True when the syncer is stopping. Raises ProviderError, or CursorLost."""
+        ...
+
+    def next_cursor(self, session: Session, cursor: int, page: SourcePage) -> int:
+        """Where the pass goes on after `page`, inside the transaction that just stored it."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source owns (not a client it was lent)."""
+        ...
+
+
+class MoonClerkSource:
+    """MoonClerk's list: `count`/`offset`; the envelope has no total, so a short page is the last one.
+    A 429 is retried by the client after its Retry-After."""
+
+    provider: str = MOONCLERK
+    label: str = "MoonClerk"
+
+    def __init__(self, client: MoonClerkClient) -> None:
+        self.client = client
+
+    def read_page(self, engine: Engine, cursor: int, page_size: int, wait: Callable[[float], bool]) -> SourcePage:
+        page = list(self.client.customers_page(offset=cursor, page_size=page_size))
+        return SourcePage([row_of(customer, self.provider) for customer in page], len(page) < page_size)
+
+    def next_cursor(self, session: Session, cursor: int, page: SourcePage) -> int:
+        return cursor + len(page.rows)
+
+    def close(self) -> None:
+        pass  # the client is shared with matching and the lookups
+
+
 def _ensure_row(engine: Engine, provider: str) -> None:
     with session_scope(engine) as session:
         dialect = session.get_bind().dialect.name
@@ -187,11 +258,13 @@ def _ensure_row(engine: Engine, provider: str) -> None:
 class DirectorySyncer:
     """Copies one provider's customer list into the directory; any number of processes may run one."""
 
-    def __init__(self, engine: Engine, client: MoonClerkClient, *, owner: str | None = None,
+    def __init__(self, engine: Engine, client: MoonClerkClient | DirectorySource, *, owner: str | None = None,
                  page_size: int = MAX_PAGE_SIZE, pace: float = DEFAULT_PACE, refresh: timedelta = DEFAULT_REFRESH,
                  backoff: timedelta = DEFAULT_BACKOFF, lease: timedelta = LEASE,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), provider: str = MOONCLERK) -> None:
-        self.engine, self.client, self.provider = engine, client, provider
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), provider: str | None = None) -> None:
+        """`client`: a MoonClerkClient, or any provider's DirectorySource (its `provider` names the rows)."""
+        self.source: DirectorySource = MoonClerkSource(client) if isinstance(client, MoonClerkClient) else client
+        self.engine, self.provider = engine, provider or self.source.provider
         self.owner = owner or _owner()
         self.page_size, self.pace, self.refresh, self.backoff, self.lease = page_size, pace, refresh, backoff, lease
         self.clock = clock
@@ -245,16 +318,23 @@ class DirectorySyncer:
                         return SyncReport(pages, written, finished, deleted, skipped="lease lost")
                     continue
                 try:
-                    page = list(self.client.customers_page(offset=state.next_offset, page_size=self.page_size))
+                    page = self.source.read_page(self.engine, state.next_offset, self.page_size, self.stopping.wait)
+                except CursorLost as exc:
+                    log.warning("directory sync: %s cursor lost (%s); the pass goes on from the start",
+                                self.source.label, exc)
+                    if not self._rewind(state.pass_no, state.next_offset):
+                        return SyncReport(pages, written, finished, deleted, skipped="lease lost")
+                    continue
                 except ProviderError as exc:
                     self._record_error(str(exc))
-                    log.warning("directory sync: MoonClerk failed at offset %s: %s", state.next_offset, exc)
+                    log.warning("directory sync: %s failed at cursor %s: %s", self.source.label, state.next_offset,
+                                exc)
                     return SyncReport(pages, written, finished, deleted, error=str(exc))
                 pages += 1
                 outcome = self._store_page(state.pass_no, state.next_offset, page)
                 if outcome is None:
                     return SyncReport(pages, written, finished, deleted, skipped="lease lost")
-                written += len(page)
+                written += len(page.rows)
                 if outcome >= 0:
                     finished, deleted = True, deleted + outcome
                 elif self.pace:
@@ -272,24 +352,39 @@ class DirectorySyncer:
                 .values(pass_no=_S.c.pass_no + 1, pass_started_at=now, next_offset=0, lease_until=now + self.lease))
             return _rows(started) > 0
 
-    def _store_page(self, pass_no: int, offset: int, page: list[Customer]) -> int | None:
-        """Upsert one page and move the cursor, in one transaction, only while holding the lease.
-
-        Returns None when the lease was lost, -1 when the pass goes on, else how many rows the finished
-        pass deleted (customers MoonClerk no longer has)."""
-        now = self.clock()
-        last = len(page) < self.page_size  # the envelope has no total: a short page is the last one
+    def _rewind(self, pass_no: int, offset: int) -> bool:
         with session_scope(self.engine) as session:
             moved = session.execute(
                 update(_S).where(_S.c.provider == self.provider, _S.c.lease_owner == self.owner,
+                                 _S.c.pass_no == pass_no, _S.c.next_offset == offset).values(next_offset=0))
+            return _rows(moved) > 0
+
+    def _store_page(self, pass_no: int, offset: int, page: SourcePage) -> int | None:
+        """Upsert one page and move the cursor, in one transaction, only while holding the lease.
+
+        Returns None when the lease was lost, -1 when the pass goes on, else how many rows the finished
+        pass deleted (customers the provider no longer has)."""
+        now = self.clock()
+        last = page.last
+        with session_scope(self.engine) as session:
+            # The cursor moves below, once the page is stored (Stripe's is a row of this page); this
+            # update is the lease check, and takes the sync row's lock first.
+            moved = session.execute(
+                update(_S).where(_S.c.provider == self.provider, _S.c.lease_owner == self.owner,
                                  _S.c.pass_no == pass_no, _S.c.next_offset == offset)
-                .values(next_offset=None if last else offset + len(page), last_page_at=now,
+                .values(next_offset=None if last else offset, last_page_at=now,
                         lease_until=now + self.lease, last_error=None, last_error_at=None))
             if not _rows(moved):
                 session.rollback()
                 return None
-            _upsert(session, [row_of(customer, self.provider) for customer in page], pass_no, now)
+            _upsert(session, page.rows, pass_no, now)
+            removed = 0
+            if page.gone:
+                removed = _rows(session.execute(delete(_T).where(_T.c.provider == self.provider,
+                                                                 _T.c.external_id.in_(page.gone))))
             if not last:
+                session.execute(update(_S).where(_S.c.provider == self.provider).values(
+                    next_offset=self.source.next_cursor(session, offset, page)))
                 return -1
             gone = session.execute(delete(_T).where(_T.c.provider == self.provider, _T.c.seen_pass < pass_no))
             total = session.execute(select(func.count()).select_from(_T).where(_T.c.provider == self.provider))
@@ -297,7 +392,7 @@ class DirectorySyncer:
             session.execute(update(_S).where(_S.c.provider == self.provider).values(
                 last_full_at=started, customers=int(total.scalar() or 0),
                 last_full_seconds=(now - started).total_seconds() if started else None))
-            return _rows(gone)
+            return _rows(gone) + removed
 
     def _record_error(self, message: str) -> None:
         with session_scope(self.engine) as session:
@@ -308,39 +403,45 @@ class DirectorySyncer:
 class DirectorySyncJob:
     """The sync under APScheduler in `serve`, `socket` and `worker`: a run every `interval` seconds
     (the first at start); a run does nothing unless a pass is under way or the copy is older than
-    `refresh`, and nothing at all in a process without the lease."""
+    `refresh`, and nothing at all in a process without the lease. Each provider's syncer has its own
+    timer, so a slow MoonClerk pass never holds up Stripe's."""
 
-    def __init__(self, syncer: DirectorySyncer, *, interval: float = 30.0) -> None:
-        self.syncer, self.interval = syncer, interval
+    def __init__(self, syncer: DirectorySyncer, *more: DirectorySyncer, interval: float = 30.0) -> None:
+        self.syncer, self.syncers, self.interval = syncer, (syncer, *more), interval
         self._scheduler: Any = None
 
     def start(self) -> DirectorySyncJob:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
-        scheduler.add_job(self._run, "interval", seconds=self.interval, id="directory-sync",
-                          next_run_time=datetime.now(UTC))
+        for syncer in self.syncers:
+            scheduler.add_job(self._run, "interval", args=(syncer,), seconds=self.interval,
+                              id=f"directory-sync-{syncer.provider}", next_run_time=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
         return self
 
-    def _run(self) -> None:
+    @staticmethod
+    def _run(syncer: DirectorySyncer) -> None:
         try:
-            report = self.syncer.run()
+            report = syncer.run()
             if report.pages:
-                log.info("directory sync: %s", report)
+                log.info("directory sync (%s): %s", syncer.provider, report)
         except Exception:  # a database hiccup must not stop the timer; the next run resumes
-            log.exception("directory sync failed; the next run resumes where it stopped")
+            log.exception("directory sync (%s) failed; the next run resumes where it stopped", syncer.provider)
 
     def stop(self) -> None:
-        self.syncer.stopping.set()
+        for syncer in self.syncers:
+            syncer.stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        try:
-            self.syncer.release()  # another replica may carry on at once, from the saved offset
-        except Exception:
-            log.warning("could not release the directory sync lease; it expires by itself")
+        for syncer in self.syncers:
+            try:
+                syncer.release()  # another replica may carry on at once, from the saved cursor
+            except Exception:
+                log.warning("could not release the %s directory sync lease; it expires by itself", syncer.provider)
+            syncer.source.close()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -392,25 +493,31 @@ def is_ready(engine: Engine, provider: str = MOONCLERK) -> bool:
 # Queries
 
 
-def _probe(engine: Engine, conditions: list[Any], limit: int, provider: str = MOONCLERK) -> list[Entry]:
-    """Rows meeting any of `conditions`, by ID, at most `limit`: one indexed query per condition.
+def probe_rows(engine: Engine, conditions: Sequence[Any], limit: int, provider: str,
+               columns: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """`columns` of the provider's rows meeting any of `conditions`, by row ID, at most `limit`: one
+    indexed query per condition.
 
     Not one query with OR: SQLite then searches by `provider` alone, reading every row of the provider
     (25 ms a match at 100,000 customers); each condition on its own uses its own index.
     """
-    found: dict[Any, Any] = {}
+    found: dict[Any, tuple[Any, ...]] = {}
     with engine.connect() as connection:
         for where in conditions:
-            for key, *row in connection.execute(select(_T.c.id, *_COLUMNS).where(_T.c.provider == provider, where)
+            for key, *row in connection.execute(select(_T.c.id, *columns).where(_T.c.provider == provider, where)
                                                 .order_by(_T.c.id).limit(limit)).all():
-                found.setdefault(key, row)
-    return [_entry(found[key]) for key in sorted(found)[:limit]]
+                found.setdefault(key, tuple(row))
+    return [found[key] for key in sorted(found)[:limit]]
+
+
+def _probe(engine: Engine, conditions: list[Any], limit: int, provider: str = MOONCLERK) -> list[Entry]:
+    return [_entry(row) for row in probe_rows(engine, conditions, limit, provider, _COLUMNS)]
 
 
 _NAME_WORDS_PROBED: Final = 4
 
 
-def _sharing_a_name(words: list[str]) -> list[Any]:
+def sharing_a_name(words: list[str]) -> list[Any]:
     # Equalities, not IN: with IN, SQLite searches by provider alone (see _probe). A few words only: a
     # name of hundreds of words must not become hundreds of queries.
     probed = list(dict.fromkeys(words))[:_NAME_WORDS_PROBED]
@@ -436,7 +543,7 @@ def candidate_entries(engine: Engine, facts: CallerFacts) -> list[Entry]:
         # Partial names, initials and near spellings score at most 0.45 alone (below REVIEW): they never
         # decide a match, only fill the "closest customers" of an unmatched case, so they are looked
         # for only when nothing stronger was found, and a bounded sample of them is enough.
-        entries = _probe(engine, _sharing_a_name(words), WEAK_LIMIT)
+        entries = _probe(engine, sharing_a_name(words), WEAK_LIMIT)
     return entries
 
 
@@ -510,13 +617,15 @@ def search(engine: Engine, term: LookupTerm) -> tuple[list[Customer], int]:
         entries = _probe(engine, [_T.c.email == term.value], STRONG_LIMIT)
     elif term.kind == "phone":
         entries = _probe(engine, [_T.c.phone == term.value], STRONG_LIMIT)
+    elif term.kind == "stripe_customer":  # the MoonClerk customers whose Stripe customer this is
+        entries = _probe(engine, [_T.c.reference == term.value], STRONG_LIMIT)
     else:
         words = name_words(term.value)
         entries = _probe(engine, [_T.c.name_key == " ".join(sorted(words))], STRONG_LIMIT) if words else []
         if words and len(entries) < MAX_RESULTS:
             # Then people sharing a first or last name ("Wood" finds every Wood), a bounded sample.
             seen = {entry.customer.id for entry in entries}
-            shared = _probe(engine, _sharing_a_name(words), NAME_SEARCH_LIMIT)
+            shared = _probe(engine, sharing_a_name(words), NAME_SEARCH_LIMIT)
             entries += [entry for entry in shared if entry.customer.id not in seen]
     scored = [(score, entry.customer) for entry in entries
               if (score := 1.0 if term.kind != "name" else term_score(term, entry.customer)) > 0]
@@ -549,6 +658,7 @@ def find_customers(engine: Engine, lookup: MoonClerkLookup, term: LookupTerm) ->
     return LookupHits(tuple(confirmed), (), True, more)
 
 
-def sync_job(engine: Engine, client: MoonClerkClient) -> DirectorySyncJob:
-    """The directory sync for a running process (`serve`, `socket`, `worker`); call `.start()`."""
-    return DirectorySyncJob(DirectorySyncer(engine, client))
+def sync_job(engine: Engine, client: MoonClerkClient, also: Sequence[DirectorySyncer] = ()) -> DirectorySyncJob:
+    """The directory sync for a running process (`serve`, `socket`, `worker`); call `.start()`. `also`:
+    other providers' syncers (bot.lookup.stripe_directory.stripe_syncers) run beside MoonClerk's."""
+    return DirectorySyncJob(DirectorySyncer(engine, client), *also)

@@ -17,6 +17,7 @@ from bot.actions.refunds import stripe_customer
 from bot.actions.runner import ActionContext, recover_stale
 from bot.lookup.directory import DirectorySyncJob, sync_job
 from bot.lookup.review import MatchWorker
+from bot.lookup.stripe_directory import stripe_syncers
 from bot.mail.worker import MailWorker, start_mail_worker
 from bot.metrics import MeteredWebClient
 from bot.reminders.scheduler import ReminderScheduler, scheduler_for
@@ -160,7 +161,8 @@ def start_slack(
                                    policy=runtime.policy, on_changed=refresh).start()
         # A stored case wakes matching at once (no poll to wait for); the directory keeps its candidates.
         runtime.wake_workers = _also(runtime.wake_workers, match_worker.wake)
-        directory = sync_job(runtime.engine, actions.moonclerk).start()
+        also = stripe_syncers(runtime.engine, runtime.settings)  # Stripe's customers too, with STRIPE_API_KEY
+        directory = sync_job(runtime.engine, actions.moonclerk, also=also).start()
     return SlackService(client=client, worker=outbox, bolt=bolt, reminders=reminders, matcher=match_worker,
                         directory=directory, mail=mail, actions=actions)
 

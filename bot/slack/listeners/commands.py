@@ -9,6 +9,7 @@ is `answer()`, a plain function with no Slack in it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
@@ -29,6 +30,7 @@ from blocks.format import code, inline
 from blocks.lookup import (
     CustomerResult,
     LookupAnswer,
+    StripeCustomerResult,
     case_message,
     help_message,
     lookup_message,
@@ -64,9 +66,10 @@ from bot.lookup.queries import (
     parse_command,
     queue,
 )
+from bot.lookup.stripe_directory import StripeCustomerReader, StripeLookup
 from bot.runtime import Runtime
 from bot.slack.listeners.context import interaction
-from bot.stripe_status import StripeStatusService
+from bot.stripe_status import StripeStatusService, statuses_for_lookup
 from providers.base import ProviderError
 from storage.models import utcnow
 
@@ -150,14 +153,21 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
         return notice("MoonClerk is not configured (MOONCLERK_API_KEY), so there is nothing to look up.")
     term = command.term
     label = f"{term.noun} {code(term.value, 120)}"
+    status = ctx.stripe_status
+    # Stripe-only customers: the directory's Stripe candidates are read from Stripe (and their Stripe
+    # lines fetched) while MoonClerk is being read.
+    stripe = None
+    if status is not None and isinstance(status.client, StripeCustomerReader):
+        stripe = StripeLookup.start(ctx.engine, status.client, term)
+        status.prefetch(stripe.candidates)
     try:
         hits = find_customers(ctx.engine, ctx.lookup, term)
     except ProviderError as exc:
         # The provider's own words are untrusted text like any other.
         return notice(f"MoonClerk did not answer the lookup: {inline(exc, 300)}. Try again in a minute.")
     references = [customer.customer_reference for customer in hits.customers]
-    if ctx.stripe_status is not None:
-        ctx.stripe_status.prefetch(references)
+    if status is not None:
+        status.prefetch(references)
     results: list[CustomerResult] = []
     for customer in hits.customers:
         try:
@@ -166,15 +176,36 @@ def _lookup(ctx: FinanceContext, command: Lookup) -> dict[str, Any]:
             payments, error = (), str(exc)
         cases = open_cases_for_customer(ctx.engine, customer.id, customer.email)
         results.append(CustomerResult(customer, payments, cases, error))
-    if ctx.stripe_status is not None:
-        statuses = ctx.stripe_status.for_lookup(references)
-        results = [replace(result, stripe_status=status) for result, status in zip(results, statuses, strict=True)]
+    stripe_results: list[StripeCustomerResult] = []
     notes: list[str] = []
+    if status is not None:
+        # One budget for all of Stripe after MoonClerk's answer: the confirming reads, then the lines.
+        deadline = time.monotonic() + status.lookup_budget
+        only = None
+        if stripe is not None:
+            linked = {ref.strip() for ref in references if ref and ref.strip()}
+            only = stripe.finish(linked, status.lookup_budget)
+        shown = list(only.customers) if only is not None else []
+        lines = [line.to_json() if line is not None else None for line in statuses_for_lookup(
+            status.client, status.cache, [*references, *(customer.id for customer in shown)],
+            max(0.0, deadline - time.monotonic()))]
+        results = [replace(result, stripe_status=line) for result, line in zip(results, lines, strict=False)]
+        stripe_results = [StripeCustomerResult(customer, line)
+                          for customer, line in zip(shown, lines[len(results):], strict=True)]
+        if only is not None and only.more:
+            notes.append(f"{only.more} more Stripe customers match; make the search more specific to see them.")
+        if only is not None and only.unconfirmed:
+            notes.append(f"{only.unconfirmed} Stripe {'customer' if only.unconfirmed == 1 else 'customers'} "
+                         f"matching in the directory could not be confirmed with Stripe ({inline(only.error, 200)}), "
+                         "so not shown. Try again in a minute.")
+        if only is not None and not only.complete:
+            notes.append("Stripe's customers are still being copied into the directory (its first sync), so "
+                         "customers only Stripe has may be missing.")
     if hits.more:
         notes.append(f"{hits.more} more customers match; make the search more specific to see them.")
     if not hits.complete:
         notes.append(f"Only the first {ctx.lookup.max_customers} MoonClerk customers were searched.")
-    return lookup_message(LookupAnswer(label, results, hits.payments, notes))
+    return lookup_message(LookupAnswer(label, results, hits.payments, notes, stripe_results))
 
 
 def finance_context(runtime: Runtime, actions: ActionContext) -> FinanceContext:
