@@ -35,6 +35,7 @@ from storage.db import make_engine, session_scope
 from storage.decisions import Approval, Delegation
 from storage.models import AuditEvent, Case, OutboxMessage
 from storage.reminders import Reminder
+from tests.cases import load, make_case
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
 APPROVER1, APPROVER2, SENIOR, OWNER, STRANGER = "U0APPROVER1", "U0APPROVER2", "U0SENIOR", "U0OWNER", "U0STRANGER"
@@ -50,23 +51,10 @@ def directory(policy: Policy) -> Directory:
 
 def add_case(engine: Engine, call_id: str = "call_decide", amount: str | None = "300.00", currency: str = "USD",
              **fields: Any) -> int:
-    values: dict[str, Any] = {"is_billing": True, "kind": "refund", "approval_required": True,
-                              "approval_reason": "money back", "created_at": NOW, "updated_at": NOW,
+    values: dict[str, Any] = {"approval_required": True, "approval_reason": "money back",
                               "amount": Decimal(amount) if amount else None, "currency": currency,
                               "slack_channel": "C0FINANCE", "slack_ts": "1700000000.000100", **fields}
-    with session_scope(engine) as session:
-        case = Case(call_id=call_id, **values)
-        session.add(case)
-        session.flush()
-        assert case.id is not None
-        return case.id
-
-
-def load(engine: Engine, case_id: int) -> Case:
-    with Session(engine) as session:
-        case = session.get(Case, case_id)
-        assert case is not None
-        return case
+    return make_case(engine, call_id, now=NOW, **values)
 
 
 def audit(engine: Engine, case_id: int | None = None) -> list[AuditEvent]:

@@ -19,9 +19,9 @@ from bot.lookup.directory import DirectorySyncer, find_customers, freshness, is_
 from bot.lookup.review import MatchWorker, match_case
 from bot.standins import MoonClerkStandIn
 from providers.moonclerk import MoonClerkClient
-from storage.db import session_scope
 from storage.directory import DirectoryCustomer
-from storage.models import Case
+from tests.cases import load
+from tests.cases import make_case as _make_case
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 START = 1_000_000  # generated customers' first ID
@@ -62,20 +62,8 @@ def offsets(standin: MoonClerkStandIn) -> list[str]:
 
 
 def make_case(engine: Engine, call_id: str, **fields: Any) -> int:
-    values: dict[str, Any] = {"is_billing": True, "kind": "refund", "created_at": NOW, "updated_at": NOW, **fields}
-    with session_scope(engine) as session:
-        case = Case(call_id=call_id, **values)
-        session.add(case)
-        session.flush()
-        assert case.id is not None
-        return case.id
+    return _make_case(engine, call_id, now=NOW, **fields)
 
-
-def load(engine: Engine, case_id: int) -> Case:
-    with Session(engine) as session:
-        case = session.get(Case, case_id)
-        assert case is not None
-        return case
 
 
 # -- sync ------------------------------------------------------------------------------------------

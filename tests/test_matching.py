@@ -29,6 +29,8 @@ from bot.standins.moonclerk import customer_fixture
 from providers.moonclerk import Customer, MoonClerkClient
 from storage.db import session_scope
 from storage.models import AuditEvent, Case, OutboxMessage
+from tests.cases import load
+from tests.cases import make_case as _make_case
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 REVIEW_CHANNEL = "C0REVIEW"
@@ -222,20 +224,8 @@ def test_recent_payments_stop_at_max_payments() -> None:
 # -- match_case on the database ------------------------------------------------------------------
 
 def make_case(engine: Engine, call_id: str = "call_match", **fields: Any) -> int:
-    values: dict[str, Any] = {"is_billing": True, "kind": "refund", "created_at": NOW, "updated_at": NOW, **fields}
-    with session_scope(engine) as session:
-        case = Case(call_id=call_id, **values)
-        session.add(case)
-        session.flush()
-        assert case.id is not None
-        return case.id
+    return _make_case(engine, call_id, now=NOW, **fields)
 
-
-def load(engine: Engine, case_id: int) -> Case:
-    with Session(engine) as session:
-        case = session.get(Case, case_id)
-        assert case is not None
-        return case
 
 
 def audit(engine: Engine, case_id: int) -> list[str]:

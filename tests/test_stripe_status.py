@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from blocks.card import case_card
 from blocks.lookup import CustomerResult, LookupAnswer, lookup_message
@@ -36,9 +35,10 @@ from bot.stripe_status import (
 )
 from providers.moonclerk import Customer as MoonClerkCustomer
 from providers.stripe import StripeClient
-from storage.db import session_scope
 from storage.models import Case
 from tests.blockkit import assert_valid_message
+from tests.cases import load
+from tests.cases import make_case as _make_case
 from tests.clock import Clock
 from tests.test_hostile_surfaces import EVIL_URL, HOSTILE, NOT_WEB, assert_inert, assert_message_inert, hostile_case
 
@@ -246,20 +246,8 @@ def test_a_lookup_waits_only_its_budget_and_the_fetch_lands_in_the_cache(
 
 
 def make_case(engine: Engine, call_id: str, **fields: Any) -> int:
-    values: dict[str, Any] = {"is_billing": True, "kind": "refund", "created_at": NOW, "updated_at": NOW, **fields}
-    with session_scope(engine) as session:
-        case = Case(call_id=call_id, **values)
-        session.add(case)
-        session.flush()
-        assert case.id is not None
-        return case.id
+    return _make_case(engine, call_id, now=NOW, **fields)
 
-
-def load(engine: Engine, case_id: int) -> Case:
-    with Session(engine) as session:
-        case = session.get(Case, case_id)
-        assert case is not None
-        return case
 
 
 def test_refresh_stores_the_status_and_queues_the_card_only_when_it_changed(
