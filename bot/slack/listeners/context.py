@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -42,6 +43,10 @@ class Desk:
 
     runtime: Runtime
     actions: ActionContext
+    # Database-only changes after the ack (decisions): two at a time. They hold the GIL and (on SQLite)
+    # queue for one write lock anyway, so more threads only take CPU from the acks of later clicks.
+    changes: Executor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="change"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ class Interaction:
             if not outcome.ok:
                 self.reply.after_ack(outcome.message)
 
-        self.desk.actions.background.submit(run)
+        self.desk.changes.submit(run)
 
 
 def interaction(context: BoltContext) -> Interaction:
