@@ -20,10 +20,10 @@ from bot.slack.outbox import enqueue_card
 from bot.triage.model import Classification
 from bot.triage.pipeline import Triage, triage
 from bot.triage.redact import redact
-from bot.triage.route import apply_routing
+from bot.triage.route import routing_values
 from providers.dialnexa import CallEvent, EventKind, Ignored, NotACallEvent, parse_event
 from storage.audit import Event, write_audit
-from storage.cases import lock_or_create
+from storage.cases import insert_new, lock_existing, new_case, set_fields, write_changes
 from storage.db import session_scope
 from storage.models import Case, WebhookDelivery
 
@@ -64,20 +64,33 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
     # Triage is pure CPU work: do it before taking the database write lock.
     result = triage(parsed, now)
     with session_scope(engine) as session:
-        case, created = lock_or_create(session, parsed.call_id)
+        case = lock_existing(session, parsed.call_id)
+        created = False
+        if case is None:
+            # A new call's case is filled in before it is inserted, so that it is written once with its
+            # final values. Another transaction may have inserted it meanwhile (PostgreSQL): then this
+            # delivery is merged into that case, once its transaction has committed.
+            fresh = new_case(parsed.call_id)
+            _fill(fresh, parsed, result, policy, now)
+            created = insert_new(session, fresh)
+            case = fresh if created else lock_existing(session, parsed.call_id)
+            assert case is not None  # the insert found it
+        # Core statements run on the session's connection: they need none of the ORM's execution machinery.
+        connection = session.connection()
         # A call's deliveries are stored with its case and cases are never deleted, so a case this
         # transaction created has no earlier delivery to compare with: one query fewer.
-        seen = None if created else session.exec(
-            _statements()["seen"], params={"call": parsed.call_id, "digest": digest}
+        seen = None if created else connection.execute(
+            _statements()["seen"], {"call": parsed.call_id, "digest": digest}
         ).first()
         outcome = "duplicate" if seen is not None else "stored"
         if seen is None:
             # Everything below reads only rows that are written with Core statements (audit, outbox,
-            # reminders), never the merged case: it is flushed once, at commit, with all its changes
-            # (the card version, the next reminder), instead of once per statement that follows.
+            # reminders), never the merged case: it is written once, after its last change (the card
+            # version, the next reminder), as one UPDATE without a unit-of-work flush around it.
             with session.no_autoflush:
                 _store(session, case, created, parsed, result, policy, now)
-        session.execute(_statements()["delivery"], {
+                write_changes(session, case)
+        connection.execute(_statements()["delivery"], {
             **_delivery_defaults(), "received_at": now, "call_id": parsed.call_id, "event_name": parsed.event_name,
             "event_kind": parsed.event.value, "body_sha256": digest, "outcome": outcome,
         })
@@ -92,17 +105,23 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
 def _store(session: Session, case: Case, created: bool, parsed: CallEvent, result: Triage, policy: Policy,
            now: datetime) -> None:
     """Merge a new delivery into its case, then write what follows from it: audit, card, reminders."""
-    before = None if created else identity(case)
-    _merge(case, parsed, result)
-    apply_routing(case, policy, now)
+    before = None
+    if not created:  # a created case was filled in before it was inserted
+        before = identity(case)
+        _fill(case, parsed, result, policy, now)
     # Matching runs later, off this hot path (MatchWorker); this only queues the case for it.
     mark_for_matching(session, case, before)
-    case.updated_at = now
     write_audit(session, case, "dialnexa", now, Event(
         "case.created" if created else "case.updated", outcome=case.kind, record=_record_of(case),
         reason=f"{parsed.event_name} ({parsed.event.value})", detail=_audit_detail(case, result),
     ))
     on_case_changed(session, case, policy, now, created=created)
+
+
+def _fill(case: Case, parsed: CallEvent, result: Triage, policy: Policy, now: datetime) -> None:
+    """Merge the delivery into the case, then route it: routing reads the merged values."""
+    set_fields(case, _merged(case, parsed, result))
+    set_fields(case, {**routing_values(case, policy, now), "updated_at": now})
 
 
 @cache
@@ -144,8 +163,7 @@ def preview_case(body: object, policy: Policy, now: datetime) -> Case:
     if isinstance(parsed, Ignored):
         raise NotACallEvent(f"{parsed.event_name or 'this body'} is not a call event ({parsed.reason})")
     case = Case(id=1, call_id=parsed.call_id, created_at=now, updated_at=now)
-    _merge(case, parsed, triage(parsed, now))
-    apply_routing(case, policy, now)
+    _fill(case, parsed, triage(parsed, now), policy, now)
     return case
 
 
@@ -190,49 +208,49 @@ def _fit(name: str, text: str) -> str:
     return text[:limit] if limit is not None else text
 
 
-def _merge(case: Case, event: CallEvent, result: Triage) -> None:
-    """Fold a delivery into the case; an empty value never erases what an earlier event filled."""
+def _merged(case: Case, event: CallEvent, result: Triage) -> dict[str, Any]:
+    """What folding a delivery into the case sets; an empty value never erases what an earlier event filled."""
+    changes: dict[str, Any] = {}
     # The call's own text fields are outside text too: stored as triage redacted them.
     if _STAGE_RANK[event.event] >= _STAGE_RANK.get(EventKind(case.stage), 0):
-        case.stage = event.event.value
-        case.call_status = _fit("call_status", result.call_text.get("status") or "") or case.call_status
+        changes["stage"] = event.event.value
+        changes["call_status"] = _fit("call_status", result.call_text.get("status") or "") or case.call_status
     for name in _CALL_TEXT:
         text = result.call_text.get(name)
         if text is not None:
-            setattr(case, name, _fit(name, text))
+            changes[name] = _fit(name, text)
     if event.duration_seconds is not None:
-        case.duration_seconds = event.duration_seconds
-    case.caller_phone = event.caller_number or case.caller_phone
-    case.started_at = event.initiated_at or case.started_at
-    case.ended_at = event.ended_at or case.ended_at
+        changes["duration_seconds"] = event.duration_seconds
+    changes["caller_phone"] = event.caller_number or case.caller_phone
+    changes["started_at"] = event.initiated_at or case.started_at
+    changes["ended_at"] = event.ended_at or case.ended_at
     if result.summary:
-        case.summary = result.summary
+        changes["summary"] = result.summary
 
-    _merge_classification(case, result.classification)
+    changes.update(_merged_classification(case, result.classification))
 
-    # Analysis-backed values may correct earlier ones; rule-derived values only fill gaps.
+    # Analysis-backed values may correct earlier ones; rule-derived values only fill gaps. (The captured
+    # fields read here are none of the ones set above.)
     authoritative = result.classification.source == "analysis"
     for name, value in result.fields:
         if value is None:
             continue
         if getattr(case, name) is None or authoritative:
-            setattr(case, name, _fit(name, value) if isinstance(value, str) else value)
+            changes[name] = _fit(name, value) if isinstance(value, str) else value
 
     if result.suppressed:
-        case.suppressed = True
-        case.suppressed_kinds = sorted(set(case.suppressed_kinds) | {kind.value for kind in result.suppressed})
+        changes["suppressed"] = True
+        changes["suppressed_kinds"] = sorted(set(case.suppressed_kinds) | {kind.value for kind in result.suppressed})
+    return changes
 
 
-def _merge_classification(case: Case, new: Classification) -> None:
+def _merged_classification(case: Case, new: Classification) -> dict[str, Any]:
     current = (_SOURCE_RANK.get(case.classification_source, 0), case.confidence)
     incoming = (_SOURCE_RANK[new.source], new.confidence)
     # A billing verdict is never undone by a later, weaker "not billing" (e.g. a bare call_ended).
     if case.is_billing and not new.is_billing and new.source != "analysis":
-        return
+        return {}
     if incoming >= current or (new.is_billing and not case.is_billing):
-        case.kind = new.kind.value
-        case.is_billing = new.is_billing
-        case.rule = new.rule
-        case.confidence = new.confidence
-        case.classification_source = new.source
-        case.evidence = new.evidence
+        return {"kind": new.kind.value, "is_billing": new.is_billing, "rule": new.rule, "confidence": new.confidence,
+                "classification_source": new.source, "evidence": new.evidence}
+    return {}

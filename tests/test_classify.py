@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -445,3 +446,15 @@ def test_kinds_in_names_every_specific_signal() -> None:
     from bot.triage.classify import kinds_in
 
     assert kinds_in("Charged twice, so she wants a refund; no dispute.") == [K.DUPLICATE_CHARGE, K.REFUND]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_every_match_of_a_rule_holds_one_of_its_words(rule: Any, data: st.DataObject) -> None:
+    """A rule skips texts without any of its `needs` words, so every match must hold one, in any case
+    and spelling the pattern allows (Python's `re` reads these patterns as re2 does, and generates
+    from them: case variants included, such as the Kelvin sign for "k")."""
+    term = re.compile(rule.term, re.IGNORECASE)
+    found = data.draw(st.from_regex(term, fullmatch=True))
+    assert any(word in found.casefold() for word in rule.needs), (rule.name, found)

@@ -41,11 +41,11 @@ def delivery(name: str, call_id: str) -> tuple[Any, bytes]:
 
 
 @contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
+def statements(engine: Engine, words: int = 3) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
+        seen.append(" ".join(statement.split()[:words]))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -73,15 +73,35 @@ def stored(engine: Engine, call_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", BILLING)
-def test_a_new_calls_delivery_reads_nothing_back(engine: Engine, policy: Policy, name: str) -> None:
+def test_a_new_calls_delivery_reads_nothing_back_but_its_look_up(engine: Engine, policy: Policy, name: str) -> None:
     body, raw = delivery(name, f"call_cost_{name}")
-    with statements(engine) as seen:
+    with statements(engine, words=10_000) as seen:
         result = ingest(engine, body, raw, policy, NOW)
     assert result.created and result.is_billing
-    assert [s for s in seen if s.startswith("SELECT")] == []
-    # Created once and written once more, with everything the delivery and its card changed.
-    assert [s for s in seen if s.startswith(("INSERT INTO cases", "UPDATE cases"))] == [
-        "INSERT INTO cases", "UPDATE cases SET"]
+    # The one read: is there a case for this call already?
+    selects = [s for s in seen if s.startswith("SELECT")]
+    assert len(selects) == 1 and " FROM cases WHERE cases.call_id = " in selects[0]
+    # Created once with everything the delivery says, then written once more with only what its card
+    # and reminders changed afterwards (no indexed column is written twice).
+    writes = [s for s in seen if s.startswith(("INSERT INTO cases", "UPDATE cases"))]
+    assert [" ".join(s.split()[:3]) for s in writes] == ["INSERT INTO cases", "UPDATE cases SET"]
+    assert "kind" in writes[0].split("VALUES")[0]
+    assigned = writes[1].split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    assert {part.split("=")[0].strip() for part in assigned.split(",")} == {"card_version", "next_reminder_at"}
+
+
+@pytest.mark.parametrize("name", BILLING)
+def test_a_known_calls_delivery_finds_its_case_at_once(engine: Engine, policy: Policy, name: str) -> None:
+    body, raw = delivery(name, f"call_known_{name}")
+    assert ingest(engine, body, raw, policy, NOW).created
+    with statements(engine, words=10_000) as seen:
+        # Another body (not a duplicate) for the same call: merged into its case.
+        result = ingest(engine, body, raw + b" ", policy, NOW)
+    assert not result.created and result.outcome == "stored"
+    # Looked up once; no insert is tried (and nothing is filled in for one); written with one UPDATE.
+    assert len([s for s in seen if " FROM cases WHERE cases.call_id = " in s]) == 1
+    assert [" ".join(s.split()[:3]) for s in seen if s.startswith(("INSERT INTO cases", "UPDATE cases"))] in (
+        [], ["UPDATE cases SET"])
 
 
 @pytest.mark.parametrize("name", [*BILLING, "05_not_billing"])

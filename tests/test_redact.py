@@ -98,6 +98,7 @@ def digit_strings(min_size: int, max_size: int) -> st.SearchStrategy[str]:
 _UNIT_WORDS = {"0": ("zero", "oh", "o"), "1": ("one",), "2": ("two",), "3": ("three",), "4": ("four",),
                "5": ("five",), "6": ("six",), "7": ("seven",), "8": ("eight",), "9": ("nine",)}
 _TENS_BY_DIGIT = {v: k for k, v in _TENS_W.items()}
+_NONZERO_UNITS = {word for digit, words in _UNIT_WORDS.items() if digit != "0" for word in words}
 _SPOKEN_SEPS = (" ", " ", " ", ", ", " - ", "-", " and ", ", uh, ", ". ", ", um ")
 
 
@@ -109,6 +110,7 @@ def _case(draw: st.DrawFn, word: str) -> str:
 def spoken(draw: st.DrawFn, digits: str) -> str:
     """Digits as a caller reads them: units, "oh", "double"/"triple", pairs ("forty two"), teens."""
     pieces: list[str] = []
+    bare_tens: set[int] = set()  # pieces that are a tens word alone ("forty" for 40)
     i = 0
     while i < len(digits):
         d = digits[i]
@@ -117,8 +119,8 @@ def spoken(draw: st.DrawFn, digits: str) -> str:
             options.append("triple")
         if digits[i : i + 2] == d * 2:
             options.append("double")
-        if i + 1 < len(digits) and d in "23456789" and digits[i + 1] != "0":
-            options.append("tens")
+        if i + 1 < len(digits) and d in "23456789":
+            options.append("tens")  # "forty two", or "forty" alone for 40
         if i + 1 < len(digits) and d == "1":
             options.append("teen")
         choice = draw(st.sampled_from(options))
@@ -129,8 +131,13 @@ def spoken(draw: st.DrawFn, digits: str) -> str:
             pieces.append(_case(draw, "double") + " " + _case(draw, draw(st.sampled_from(_UNIT_WORDS[d]))))
             i += 2
         elif choice == "tens":
-            joiner = draw(st.sampled_from((" ", "-")))
-            pieces.append(_case(draw, _TENS_BY_DIGIT[d]) + joiner + _UNIT_WORDS[digits[i + 1]][0])
+            tens = _case(draw, _TENS_BY_DIGIT[d])
+            if digits[i + 1] == "0":
+                pieces.append(tens)
+                bare_tens.add(len(pieces) - 1)
+            else:
+                joiner = draw(st.sampled_from((" ", "-")))
+                pieces.append(tens + joiner + _UNIT_WORDS[digits[i + 1]][0])
             i += 2
         elif choice == "teen":
             word = {v: k for k, v in _W2D.items()}[digits[i : i + 2]]
@@ -140,8 +147,10 @@ def spoken(draw: st.DrawFn, digits: str) -> str:
             pieces.append(_case(draw, draw(st.sampled_from(_UNIT_WORDS[d]))))
             i += 1
     out = pieces[0]
-    for piece in pieces[1:]:
-        out += draw(st.sampled_from(_SPOKEN_SEPS)) + piece
+    for k, piece in enumerate(pieces[1:], start=1):
+        # "forty" then "two" is forty-two to anyone: a caller reading 40 2 pauses between them.
+        pairs_up = k - 1 in bare_tens and piece.split()[0].lower() in _NONZERO_UNITS
+        out += (", " if pairs_up else draw(st.sampled_from(_SPOKEN_SEPS))) + piece
     return out
 
 
@@ -184,7 +193,7 @@ def layout(draw: st.DrawFn, digits: str, spoken_ok: bool = True) -> str:
         out = rendered[0]
         for k in range(1, len(groups)):
             both_written = not as_words[k - 1] and not as_words[k]
-            seps = (" ", "-") if both_written else (" ", ", ", " - ", " and ")
+            seps: tuple[str, ...] = (" ", "-") if both_written else (" ", ", ", " - ", " and ")
             out += draw(st.sampled_from(seps)) + rendered[k]
         return out
     seps = (" ", "-", " - ") if style == "random" else (draw(st.sampled_from((" ", "-"))),)
@@ -213,6 +222,10 @@ def layout(draw: st.DrawFn, digits: str, spoken_ok: bool = True) -> str:
          {K.CARD_NUMBER}),
         ("forty two forty two forty two forty two forty two forty two forty two forty two",
          "[card ending 4242]", {K.CARD_NUMBER}),
+        # A tens word before one that starts with a unit word ("forty sixty": "six" in "sixty").
+        ("the card is forty forty forty forty forty forty sixty ninety okay", "the card is [card ending 6090] okay",
+         {K.CARD_NUMBER}),
+        ("twenty nineteen, seventy sixty", "twenty nineteen, seventy sixty", set()),
         ("four one double one, triple one one, one one one one, one one one one", "[card ending 1111]",
          {K.CARD_NUMBER}),
         ("4242 four two four two 4242 4242", "[card ending 4242]", {K.CARD_NUMBER}),

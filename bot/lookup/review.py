@@ -247,7 +247,8 @@ def mark_for_matching(session: Session, case: Case, before: tuple[Any, ...] | No
     if before is not None and _decided(session, case.id):
         return False
     case.match_status = MatchStatus.PENDING
-    session.add(case)
+    if case not in session:  # adding walks every mapped attribute; ingest's case is there
+        session.add(case)
     return True
 
 

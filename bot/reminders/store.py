@@ -152,7 +152,8 @@ def _set_next(session: Session, case: Case, soonest: datetime | None, now: datet
     if soonest == case.next_reminder_at:
         return False
     case.next_reminder_at = soonest
-    session.add(case)
+    if case not in session:  # adding walks every mapped attribute; ingest's case is there
+        session.add(case)
     if update_card and case.is_billing:
         enqueue_card(session, case, now)
     return True

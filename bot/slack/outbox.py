@@ -55,7 +55,8 @@ def enqueue_card(session: Session, case: Case, now: datetime | None = None, *, s
     now = now or utcnow()
     if not same_buttons:
         case.card_version += 1
-    session.add(case)
+    if case not in session:  # adding walks every mapped attribute; ingest's case is there
+        session.add(case)
     rearm, _ = _statements(session.get_bind().dialect.name)
     session.execute(rearm, _row(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now))
 

@@ -77,6 +77,10 @@ class Rule:
     confidence: float  # when it fires in the summary
     generic: bool = False  # catch-all terms: lose to any specific rule wherever that one fired
     skips: bool = False  # has a `skip` alternative
+    # Words (lower case) of which every match of the term holds one: a text that has none is passed over
+    # with C-speed substring tests instead of a search (see scan.Text.mentions).
+    needs: tuple[str, ...] = ()
+    term: str = ""  # the term's own pattern, without the negation and `skip` around it
 
 
 # "my invoice" from the caller, "their invoice" from the summary, "the invoice" from either.
@@ -102,16 +106,16 @@ MAX_TAKEN_BACK = 1000
 
 
 def _rule(
-    name: str, kind: BillingKind, pattern: str, confidence: float = 0.8, *, generic: bool = False,
-    skip: str | None = None,
+    name: str, kind: BillingKind, pattern: str, confidence: float = 0.8, *, needs: tuple[str, ...],
+    generic: bool = False, skip: str | None = None,
 ) -> Rule:
     """`skip` is what a lookbehind used to refuse ("bank statement"): matched from where the lookbehind
-    began looking, so it starts first and wins; a match that took it is ignored."""
-    body = pattern.replace("{D}", _DET)
-    if skip is not None:
-        body = f"(?P<skip>{skip})|{body}"
+    began looking, so it starts first and wins; a match that took it is ignored. `needs`: see Rule
+    (tests/test_classify.py checks them against matches generated from the pattern)."""
+    term = pattern.replace("{D}", _DET)
+    body = term if skip is None else f"(?P<skip>{skip})|{term}"
     compiled = scan.compile(f"(?P<neg>{_NEGATION})?(?P<term>{body})", ignore_case=True)
-    return Rule(f"rules.{name}", kind, compiled, confidence, generic, skip is not None)
+    return Rule(f"rules.{name}", kind, compiled, confidence, generic, skip is not None, needs, term)
 
 
 # Priority order: when several rules fire in the same place, the first one wins. Specific money
@@ -126,6 +130,7 @@ RULES: list[Rule] = [
         r"|\bdouble[\s-]?(?:charged|billed|charge|charges)\b"
         r"|\bduplicate\s+(?:charges?|payments?|transactions?|billing)\b",
         0.85,
+        needs=("charged", "billed", "double", "duplicate"),
     ),
     _rule(
         "dispute",
@@ -136,6 +141,7 @@ RULES: list[Rule] = [
         r"|\bunauthori[sz]ed\s+(?:charges?|transactions?|payments?)\b"
         r"|\b(?:don't|do\s+not|doesn't|does\s+not|didn't)\s+recogni[sz]e\s+{D}\s+(?:charge|transaction|payment)\b",
         0.85,
+        needs=("charge", "disput", "authori", "fraudulent", "recogni"),
     ),
     _rule(
         "failed_renewal",
@@ -145,6 +151,7 @@ RULES: list[Rule] = [
         r"|\bcard\s+(?:was\s+|got\s+|is\s+being\s+|keeps\s+getting\s+)?declined\b"
         r"|\b(?:couldn't|could\s+not|can't|cannot|unable\s+to)\s+renew\b|\bsubscription\s+(?:has\s+)?lapsed\b"
         r"|\bpayment\s+(?:didn't|did\s+not|won't|will\s+not)\s+go\s+through\b",
+        needs=("failed", "declined", "renew", "lapsed", "through"),
     ),
     _rule(
         "collections",
@@ -152,11 +159,13 @@ RULES: list[Rule] = [
         r"\bpast[\s-]due\b|\boverdue\s+(?:balance|invoices?|payments?|amount|bill)\b|\bcollections\b"
         r"|\bcollection\s+(?:agency|agencies|notice|letter|call)s?\b|\bin\s+collection\b"
         r"|\bpayment\s+plan\b|\b(?:i|we|they|he|she)\s+owes?\b|\bowes?\s+(?:you|us|money)\b",
+        needs=("due", "collection", "plan", "owe"),
     ),
     _rule(
         "refund",
         _K.REFUND,
         r"\brefund(?:s|ed|ing)?\b|\bmoney\s+back\b|\breimburs(?:e|ed|ement)\b",
+        needs=("refund", "back", "reimburs"),
     ),
     _rule(
         "payout_request",
@@ -167,6 +176,7 @@ RULES: list[Rule] = [
         r"|\b(?:my|our|their|his|her|unpaid|outstanding|owed)\s+commissions?\b"
         r"|\bwithdraw(?:al|als|ing|n)?\b[^.?!\n]{0,30}\b(?:funds|balance|earnings|commissions?|usdc|usdt|crypto|wallet)\b",
         skip=r"\bpa(?:y|id)[\s-]?out\s+of\b",  # "paid out of pocket"
+        needs=("out", "commission", "affiliate", "referral", "partner", "withdraw"),
     ),
     _rule(
         "document_resend",
@@ -177,6 +187,7 @@ RULES: list[Rule] = [
         r"|\bstatements?\b|\btax\s+forms?\b|\bw-?9\b|\b1099\b"
         r"|\b(?:didn't|did\s+not|never)\s+(?:get|receive[d]?)\s+{D}\s+(?:invoice|receipt)\b",
         skip=r"(?:bank|card)\sstatements?\b",
+        needs=("sen", "copy", "statement", "form", "w9", "w-9", "1099", "invoice", "receipt"),
     ),
     _rule(
         "tax_or_address",
@@ -184,6 +195,7 @@ RULES: list[Rule] = [
         r"\bbilling\s+address\b|\bvat\s+(?:number|id|registration)\b|\btax[\s-]exempt(?:ion)?\b"
         r"|\b(?:change|update|correct)\s+{D}\s+(?:billing\s+|company\s+)?address\b|\bsales\s+tax\b"
         r"|\b(?:vat|gst)\b",
+        needs=("address", "vat", "tax", "gst"),
     ),
     _rule(
         "subscription_change",
@@ -193,6 +205,7 @@ RULES: list[Rule] = [
         r"|\b(?:plan|subscription|tier)\b[^.?!\n]{0,40}\b(?:upgrad|downgrad)(?:e|ed|es|ing)\b"
         r"|\bchange\s+{D}\s+(?:plan|subscription)\b|\bswitch\s+(?:to\s+)?{D}\s+\w+\s+plan\b"
         r"|\bpause\s+{D}\s+subscription\b",
+        needs=("cancel", "grad", "change", "switch", "pause"),
     ),
     _rule(
         "payment_status",
@@ -202,6 +215,7 @@ RULES: list[Rule] = [
         r"|\bha(?:s|ve)\s+{D}\s+payments?\s+(?:been\s+)?(?:received|processed|cleared|posted|gone\s+through|arrived)\b"
         r"|\bstatus\s+of\s+{D}\s+payment\b|\bcheck(?:ing)?\s+on\s+{D}\s+payment\b"
         r"|\b(?:was|were)\s+{D}\s+payments?\s+received\b|\b(?:whether|if)\s+{D}\s+payment\b",
+        needs=("payment",),
     ),
     _rule(
         "billing_question",
@@ -211,6 +225,7 @@ RULES: list[Rule] = [
         0.6,
         generic=True,
         skip=r"in\scharge[sd]?\b",
+        needs=("invoic", "bill", "charge", "payment", "pricing", "balance"),
     ),
 ]
 
@@ -345,7 +360,7 @@ def _first_specific_rule(text: scan.Text) -> tuple[Rule, Span] | None:
     for rule in RULES:
         if rule.generic:
             continue
-        found = _find(rule, masked)
+        found = _find(rule, text, masked)
         if found is not None:
             return rule, found
     return None
@@ -358,7 +373,7 @@ def kinds_in(text: str) -> list[BillingKind]:
     masked = _masked(source)
     kinds: list[BillingKind] = []
     for rule in RULES:
-        if not rule.generic and rule.kind not in kinds and _find(rule, masked) is not None:
+        if not rule.generic and rule.kind not in kinds and _find(rule, source, masked) is not None:
             kinds.append(rule.kind)
     return kinds
 
@@ -368,8 +383,8 @@ def _from_rules(summary: str, transcript: str) -> Classification:
     summary_text, transcript_text = scan.Text(summary), scan.Text(transcript)
     masked_summary, masked_transcript = _masked(summary_text), _masked(transcript_text)
     for index, rule in enumerate(RULES):
-        in_summary = _find(rule, masked_summary)
-        in_transcript = _find(rule, masked_transcript)
+        in_summary = _find(rule, summary_text, masked_summary)
+        in_transcript = _find(rule, transcript_text, masked_transcript)
         if in_summary is None and in_transcript is None:
             continue
         if in_summary is not None:
@@ -414,8 +429,10 @@ def _masked(text: scan.Text) -> bytes:
     return masked.encode("utf-8", "replace")
 
 
-def _find(rule: Rule, masked: bytes) -> Span | None:
-    """The rule's first match that no negation in its clause takes back."""
+def _find(rule: Rule, text: scan.Text, masked: bytes) -> Span | None:
+    """The rule's first match in `masked` (the text, markers blanked) that no negation in its clause takes back."""
+    if rule.needs and not text.mentions(*rule.needs):
+        return None
     for count, found in enumerate(rule.pattern.finditer(masked)):
         if count >= MAX_TAKEN_BACK:
             return None

@@ -80,13 +80,16 @@ _RECIPIENT = scan.compile(
 
 # Each pattern with how its capture becomes an invoice number. INV-prefixed numbers keep the prefix with
 # one canonical dash ("INV 2026-00017" -> INV-2026-00017); a bare "invoice number 10423" stays digits.
-_INVOICE_PATTERNS: tuple[tuple[Any, Callable[[str], str | None]], ...] = (
+# Each text pattern goes with words it cannot match without (see scan.Text.mentions): most calls name no
+# subscription or e-mail address, and ruling a pattern out that way costs a fraction of a search.
+_INVOICE_PATTERNS: tuple[tuple[Any, Callable[[str], str | None], tuple[str, ...]], ...] = (
     (
         scan.compile(r"\bINV(?:[\s#:.-]{0,3})(\d[\dA-Z]*(?:-[\dA-Z]+)*)\b", ignore_case=True),
         lambda raw: _canonical_invoice("INV-" + raw),
+        ("inv",),
     ),
     # Stripe invoice references, as MoonClerk returns them: case matters, so kept as written.
-    (scan.compile(r"\b(in_[A-Za-z0-9]{8,})\b"), lambda raw: raw),
+    (scan.compile(r"\b(in_[A-Za-z0-9]{8,})\b"), lambda raw: raw, ("in_",)),
     (
         scan.compile(
             r"\binvoice\s*(?:number|no\.?|num(?:ber)?|id|#|reference|ref)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
@@ -94,26 +97,34 @@ _INVOICE_PATTERNS: tuple[tuple[Any, Callable[[str], str | None]], ...] = (
             ignore_case=True,
         ),
         lambda raw: _spoken_invoice(raw),
+        ("invoice",),
     ),
     (
         scan.compile(r"\binvoice\s+#?(\d{3,}(?:[-\s]\d{2,})*)\b", ignore_case=True),
         lambda raw: _spoken_invoice(raw),
+        ("invoice",),
     ),
 )
 _PAYMENT_PATTERNS = (
-    scan.compile(r"\b((?:ch|pi|py|txn)_[A-Za-z0-9]{6,})\b"),
-    scan.compile(
-        r"\b(?:payment|transaction|charge)\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
-        r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
-        ignore_case=True,
+    (scan.compile(r"\b((?:ch|pi|py|txn)_[A-Za-z0-9]{6,})\b"), ("ch_", "pi_", "py_", "txn_")),
+    (
+        scan.compile(
+            r"\b(?:payment|transaction|charge)\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
+            r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
+            ignore_case=True,
+        ),
+        ("payment", "transaction", "charge"),
     ),
 )
 _SUBSCRIPTION_PATTERNS = (
-    scan.compile(r"\b(sub_[A-Za-z0-9]{6,})\b"),
-    scan.compile(
-        r"\bsubscription\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
-        r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
-        ignore_case=True,
+    (scan.compile(r"\b(sub_[A-Za-z0-9]{6,})\b"), ("sub_",)),
+    (
+        scan.compile(
+            r"\bsubscription\s*(?:id|number|no\.?|reference|ref|#)\s*(?:is\s+|was\s+|:\s*|#\s*)?"
+            r"([A-Za-z0-9][A-Za-z0-9_-]{3,40})\b",
+            ignore_case=True,
+        ),
+        ("subscription",),
     ),
 )
 
@@ -131,11 +142,13 @@ _NUMBER_START = r"(?:^|[^\pL\pN_.,\-−])"
 # A symbol may sit inside a longer one ("$" in "CA$", "A$" in "CA$"), so its minus sign is matched, not
 # excluded: a refused "-CA$5" must not turn into "A$5" (see _symbol_amount).
 _SYMBOL_AMOUNT = scan.compile(r"(?P<minus>[\-−])?" + _SYMBOL + r"\s?" + _NUMBER + _NUMBER_ENDED)
-_AMOUNT_PATTERNS = (
+_SYMBOLS = ("$", "€", "£", "₹", "¥")  # every _SYMBOL holds one
+_AMOUNT_PATTERNS: tuple[tuple[Any, tuple[str, ...] | None], ...] = (
     # ISO codes only in upper case: "try 50" or "all 3" must not become TRY or ALL.
-    scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _ISO_CODE + _WORD_END),
-    scan.compile(r"(?:^|[^\pL\pN_\-−])" + _ISO_CODE + r"\s?" + _NUMBER + _NUMBER_ENDED),
-    scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _WORD_CURRENCY + _WORD_END),
+    (scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _ISO_CODE + _WORD_END), None),
+    (scan.compile(r"(?:^|[^\pL\pN_\-−])" + _ISO_CODE + r"\s?" + _NUMBER + _NUMBER_ENDED), None),
+    (scan.compile(_NUMBER_START + _NUMBER + r"\s?" + _WORD_CURRENCY + _WORD_END),
+     ("dollar", "euro", "pound", "rupee", "yen")),
 )
 
 _MONTHS = {
@@ -545,8 +558,10 @@ def _non_negative(amount: Decimal | None) -> Decimal | None:
 def _amount_in(text: str | scan.Text) -> tuple[Decimal, str] | None:
     """The amount written first, whichever pattern reads it; each pattern needs one search."""
     source = text if isinstance(text, scan.Text) else scan.Text(text)
-    best = _symbol_amount(source)
-    for pattern in _AMOUNT_PATTERNS:
+    best = _symbol_amount(source) if source.mentions(*_SYMBOLS) else None
+    for pattern, needs in _AMOUNT_PATTERNS:
+        if needs is not None and not source.mentions(*needs):
+            continue
         found = scan.search(pattern, source)
         read = _read_amount(found) if found is not None else None
         if read is not None and (best is None or read[0] < best[0]):
@@ -638,6 +653,9 @@ def _first_accepted(
 
 
 def _email_in(text: scan.Text, exclude: str | None) -> str | None:
+    if not text.mentions("@"):
+        return None
+
     def accept(found: Any) -> str | None:
         # Python's `\b` after the top-level domain: a letter such as "é" would continue the word.
         if scan.is_word(text.char_at(scan.end(found, "email"))):
@@ -650,6 +668,9 @@ def _email_in(text: scan.Text, exclude: str | None) -> str | None:
 
 
 def _recipient_in(text: scan.Text) -> str | None:
+    if not text.mentions("@"):
+        return None
+
     def accept(found: Any) -> str | None:
         if scan.is_word(text.char_at(scan.end(found, "email"))):
             return None
@@ -662,7 +683,9 @@ def _recipient_in(text: scan.Text) -> str | None:
 def _invoice_in(text: scan.Text) -> str | None:
     """The invoice number mentioned first, whichever pattern reads it."""
     best: tuple[int, str] | None = None
-    for pattern, normalise in _INVOICE_PATTERNS:
+    for pattern, normalise, needs in _INVOICE_PATTERNS:
+        if not text.mentions(*needs):
+            continue
         hit = _first_accepted(pattern, text, _reading(normalise))
         if hit is not None and (best is None or hit[0] < best[0]):
             best = hit
@@ -678,12 +701,14 @@ def _spoken_invoice(raw: str) -> str | None:
     return None if raw.upper().startswith("INV") else _canonical_invoice(raw)
 
 
-def _id_in(text: scan.Text, patterns: tuple[Any, ...]) -> str | None:
+def _id_in(text: scan.Text, patterns: tuple[tuple[Any, tuple[str, ...]], ...]) -> str | None:
     def accept(found: Any) -> str | None:
         token = scan.group(found) or ""
         return token if len(token) <= ID_LIMIT and any(char.isdigit() for char in token) else None
 
-    for pattern in patterns:
+    for pattern, needs in patterns:
+        if not text.mentions(*needs):
+            continue
         hit = _first_accepted(pattern, text, accept)
         if hit is not None:
             return hit[1]
@@ -691,6 +716,8 @@ def _id_in(text: scan.Text, patterns: tuple[Any, ...]) -> str | None:
 
 
 def _status_in(text: scan.Text) -> str | None:
+    if not text.mentions("payment", "charge", "renewal", "transaction"):
+        return None
     found = scan.search(_PAYMENT_STATUS, text)
     return " ".join((scan.group(found) or "").lower().split()) if found else None
 
@@ -802,6 +829,8 @@ def _nearest_year(month: int, day: int, now: datetime) -> date | None:
 
 
 def _due_in(text: scan.Text, now: datetime) -> date | None:
+    if not text.mentions("due"):
+        return None
     windows = 0
     for count, found in enumerate(scan.finditer(_DUE, text)):
         if count > MAX_CANDIDATES or windows >= MAX_DUE_WINDOWS:

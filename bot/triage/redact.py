@@ -237,17 +237,21 @@ _MAYBE_NUMBER = _re(
     + r")\b"
 )
 _NONZERO = {word: digit for word, digit in _UNITS.items() if digit != "0"}
-# A spoken word must stand alone: "o" in "o'clock" or "oh" in "ch_3ohps" is not a digit. The character
-# before the word is part of the match (RE2 has no lookbehind); the one after is checked in Python.
+# A spoken word must stand alone: "o" in "o'clock" or "oh" in "ch_3ohps" is not a digit. The characters
+# before and after the word are part of the match (RE2 has no lookarounds), so a word that runs on
+# ("o" in "order", "four" in "fourth") is no match at all: English text has one in every few words, and a
+# search that stops at each of them only to be refused cost more than the rest of the scan. When a
+# number word after "twenty" or "double" runs on, the shorter reading ("twenty") is the match.
 _SPOKEN = _re(
     r"(?i)(?:^|[^0-9A-Za-z_'])(?:"
     rf"(?P<mult>{_alternation(_MULTIPLIERS)})[\s-]+(?P<mu>{_alternation(_UNITS)})"
     rf"|(?P<tens>{_alternation(_TENS)})(?:[\s-]+(?P<tu>{_alternation(_NONZERO)}))?"
     rf"|(?P<teen>{_alternation(_TEENS)})"
     rf"|(?P<unit>{_alternation(_UNITS)}))"
+    r"(?P<after>[^0-9A-Za-z_']|$)"
 )
-_G_MULT, _G_MU, _G_TENS, _G_TU, _G_TEEN, _G_UNIT = (
-    _SPOKEN.groupindex[name] for name in ("mult", "mu", "tens", "tu", "teen", "unit")
+_G_MULT, _G_MU, _G_TENS, _G_TU, _G_TEEN, _G_UNIT, _G_AFTER = (
+    _SPOKEN.groupindex[name] for name in ("mult", "mu", "tens", "tu", "teen", "unit", "after")
 )
 
 # Written digit groups and what joins them. Any short run of spaces and punctuation is a separator, as
@@ -637,6 +641,7 @@ class _Luhn:
 # --- tokens, chains and runs --------------------------------------------------------------------------
 def _spoken_tokens(proj: bytes) -> list[_Tok]:
     toks: list[_Tok] = []
+    append = toks.append
     # _matches inlined, and a lone unit word (most spoken digits) read first with one lookup: a text
     # can hold a hundred thousand of them.
     regexp, pos, size = _SPOKEN._regexp, 0, len(proj)
@@ -645,34 +650,18 @@ def _spoken_tokens(proj: bytes) -> list[_Tok]:
         spans: list[tuple[int, int]] = regexp.Match(_UNANCHORED, proj, pos, size)
         if spans[0][0] < 0:
             return toks
-        end = pos = spans[0][1]
+        # The word ends where the character after it starts; that character may begin the next match.
+        end = pos = spans[_G_AFTER][0]
         mult, mu, tens, tu, teen, unit = spans[_G_MULT : _G_UNIT + 1]
         if unit[0] >= 0:
-            if end >= size or not (proj[end] in _WORD or proj[end] == 39):  # _stuck, inlined
-                toks.append((unit[0], end, unit_digits[proj[unit[0] : end].lower()], True))
-            continue
-        ok = not _stuck(proj, end)
-        if mult[0] >= 0:
-            digits = _UNITS[_word(proj, mu)] * _MULTIPLIERS[_word(proj, mult)]
-            start = mult[0]
+            append((unit[0], end, unit_digits[proj[unit[0] : end].lower()], True))
+        elif mult[0] >= 0:
+            append((mult[0], end, _UNITS[_word(proj, mu)] * _MULTIPLIERS[_word(proj, mult)], True))
         elif tens[0] >= 0:
-            start = tens[0]
-            if tu[0] >= 0 and ok:
-                digits = _TENS[_word(proj, tens)] + _UNITS[_word(proj, tu)]
-            else:
-                # "forty twofold": the tens word stands alone if the unit after it does not.
-                end = tens[1]
-                ok = not _stuck(proj, end)
-                digits = _TENS[_word(proj, tens)] + "0"
+            unit_digit = _UNITS[_word(proj, tu)] if tu[0] >= 0 else "0"
+            append((tens[0], end, _TENS[_word(proj, tens)] + unit_digit, True))
         else:
-            start, digits = teen[0], _TEENS[_word(proj, teen)]
-        if ok:
-            toks.append((start, end, digits, True))
-
-
-def _stuck(proj: bytes, end: int) -> bool:
-    """Whether a word ending at `end` runs on into another word ("four" in "fourth", "o" in "o'clock")."""
-    return end < len(proj) and (proj[end] in _WORD or proj[end] == 39)
+            append((teen[0], end, _TEENS[_word(proj, teen)], True))
 
 
 def _word(proj: bytes, span: tuple[int, int]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.policy import Policy
 from bot.triage.classify import kinds_in
@@ -119,16 +120,25 @@ def _is_user_id(value: str) -> bool:
     return value[:1] in {"U", "W"} and value.isalnum() and len(value) <= 20
 
 
-def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
-    """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
+def routing_values(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> dict[str, Any]:
+    """What apply_routing sets on the case, without setting it."""
     fields = Extracted.model_validate(case, from_attributes=True)
     routing = route(BillingKind(case.kind), fields, policy, now, summary=case.summary)
-    case.urgency = routing.urgency.value
-    case.is_vip = routing.is_vip
-    case.approval_required = routing.approval_required
-    case.approval_reason = routing.approval_reason
-    case.approvals_needed = routing.approvals_needed
-    case.senior_needed = routing.senior_needed
-    case.escalation_reasons = routing.escalation_reasons
+    values: dict[str, Any] = {
+        "urgency": routing.urgency.value,
+        "is_vip": routing.is_vip,
+        "approval_required": routing.approval_required,
+        "approval_reason": routing.approval_reason,
+        "approvals_needed": routing.approvals_needed,
+        "senior_needed": routing.senior_needed,
+        "escalation_reasons": routing.escalation_reasons,
+    }
     if set_owner:
-        case.owner = routing.owner
+        values["owner"] = routing.owner
+    return values
+
+
+def apply_routing(case: Case, policy: Policy, now: datetime, *, set_owner: bool = True) -> None:
+    """Urgency, VIP status, approval and escalation reasons (and the owner, unless a person set one)."""
+    for name, value in routing_values(case, policy, now, set_owner=set_owner).items():
+        setattr(case, name, value)

@@ -27,12 +27,25 @@ def compile(pattern: str, *, ignore_case: bool = False) -> Any:
 class Text:
     """One outside text and its UTF-8 form; offsets in matches are byte offsets into `data`."""
 
-    __slots__ = ("data", "text")
+    __slots__ = ("_folded", "data", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         # A JSON string may hold a lone surrogate, which UTF-8 cannot encode: it becomes "?".
         self.data: bytes = text.encode("utf-8", "replace")
+        self._folded: str | None = None
+
+    def mentions(self, *words: str) -> bool:
+        """Whether any of the (lower-case) words occurs in the text, in any letter case: a C-speed
+        substring test that rules a pattern out before a search when it cannot match without one.
+
+        The text is case-folded, not lower-cased: re2's `(?i)` also matches the Kelvin sign for "k" and
+        the long s for "s", which fold to those letters but do not lower-case to them.
+        """
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = self.text.casefold()
+        return any(map(folded.__contains__, words))
 
     def __len__(self) -> int:
         return len(self.data)
