@@ -849,3 +849,16 @@ def test_many_short_values_with_dates_and_amounts_come_through() -> None:
 )
 def test_brackets_hashes_and_underscores_do_not_make_cards_of_ordinary_numbers(text: str) -> None:
     assert redact(text) == Redacted(text, frozenset())
+
+
+def test_a_spoken_tens_word_read_as_two_digits_still_completes_an_ein() -> None:
+    # 02-2112011 said as "zero double two double one twenty one one": "twenty" stands for 2, 0 here,
+    # so the run reads 02211211 (8 digits) one way and 022112011 (9) the other; either way it goes.
+    said = "employer identification number zero double two double one twenty one one"
+    assert redact(said).kinds == {SuppressedKind.TAX_ID}
+    assert "twenty" not in redact(said).text
+
+
+def test_a_card_read_with_twenty_for_two_zero_is_still_a_card() -> None:
+    # 5100 0000 0002 0113 with "twenty" said for the 2, 0: read as 21 the run is a digit short.
+    assert redact("5100 0000000 twenty one one 3").text == "[card ending 0113]"

@@ -1121,6 +1121,27 @@ def _keyword_kind(
     return None
 
 
+_MAX_SPLIT_READINGS = 12
+
+
+def _split_readings(run: _Run) -> Iterator[_Run]:
+    """The run as the speaker may also have meant it: "twenty one" said for 2, 0, 1 rather than 21 (one
+    such pair more at a time, at most 12; each token keeps its place in the text), so a spoken card or ID
+    is not kept because one reading of it has a digit too few."""
+    toks = list(run.toks)
+    pairs = [i for i, t in enumerate(toks) if t[3] and len(t[2]) == 2 and t[2][0] in "23456789" and t[2][1] != "0"]
+    for i in pairs[:_MAX_SPLIT_READINGS]:
+        start, end, value, spoken = toks[i]
+        toks[i] = (start, end, value[0] + "0" + value[1], spoken)
+        yield _Run(list(toks), run.seps)
+
+
+def _readings(run: _Run, digits: str) -> Iterator[str]:
+    yield digits
+    for other in _split_readings(run):
+        yield other.digits
+
+
 def _shape_kind(run: _Run) -> SuppressedKind | None:
     if len(run.toks) not in (2, 3) or any(t[3] for t in run.toks):
         return None
@@ -1503,7 +1524,11 @@ class _Redactor:
         ):
             flow = self.flow
             after_bank = flow.bank and run.start - flow.last_end <= _W_BANK
-            kind = _keyword_kind(self.kw, run.start, run.end, digits, after_bank)
+            kind = None
+            for reading in _readings(run, digits):
+                kind = _keyword_kind(self.kw, run.start, run.end, reading, after_bank)
+                if kind is not None:
+                    break
             if kind is not None:
                 self._add(run.start, run.end, kind)
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
@@ -1513,6 +1538,12 @@ class _Redactor:
         if windows:
             self._cards(run, windows)
             return
+        if len(digits) >= 12:  # a "twenty one" read as 2, 0, 1 adds a digit
+            for other in _split_readings(run):
+                windows = _card_windows(other, other.digits)
+                if windows:
+                    self._cards(other, windows)
+                    return
         if self.flow.cardish or self.card_words:
             detail = self._card_detail_kind(run, digits)
             if detail is not None:
