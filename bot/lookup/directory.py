@@ -27,11 +27,8 @@ old list scan (bot.lookup.customers) is used instead.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +50,7 @@ from bot.lookup.customers import (
     term_score,
 )
 from bot.lookup.matching import CallerFacts, customer_phones, name_words, normalise_email, untagged
+from bot.polling import new_worker_id
 from providers.base import ProviderError
 from providers.moonclerk import MAX_PAGE_SIZE, Customer, MoonClerkClient, Payment
 from storage.db import session_scope
@@ -187,7 +185,7 @@ def _rows(result: Any) -> int:
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return new_worker_id()
 
 
 @dataclass(frozen=True)

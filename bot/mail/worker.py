@@ -10,10 +10,6 @@ Every attempt carries the same Message-ID, derived from the idempotency key.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +22,7 @@ from sqlmodel import Session, col, select
 from blocks.mail import failed_reply, in_doubt_reply, sent_reply
 from bot.actions.runner import ActionContext
 from bot.mail.send import MailContext, verify_pending
+from bot.polling import PollingWorker, new_worker_id
 from bot.runtime import Runtime
 from bot.slack.outbox import enqueue_card, enqueue_thread
 from providers.mail import InDoubt, MailError, Permanent, SmtpSender, Temporary, parse_smtp_url
@@ -61,7 +58,9 @@ def build_message(row: MailMessage, now: datetime) -> EmailMessage:
     return message
 
 
-class MailWorker:
+class MailWorker(PollingWorker):
+    thread_name, what = "mail-worker", "mail outbox pass"
+
     def __init__(self, engine: Engine, sender: SmtpSender, *, clock: Callable[[], datetime] = utcnow,
                  on_done: Callable[[], None] = lambda: None, poll_seconds: float = 1.0,
                  lease: timedelta | None = None, worker_id: str | None = None,
@@ -70,48 +69,23 @@ class MailWorker:
         self.sender = sender
         self.clock = clock
         self.on_done = on_done  # wakes the Slack outbox worker for the thread line and the card
-        self.poll_seconds = poll_seconds
+        super().__init__(poll_seconds)
         # Longer than one send can take (connect, TLS, login, data: each bounded by the timeout).
         self.lease = lease or timedelta(seconds=4 * sender.timeout + 30)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or new_worker_id()
         # Periodic: gives matched cases their verified recipient (bot.mail.send.verify_pending).
         self.verifier = verifier
         self.verify_seconds = verify_seconds
         self._verified_at: datetime | None = None
         # How the emails this process handled ended ("sent", "failed", "in_doubt", "retry"): for --drain.
         self.stats: Counter[str] = Counter()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> MailWorker:
-        self._thread = threading.Thread(target=self._loop, name="mail-worker", daemon=True)
-        self._thread.start()
+        self._start_thread()
         return self
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("mail outbox pass failed; retrying")
-                busy = 0
-            try:
-                self.verify_due()
-            except Exception:
-                log.exception("recipient verification pass failed; retrying")
-            if not busy:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+    def after_pass(self) -> None:
+        self.verify_due()
 
     def verify_due(self) -> int:
         now = self.clock()

@@ -17,10 +17,7 @@ fires what is due, sends the outbox and exits.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +29,7 @@ from sqlalchemy import Engine
 
 from bot.delegations import notify_delegations
 from bot.metrics import MeteredWebClient
+from bot.polling import new_worker_id
 from bot.reminders import store
 from bot.reminders.rows import FireSettings
 from bot.runtime import Runtime
@@ -73,7 +71,7 @@ class ReminderScheduler:
         self.batch = batch
         self.fire_batch = max(1, fire_batch)
         self.lease = lease
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or new_worker_id()
         self.on_fired = on_fired
         # Other periodic upkeep that needs this process's timer (e.g. recovering stale provider calls).
         self.housekeeping = housekeeping

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from blocks.card import case_card
 from blocks.thread import thread_reply
+from bot.polling import PollingWorker, new_worker_id
 from storage.audit import Event, write_audit
 from storage.db import session_scope
 from storage.models import Case, OutboxMessage, utcnow
@@ -88,7 +85,9 @@ def _is_ours(message: dict[str, Any], row: OutboxMessage, case: Case) -> bool:
         row, case)["event_payload"]
 
 
-class OutboxWorker:
+class OutboxWorker(PollingWorker):
+    thread_name, what = "outbox-worker", "outbox pass"
+
     def __init__(
         self,
         engine: Engine,
@@ -116,39 +115,15 @@ class OutboxWorker:
         self.on_sent = on_sent
         self.clock = clock
         self.pacer = pacer or ChannelPacer()
-        self.poll_seconds = poll_seconds
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(poll_seconds)
+        self.worker_id = worker_id or new_worker_id()
         self._reported: set[str] = set()
         self._card_posted = False
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
         self._requeue_failed()
-        self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("outbox pass failed; retrying")
-                busy = 0
-            if not busy:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+        self._start_thread()
 
     def _requeue_failed(self) -> None:
         """On start, give rows stopped by a fatal error one more chance: the admin may have fixed it."""
