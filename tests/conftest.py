@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from bot.config import Settings
 from bot.policy import Policy, load_policy
 from bot.runtime import Runtime
+from bot.standins.stripe import StripeStandIn
 from bot.web.background import BackgroundServer
 from storage.db import make_engine, normalise_url
 from storage.migrate import upgrade
@@ -96,3 +97,18 @@ def live_server(runtime: Runtime) -> Iterator[LiveServer]:
     server = LiveServer(runtime).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def stripe_standin() -> Iterator[StripeStandIn]:
+    """One Stripe stand-in per test module (`standin` resets it between tests)."""
+    with StripeStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def standin(stripe_standin: StripeStandIn) -> Iterator[StripeStandIn]:
+    stripe_standin.clear_requests()
+    yield stripe_standin
+    stripe_standin.clear_faults()
+    stripe_standin.refund_status = "succeeded"

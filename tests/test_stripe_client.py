@@ -50,20 +50,6 @@ SCHEMA = Path(__file__).resolve().parent / "schemas" / "stripe-openapi-subset.js
 
 
 @pytest.fixture(scope="module")
-def stripe_standin() -> Iterator[StripeStandIn]:
-    with StripeStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def standin(stripe_standin: StripeStandIn) -> Iterator[StripeStandIn]:
-    stripe_standin.clear_requests()
-    yield stripe_standin
-    stripe_standin.clear_faults()
-    stripe_standin.refund_status = "succeeded"
-
-
-@pytest.fixture(scope="module")
 def client(stripe_standin: StripeStandIn) -> Iterator[StripeClient]:
     with StripeClient(API_KEY, stripe_standin.url, timeout=2.0, max_network_retries=2, backoff_scale=0.01) as c:
         yield c

@@ -46,19 +46,6 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def stripe_standin() -> Iterator[StripeStandIn]:
-    with StripeStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def standin(stripe_standin: StripeStandIn) -> Iterator[StripeStandIn]:
-    stripe_standin.clear_requests()
-    yield stripe_standin
-    stripe_standin.clear_faults()
-
-
-@pytest.fixture(scope="module")
 def client(stripe_standin: StripeStandIn) -> Iterator[StripeClient]:
     with StripeClient(API_KEY, stripe_standin.url, timeout=2.0, max_network_retries=1, backoff_scale=0.01) as c:
         yield c
