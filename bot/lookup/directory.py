@@ -184,10 +184,6 @@ def _rows(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _owner() -> str:
-    return new_worker_id()
-
-
 @dataclass(frozen=True)
 class SourcePage:
     """One page of a provider's customer list, as directory rows."""
@@ -263,7 +259,7 @@ class DirectorySyncer:
         """`client`: a MoonClerkClient, or any provider's DirectorySource (its `provider` names the rows)."""
         self.source: DirectorySource = MoonClerkSource(client) if isinstance(client, MoonClerkClient) else client
         self.engine, self.provider = engine, provider or self.source.provider
-        self.owner = owner or _owner()
+        self.owner = owner or new_worker_id()
         self.page_size, self.pace, self.refresh, self.backoff, self.lease = page_size, pace, refresh, backoff, lease
         self.clock = clock
         self.stopping = threading.Event()
