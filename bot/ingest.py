@@ -26,6 +26,7 @@ from storage.audit import Event, write_audit
 from storage.cases import insert_new, lock_existing, new_case, set_fields, write_changes
 from storage.db import session_scope
 from storage.models import Case, WebhookDelivery
+from storage.statements import write
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def ingest(engine: Engine, body: object, raw: bytes, policy: Policy, now: dateti
             with session.no_autoflush:
                 _store(session, case, created, parsed, result, policy, now)
                 write_changes(session, case)
-        connection.execute(_statements()["delivery"], {
+        write(connection, _statements()["delivery"], {
             **_delivery_defaults(), "received_at": now, "call_id": parsed.call_id, "event_name": parsed.event_name,
             "event_kind": parsed.event.value, "body_sha256": digest, "outcome": outcome,
         })

@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from storage.models import AuditEvent, Case
+from storage.statements import write_in
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def _insert() -> Any:
 def write_audit(session: Session, case: Case | None, actor: str, now: datetime, event: Event) -> None:
     """Add the event to the caller's transaction: it commits, or rolls back, with the change it records.
     `case` is None for what concerns no case (a delegation)."""
-    session.execute(_insert(), {
+    write_in(session, _insert(), {
         "at": now, "actor": actor, "action": event.action, "case_id": case.id if case else None,
         "call_id": case.call_id if case else None,
         "record": event.record, "target": event.target, "reason": event.reason, "outcome": event.outcome,

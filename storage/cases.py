@@ -5,13 +5,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, inspect, update
+from sqlalchemy import JSON, bindparam, inspect, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
 from storage.models import Case, utcnow
+from storage.statements import write, write_in
 
 
 @cache
@@ -114,9 +115,10 @@ def insert_new(session: Session, case: Case) -> bool:
     locks that case instead (`lock_existing`), waiting on PostgreSQL for the other's commit.
     """
     values = case.__dict__
-    # Columns left at NULL are not bound at all: fewer parameters for SQLAlchemy to process.
-    row = {name: values[name] for name in _insert_columns() if values[name] is not None}
-    inserted = session.connection().execute(_create_statement(session.get_bind().dialect.name), row).first()
+    # Every column is bound, NULL or not, so there is one statement to compile (storage.statements); but
+    # None in a JSON column would be stored as JSON null, so there it is left out (SQL NULL).
+    row = {name: values[name] for name in _insert_columns() if values[name] is not None or name not in _json_columns()}
+    inserted = write_in(session, _create_statement(session.get_bind().dialect.name), row).first()
     if inserted is None:
         return False
     values["id"] = inserted[0]
@@ -148,6 +150,12 @@ def _insert_columns() -> tuple[str, ...]:
 
 
 @cache
+def _json_columns() -> frozenset[str]:
+    table = Case.__table__  # type: ignore[attr-defined]
+    return frozenset(column.key for column in table.columns if isinstance(column.type, JSON))
+
+
+@cache
 def _update_statement() -> Any:
     # The SET clause comes from each call's parameters: SQLAlchemy compiles it once per set of columns.
     table = Case.__table__  # type: ignore[attr-defined]
@@ -170,7 +178,7 @@ def write_changes(session: Session, case: Case) -> None:
     changed = {key: values[key] for key, old in state.committed_state.items() if key in values and old != values[key]}
     if changed:
         changed["locked_case_id"] = case.id
-        result = session.connection().execute(_update_statement(), changed)
+        result = write(session.connection(), _update_statement(), changed)
         if result.rowcount != 1:
             raise StaleDataError(f"case {case.id} was not found to update")
     session.expunge(case)

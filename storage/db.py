@@ -20,6 +20,9 @@ def normalise_url(url: str) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
+    # A failed statement's error names the statement, never its values: they are customer data, and
+    # errors are logged.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         # A small pool keeps connections (and their PRAGMAs) open: opening one per transaction
         # cost more than the transaction itself.

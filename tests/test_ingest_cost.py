@@ -42,16 +42,37 @@ def delivery(name: str, call_id: str) -> tuple[Any, bytes]:
 
 @contextmanager
 def statements(engine: Engine, words: int = 3) -> Iterator[list[str]]:
+    """Every statement the database was given. On SQLite it is sqlite3's own trace: writes skip
+    SQLAlchemy's execution (storage.statements), so its events would not see them."""
     seen: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def record(statement: str) -> None:
         seen.append(" ".join(statement.split()[:words]))
 
-    event.listen(engine, "before_cursor_execute", record)
+    if engine.dialect.name != "sqlite":
+        def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            record(statement)
+
+        event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", on_execute)
+        return
+
+    traced: list[Any] = []
+
+    def on_checkout(dbapi_connection: Any, *_args: Any) -> None:
+        dbapi_connection.set_trace_callback(record)
+        traced.append(dbapi_connection)
+
+    event.listen(engine, "checkout", on_checkout)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(engine, "checkout", on_checkout)
+        for connection in traced:
+            connection.set_trace_callback(None)
 
 
 def stored(engine: Engine, call_id: str) -> dict[str, Any]:

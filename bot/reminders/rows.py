@@ -22,6 +22,7 @@ from bot.policy import Policy
 from bot.reminders.schedule import APPROVAL_KINDS, REMINDER_KINDS, SCHEDULED_KINDS
 from storage.models import Case
 from storage.reminders import Reminder
+from storage.statements import write_in
 
 PENDING, CLAIMED, SENT, CANCELLED = "pending", "claimed", "sent", "cancelled"
 OPEN = (PENDING, CLAIMED)
@@ -93,7 +94,7 @@ def _statements(dialect: str) -> dict[str, Any]:
 
 
 def run(session: Session, name: str, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
-    return session.execute(_statements(session.get_bind().dialect.name)[name], params)
+    return write_in(session, _statements(session.get_bind().dialect.name)[name], params)
 
 
 @cache

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from storage.models import Case, OutboxMessage, utcnow
+from storage.statements import write_in
 
 
 @cache
@@ -58,7 +59,8 @@ def enqueue_card(session: Session, case: Case, now: datetime | None = None, *, s
     if case not in session:  # adding walks every mapped attribute; ingest's case is there
         session.add(case)
     rearm, _ = _statements(session.get_bind().dialect.name)
-    session.execute(rearm, _row(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now))
+    write_in(session, rearm,
+             _row(case_id=case.id, kind="card", dedup_key=f"card:{case.id}", due_at=now, created_at=now))
 
 
 def enqueue_thread(
@@ -69,7 +71,7 @@ def enqueue_thread(
     assert case.id is not None
     now = now or utcnow()
     _, once = _statements(session.get_bind().dialect.name)
-    session.execute(once, _row(case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text,
+    write_in(session, once, _row(case_id=case.id, kind="thread", dedup_key=f"thread:{case.id}:{key}", text=text,
                                blocks=blocks, due_at=now, created_at=now))
 
 
@@ -81,5 +83,5 @@ def enqueue_message(
     assert case.id is not None
     now = now or utcnow()
     _, once = _statements(session.get_bind().dialect.name)
-    session.execute(once, _row(case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}",
+    write_in(session, once, _row(case_id=case.id, kind="message", dedup_key=f"message:{case.id}:{key}",
                                channel=channel, text=text, blocks=blocks, due_at=now, created_at=now))
