@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -52,6 +53,9 @@ VERIFICATION_NAMES = frozenset({"verification", "ping", "test", "webhook.test"})
 
 _ANALYSIS_KEYS = ("post_call_analysis", "analysis", "extracted_data", "custom_analysis_data", "structuredData")
 _MISSING = {"", "unknown", "n/a", "na", "none", "null", "-"}
+# Lower-casing never shortens a text, so a longer one is no placeholder: a transcript is not copied
+# twice to learn that.
+_MISSING_LONGEST = max(map(len, _MISSING))
 # No field DialNexa documents nests more than a few levels; anything deeper than this under the
 # analysis or metadata cannot be read by triage and is dropped (and the drop recorded), so no walk
 # over a delivery can ever exhaust the stack.
@@ -113,7 +117,8 @@ def is_missing(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip().lower() in _MISSING
+        text = value.strip()
+        return len(text) <= _MISSING_LONGEST and text.lower() in _MISSING
     return isinstance(value, list | dict) and not value
 
 
@@ -126,8 +131,16 @@ def _first(mapping: dict[str, Any], *keys: str) -> Any:
 
 
 def _text(value: object) -> str | None:
-    if is_missing(value):
-        return None
+    return None if is_missing(value) else _present_text(value)
+
+
+def _first_text(mapping: dict[str, Any], *keys: str) -> str | None:
+    """`_text(_first(mapping, *keys))`: what `_first` found is not missing, so it is not looked at again."""
+    value = _first(mapping, *keys)
+    return None if value is None else _present_text(value)
+
+
+def _present_text(value: object) -> str | None:
     if isinstance(value, str):
         return _encodable(value).strip()
     if isinstance(value, int | Decimal | float):
@@ -143,6 +156,13 @@ def normalise_phone(value: object) -> str | None:
     digits = "".join(char for char in raw[:_PHONE_SCAN] if char.isdecimal())
     if not 7 <= len(digits) <= 15:
         return None
+    return _e164(digits)
+
+
+# Parsing is most of the cost of a number, and the same few recur: the line a call came in on is in
+# every delivery, a caller's number in each event of their call. Keys are at most 15 digits.
+@lru_cache(maxsize=4096)
+def _e164(digits: str) -> str | None:
     try:
         number = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
@@ -210,9 +230,12 @@ def _speaker(line: str) -> tuple[str, str] | None:
     role = line[:colon].strip()
     if not 1 <= len(role) <= _ROLE_LIMIT or not (role[0].isascii() and role[0].isalpha()):
         return None
-    rest = role[1:].translate(_ROLE_PUNCTUATION)
-    if rest and not rest.isalnum():
-        return None
+    # Most speakers ("Agent", "User") are one word, which the punctuation need not be taken out of.
+    rest = role[1:]
+    if not rest.isalnum():
+        rest = rest.translate(_ROLE_PUNCTUATION)
+        if rest and not rest.isalnum():
+            return None
     return role, line[colon + 1 :].strip()
 
 
@@ -226,8 +249,8 @@ def parse_transcript(value: object) -> list[Turn]:
     if isinstance(value, list):
         for item in value:
             if isinstance(item, dict):
-                role = _text(_first(item, "role", "speaker", "name")) or "unknown"
-                text = _text(_first(item, "text", "message", "content", "words"))
+                role = _first_text(item, "role", "speaker", "name") or "unknown"
+                text = _first_text(item, "text", "message", "content", "words")
                 if text:
                     turns.append(Turn(role=role, text=text))
             elif isinstance(item, str) and item.strip():
@@ -391,12 +414,12 @@ def parse_event(body: object) -> CallEvent | Ignored:
         raise NotACallEvent("no call object: expected payload.call, call, or call fields at the top level")
     envelope = call.pop("_envelope", {}) if isinstance(call.get("_envelope"), dict) else {}
     # A call-log record has both: `id` is the log's own ID, `call_id` the call's (dialnexa.md §1.3).
-    call_id = _text(_first(call, "call_id", "id", "session_id"))
+    call_id = _first_text(call, "call_id", "id", "session_id")
     if call_id is None:
         raise NotACallEvent("the call has no id (id, call_id or session_id)")
     if len(call_id) > 200:
         raise NotACallEvent("the call id is longer than 200 characters")
-    status = _text(_first(call, "status", "call_status"))
+    status = _first_text(call, "status", "call_status")
     dropped: dict[str, str] = {}
     analysis = _readable_fields(_analysis(call, {**body, **envelope}), "analysis", dropped)
     if lowered is None:
@@ -408,18 +431,18 @@ def parse_event(body: object) -> CallEvent | Ignored:
     if kind is EventKind.CALL_ENDED and analysis:
         kind = EventKind.CALL_ANALYZED
     transfer = envelope.get("call_transfer") or call.get("call_transfer") or body.get("call_transfer")
-    summary = _text(_first(call, "summary", "call_summary")) or _text(analysis.get("summary"))
+    summary = _first_text(call, "summary", "call_summary") or _text(analysis.get("summary"))
     metadata = _first(call, "metadata", "retell_llm_dynamic_variables")
     return CallEvent(
         event=kind,
         event_name=name or "flat",
         call_id=call_id,
         agent_id=_text(call.get("agent_id")),
-        direction=(_text(_first(call, "direction", "call_direction")) or "").lower() or None,
+        direction=(_first_text(call, "direction", "call_direction") or "").lower() or None,
         status=status.lower() if status else None,
         from_number=normalise_phone(_first(call, "from_number", "phone_number", "from", "customer_number")),
         to_number=normalise_phone(_first(call, "to_number", "to")),
-        hangup_reason=_text(_first(call, "hangup_reason", "disconnection_reason", "end_reason", "endedReason")),
+        hangup_reason=_first_text(call, "hangup_reason", "disconnection_reason", "end_reason", "endedReason"),
         # A bare `timestamp` is when the event happened: the start for a start event, else the end.
         initiated_at=parse_timestamp(_first(call, "initiated_at", "started_at", "start_timestamp")
                                      or (call.get("timestamp") if kind is EventKind.CALL_INITIATED else None)),
@@ -428,9 +451,9 @@ def parse_event(body: object) -> CallEvent | Ignored:
         duration_seconds=_duration(call),
         summary=summary,
         transcript=parse_transcript(_first(call, "transcript_object", "transcript", "messages")),
-        transcript_url=_text(_first(call, "transcript_url", "public_log_url", "log_url")),
-        recording_url=_text(_first(call, "recording_url", "recordingUrl")),
-        sentiment=_text(_first(call, "sentiment", "user_sentiment")),
+        transcript_url=_first_text(call, "transcript_url", "public_log_url", "log_url"),
+        recording_url=_first_text(call, "recording_url", "recordingUrl"),
+        sentiment=_first_text(call, "sentiment", "user_sentiment"),
         analysis=analysis,
         metadata=_readable_fields(metadata, "metadata", dropped) if isinstance(metadata, dict) else {},
         transfer_destination=_text(transfer.get("destination")) if isinstance(transfer, dict) else None,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 
@@ -51,10 +53,13 @@ def _configure_sqlite(engine: Engine) -> None:
         # Take the write lock up front: read-modify-write of a case must not interleave with
         # another writer, and upgrading a read lock later can fail with SQLITE_BUSY at once. A reader
         # (see `reader`) takes no lock: in WAL mode it sees the last commit and never waits for a writer.
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight on the driver's connection: every delivery begins one, and exec_driver_sql's execution
+        # machinery cost several times the statement.
+        begin = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        try:
+            connection.connection.driver_connection.execute(begin)
+        except sqlite3.Error as exc:  # e.g. "database is locked": raised as SQLAlchemy raises it
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error, dialect=connection.dialect) from exc
 
 
 READ_ONLY = "finance_desk_read_only"

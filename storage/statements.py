@@ -21,19 +21,23 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Integer
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session
 
 _Processor = Callable[[Any], Any]
 
 
+_REQUIRED = object()
+
+
 @dataclass(frozen=True)
 class _Prepared:
     sql: str
-    names: tuple[str, ...]  # bind names in the order of the statement's `?` placeholders
+    # Per `?` placeholder, in order: the parameter it takes and its value when that is not given (a value
+    # written into the statement, or a column's NULL), or _REQUIRED.
+    binds: tuple[tuple[str, Any], ...]
     processors: tuple[tuple[int, _Processor], ...]  # (position, conversion) for the binds that have one
-    compiled: SQLCompiler
 
 
 class Written:
@@ -111,20 +115,23 @@ def _prepare(dialect: Dialect, statement: Any, keys: tuple[str, ...]) -> _Prepar
     returning = compiled.effective_returning or []
     if any(not isinstance(getattr(column, "type", None), Integer) for column in returning):
         return None
-    names = tuple(compiled.positiontup)
-    processors = []
-    for position, name in enumerate(names):
-        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+    # What SQLCompiler.construct_params does per execution, decided once: a bind takes the parameter
+    # named by its key, else (unless required) the value it carries.
+    binds, processors = [], []
+    for position, name in enumerate(compiled.positiontup):
+        bind = compiled.binds[name]
+        binds.append((bind.key, _REQUIRED if bind.required else bind.effective_value))
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             processors.append((position, processor))
-    return _Prepared(compiled.string, names, tuple(processors), compiled)
+    return _Prepared(compiled.string, tuple(binds), tuple(processors))
 
 
 def _bound(prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
-    # construct_params maps column keys to bind names and adds the values written into the statement
-    # (a literal status in an UPDATE's SET, say), exactly as SQLAlchemy's own execution does.
-    values = prepared.compiled.construct_params(params, escape_names=False)
-    row = [values[name] for name in prepared.names]
+    row = [params.get(key, default) for key, default in prepared.binds]
+    if _REQUIRED in row:
+        missing = [key for (key, _), value in zip(prepared.binds, row, strict=True) if value is _REQUIRED]
+        raise InvalidRequestError(f"A value is required for bind parameter(s) {', '.join(missing)}")
     for position, processor in prepared.processors:
         row[position] = processor(row[position])
     return row

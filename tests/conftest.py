@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -20,6 +21,14 @@ from bot.standins.stripe import StripeStandIn
 from bot.web.background import BackgroundServer
 from storage.db import make_engine, normalise_url
 from storage.migrate import upgrade
+
+# Property tests run the same generated examples on every run (derandomized), so the suite passes or
+# fails on the code, not on the draw. HYPOTHESIS_PROFILE=explore draws new examples each run to hunt for
+# cases the fixed ones miss (what it finds becomes a named test). Loaded here, before any test module
+# builds its own settings on top of the default.
+settings.register_profile("fixed", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SECRET = "whsec_current_test_secret"

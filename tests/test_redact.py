@@ -862,3 +862,30 @@ def test_a_spoken_tens_word_read_as_two_digits_still_completes_an_ein() -> None:
 def test_a_card_read_with_twenty_for_two_zero_is_still_a_card() -> None:
     # 5100 0000 0002 0113 with "twenty" said for the 2, 0: read as 21 the run is a digit short.
     assert redact("5100 0000000 twenty one one 3").text == "[card ending 0113]"
+
+
+@pytest.mark.parametrize(("said", "last4"), [
+    # Found by the property tests: "fifty one" is 51 here, and only "twenty one" stands for 2, 0, 1.
+    ("fifty one zero 0 0000 two twenty one 0 001", "0001"),  # 5100 0000 2201 0001
+    ("fifty one zero 0 0000 one twenty one 0 003", "0003"),  # 5100 0000 1201 0003
+    # Split first, "fifty two" makes a valid 13-digit 5020 2120 2252 2 with "004" left as a code.
+    ("fifty two zero 212 02 two fifty two 2 004", "2004"),  # 5202 1202 2502 2004
+    # Read as 21, a valid card starts at the 8 and leaves "six twenty one 1" in the clear.
+    ("six twenty one 1 8 0000000000000", "0000"),  # 6201 1800 0000 0000 000
+    # Both readings take every token ("oh" is a zero); 6201 … 1119 takes every digit, 0621 … 1111 not the 9.
+    ("oh, six twenty one 0 0 0 0000 0111111 9", "1119"),  # 6201 0000 0000 1111 119
+])
+def test_a_card_with_one_of_two_tens_words_split_is_still_a_card(said: str, last4: str) -> None:
+    assert redact(said).text.removeprefix("oh, ") == f"[card ending {last4}]"
+
+
+@pytest.mark.parametrize("said", [
+    "the bank account is one twenty one 0 0 thanks",  # 120100: read as 21, five digits and no account
+    "routing number 021000021, account number one twenty one 0 0",
+    "account number twenty one twenty one",  # 201201: two "twenty one"s, each a digit longer
+])
+def test_a_spoken_account_number_a_digit_short_in_one_reading_is_still_removed(said: str) -> None:
+    # Found by the property tests: the bank check ran only on runs of six digits as first read.
+    result = redact(said)
+    assert SuppressedKind.BANK_ACCOUNT in result.kinds
+    assert "twenty" not in result.text

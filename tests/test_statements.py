@@ -3,16 +3,19 @@ raises SQLAlchemy's errors without the values, and leaves what it does not cover
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, bindparam, event, insert, update
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, OperationalError, StatementError
 from sqlmodel import Session, select
 
-from storage.db import session_scope
+from storage.db import make_engine, session_scope
+from storage.migrate import upgrade
 from storage.models import AuditEvent, Case, OutboxMessage
 from storage.statements import Written, write, write_in
 
@@ -59,6 +62,8 @@ def test_an_update_with_a_value_written_into_it_and_executemany(engine: Engine) 
                                                {"case": ids[1], "next_reminder_at": AT}])
         assert result.rowcount in (2, -1)
         assert write_in(session, statement, {"case": 999_999, "next_reminder_at": AT}).rowcount == 0
+        with pytest.raises((InvalidRequestError, StatementError), match="case"):
+            write_in(session, statement, {"next_reminder_at": AT})
     assert [_stored(engine, f"call_{n}")["state"] for n in range(3)] == ["dismissed", "dismissed", "new"]
     assert _stored(engine, "call_1")["next_reminder_at"] == AT and _stored(engine, "call_2")["next_reminder_at"] is None
 
@@ -120,3 +125,21 @@ def test_outbox_json_none_is_stored_as_sqlalchemy_stores_it(engine: Engine) -> N
         stored = dict(connection.execute(select(OUTBOX.c.dedup_key, OUTBOX.c.blocks.is_(None))).all())
         raw = dict(connection.exec_driver_sql("SELECT dedup_key, blocks FROM outbox").all())
     assert stored["fast"] == stored["core"] and raw["fast"] == raw["core"]
+
+
+def test_a_locked_database_at_begin_is_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    # The webhooks answer 503 for SQLAlchemy's errors: BEGIN IMMEDIATE, issued on the driver's own
+    # connection, must fail the same way when another process holds the write lock.
+    engine = make_engine(f"sqlite:///{tmp_path / 'locked.db'}")
+    upgrade(engine)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA busy_timeout=50"))
+    engine.dispose()
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"), session_scope(engine) as session:
+            write_in(session, insert(AUDIT), {"at": AT, "actor": "t", "action": "x", "outcome": "ok", "detail": {}})
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()

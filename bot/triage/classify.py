@@ -425,6 +425,8 @@ def _masked(text: scan.Text) -> bytes:
     """The text with redaction markers blanked to as many spaces as they have bytes, so "[redacted
     card_number]" cannot read as a payment term while evidence is still cut from the original text at
     the same offsets."""
+    if "[" not in text.text:
+        return text.data  # nothing to blank: the same bytes, not encoded a second time
     masked = scan.replace_brackets(text.text, lambda marker: " " * len(marker.encode("utf-8", "replace")))
     return masked.encode("utf-8", "replace")
 

@@ -60,8 +60,12 @@ _FALSE = frozenset({"no", "n", "false", "f", "0", "not_requested", "not_required
 # DialNexa and callers' own systems write ("****4242").
 # Both are blanked by hand-written scanners (_blank_markers) with the meaning of
 # `\[[^\[\]\n]{0,80}\]|[*xX•#]{4,}[\s-]?\d{0,4}`.
-_MASK_FLAG = "\x00"
-_MASK_TABLE = str.maketrans({**dict.fromkeys("*xX•#", _MASK_FLAG), _MASK_FLAG: "\x01"})
+# Mask characters are found in a flag copy of the text, one byte per character so offsets carry over:
+# the bullet (the one non-ASCII mask) becomes "*", every other non-ASCII character "?", then each mask a
+# NUL (and a NUL something else). str.translate would do it in one call, but at a fraction of the speed
+# once the text holds a single non-ASCII character, such as the " … " that replaced a marker.
+_MASK_BYTES = bytes.maketrans(b"*xX#\x00", b"\x00\x00\x00\x00\x01")
+_MASK_RUN = b"\x00" * 4
 _ASCII_SPACE = frozenset(" \t\n\r\f\v")
 _MARKERISH = scan.compile(r"[\[\]]|redact|\bending\b|[*•]{2,}|[xX]{4,}", ignore_case=True)
 
@@ -204,12 +208,16 @@ _FOLLOW_UP_CUE = scan.compile(
     r"deadline|promised?|will\s+(?:send|email|contact|call|confirm|update|resolve))\b",
     ignore_case=True,
 )
+# Words every match of a pattern holds one of (lower case), as with the `needs` of the patterns above: a
+# summary or sentence with none of them is passed over without a search.
+_FOLLOW_UP_WORDS = ("follow", "call", "get", "respond", "reply", "reach", "deadline", "promise", "will")
 _CALLBACK = scan.compile(
     r"\b(?:request(?:s|ed)?|expect(?:s|ed|ing)?|want(?:s|ed)?|asked\s+for|needs?|promised)\s+(?:a\s+)?"
     r"call[\s-]?back\b|\b(?:call|ring)\s+(?:me|them|him|her|the\s+caller|the\s+customer)\s+back\b"
     r"|\bpromised\s+to\s+call\b",
     ignore_case=True,
 )
+_CALLBACK_WORDS = ("call", "ring")
 _PAYMENT_STATUS = scan.compile(
     r"\b(?:payment|charge|renewal|transaction)\s+(?:is\s+|was\s+|has\s+been\s+|is\s+still\s+|shows\s+(?:as\s+)?)?"
     r"(declined|failed|pending|refunded|processing|succeeded|successful|cleared|posted|overdue|past\s+due)\b",
@@ -272,7 +280,7 @@ def extract(
         deadline = _deadline_in_summary(summary_text, now)
 
     callback = pick("callback_expected", _bool)
-    if callback is None and summary_text and _CALLBACK.search(summary_text):
+    if callback is None and _mentions(summary_text, _CALLBACK_WORDS) and _CALLBACK.search(summary_text):
         callback = True
 
     claim = pick("caller_claim", _text)
@@ -602,16 +610,15 @@ def _blank_markers(text: str) -> str:
 
 def _blank_masks(text: str) -> str:
     """Runs of four or more mask characters, with an optional separator and up to four digits after."""
-    flagged = text.translate(_MASK_TABLE)
-    run = _MASK_FLAG * 4
-    pos = flagged.find(run)
+    flagged = text.replace("•", "*").encode("ascii", "replace").translate(_MASK_BYTES)
+    pos = flagged.find(_MASK_RUN)
     if pos == -1:
         return text
     out: list[str] = []
     done = 0
     while pos != -1:
         end = pos + 4
-        while end < len(flagged) and flagged[end] == _MASK_FLAG:
+        while end < len(flagged) and flagged[end] == 0:
             end += 1
         if end < len(text) and (text[end] == "-" or text[end] in _ASCII_SPACE):
             end += 1
@@ -622,7 +629,7 @@ def _blank_masks(text: str) -> str:
         out.append(text[done:pos])
         out.append(" … ")
         done = end
-        pos = flagged.find(run, end)
+        pos = flagged.find(_MASK_RUN, end)
     out.append(text[done:])
     return "".join(out)
 
@@ -737,6 +744,12 @@ def _sentences(text: str) -> Iterator[str]:
         yield text[start:end]
         start = found.end()
     yield text[start:]
+
+
+def _mentions(text: str, words: tuple[str, ...]) -> bool:
+    """scan.Text.mentions for a text searched only once or twice: whether any of the words occurs in it."""
+    folded = text.casefold()
+    return any(map(folded.__contains__, words))
 
 
 def _is_letter(char: str) -> bool:
@@ -930,8 +943,11 @@ def _timestamp(value: object) -> datetime | None:
 
 
 def _deadline_in_summary(summary: str, now: datetime) -> datetime | None:
-    for sentence in _sentences(summary[:SUMMARY_DEADLINE_SCAN]):
-        if not _FOLLOW_UP_CUE.search(sentence):
+    scanned = summary[:SUMMARY_DEADLINE_SCAN]
+    if not _mentions(scanned, _FOLLOW_UP_WORDS):
+        return None
+    for sentence in _sentences(scanned):
+        if not (_mentions(sentence, _FOLLOW_UP_WORDS) and _FOLLOW_UP_CUE.search(sentence)):
             continue
         moment = _relative(sentence, now)
         if moment is None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from heapq import merge
-from itertools import accumulate, compress, count
+from itertools import accumulate, combinations, compress, count
 from operator import and_, attrgetter, itemgetter, not_, or_, sub
 from typing import Any
 from urllib.parse import unquote_plus
@@ -1122,18 +1122,39 @@ def _keyword_kind(
 
 
 _MAX_SPLIT_READINGS = 12
+# Up to this many "twenty one"s in a run, every combination of them is read (at most 7 readings); beyond
+# it, each one alone and then the first n together (at most 23), so the readings per run stay bounded.
+_ALL_SPLITS_UP_TO = 3
 
 
 def _split_readings(run: _Run) -> Iterator[_Run]:
-    """The run as the speaker may also have meant it: "twenty one" said for 2, 0, 1 rather than 21 (one
-    such pair more at a time, at most 12; each token keeps its place in the text), so a spoken card or ID
-    is not kept because one reading of it has a digit too few."""
-    toks = list(run.toks)
-    pairs = [i for i, t in enumerate(toks) if t[3] and len(t[2]) == 2 and t[2][0] in "23456789" and t[2][1] != "0"]
-    for i in pairs[:_MAX_SPLIT_READINGS]:
-        start, end, value, spoken = toks[i]
-        toks[i] = (start, end, value[0] + "0" + value[1], spoken)
-        yield _Run(list(toks), run.seps)
+    """The run as the speaker may also have meant it: "twenty one" said for 2, 0, 1 rather than 21, so a
+    spoken card or ID is not kept because one reading of it has a digit too few. Each token keeps its
+    place in the text; readings with fewer such splits come first ("fifty one ... twenty one" is read
+    with only the second split before both)."""
+    pairs = _split_pairs(run)
+    if len(pairs) <= _ALL_SPLITS_UP_TO:
+        chosen = [c for size in range(1, len(pairs) + 1) for c in combinations(pairs, size)]
+    else:
+        chosen = [(i,) for i in pairs] + [tuple(pairs[:size]) for size in range(2, len(pairs) + 1)]
+    for split in chosen:
+        toks = list(run.toks)
+        for i in split:
+            start, end, value, spoken = toks[i]
+            toks[i] = (start, end, value[0] + "0" + value[1], spoken)
+        yield _Run(toks, run.seps)
+
+
+def _taken(run: _Run, windows: list[tuple[int, int]]) -> tuple[int, int]:
+    """How much of the run the windows take: tokens, then digits ("oh" read as a zero is a token too)."""
+    toks = run.toks
+    return sum(j - i + 1 for i, j in windows), sum(len(t[2]) for i, j in windows for t in toks[i : j + 1])
+
+
+def _split_pairs(run: _Run) -> list[int]:
+    """The tokens `_split_readings` may read one digit longer: a spoken "twenty one" (at most 12)."""
+    pairs = [i for i, t in enumerate(run.toks) if t[3] and len(t[2]) == 2 and t[2][0] in "23456789" and t[2][1] != "0"]
+    return pairs[:_MAX_SPLIT_READINGS]
 
 
 def _readings(run: _Run, digits: str) -> Iterator[str]:
@@ -1517,7 +1538,9 @@ class _Redactor:
                 self._run(_Run(toks[used:], run.seps[used:]))
             return
         if (
-            len(digits) >= 6
+            # A bank or tax ID is six digits or more in some reading: "one twenty one 0 0" is 12100 or
+            # 120100 (a reading is one digit longer per split; all of them split is the longest).
+            (len(digits) >= 6 or len(digits) + len(_split_pairs(run)) >= 6)
             and self.kw.bank_near(run.start, run.end, after=True)
             and not _is_date(run)
             and not self._labelled_reference(run.start)
@@ -1534,16 +1557,22 @@ class _Redactor:
                 self._settle(run.end, bank=kind is SuppressedKind.BANK_ACCOUNT)
                 return
         # The calls below are skipped where they cannot answer: most runs in a long text are none of these.
-        windows = _card_windows(run, digits) if len(digits) >= 13 else None
-        if windows:
-            self._cards(run, windows)
-            return
-        if len(digits) >= 12:  # a "twenty one" read as 2, 0, 1 adds a digit
+        windows = _card_windows(run, digits) if len(digits) >= 13 else []
+        best = (run, windows) if windows else None
+        most = _taken(run, windows)
+        if len(digits) >= 12 and most[0] < len(toks):  # a "twenty one" read as 2, 0, 1 adds a digit
+            # The reading whose cards take in the most of what was said: a shorter card that one reading
+            # happens to make valid, with the rest left over in the clear or as a "security code", is
+            # the wrong one ("six twenty one 1 8 0000…" is 6201 18…, not 6211 8… from the 8 on). A run
+            # fully taken is read no other way: the readings are only tried for what is left over.
             for other in _split_readings(run):
                 windows = _card_windows(other, other.digits)
-                if windows:
-                    self._cards(other, windows)
-                    return
+                taken = _taken(other, windows)
+                if taken > most:
+                    best, most = (other, windows), taken
+        if best is not None:
+            self._cards(*best)
+            return
         if self.flow.cardish or self.card_words:
             detail = self._card_detail_kind(run, digits)
             if detail is not None:

@@ -12,6 +12,7 @@ the texts triage reads are normalised first (NFKC, ASCII digits), which is what 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import re2
@@ -67,17 +68,23 @@ def finditer(pattern: Any, text: Text) -> Iterator[Any]:
 
 
 def group(found: Any, index: int | str = 1) -> str | None:
-    raw = found.group(index)
+    raw = found.group(_index(found.re, index) if isinstance(index, str) else index)
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
 def start(found: Any, name: str) -> int:
     """re2's Match.start takes only group numbers."""
-    return int(found.start(found.re.groupindex[name]))
+    return int(found.start(_index(found.re, name)))
 
 
 def end(found: Any, name: str) -> int:
-    return int(found.end(found.re.groupindex[name]))
+    return int(found.end(_index(found.re, name)))
+
+
+@lru_cache(maxsize=256)
+def _index(pattern: Any, name: str) -> int:
+    # re2 rebuilds (and decodes) its whole table of names on every lookup by name.
+    return int(pattern.groupindex[name])
 
 
 def replace_brackets(text: str, replacement: str | Callable[[str], str], limit: int = BRACKET_LIMIT) -> str:

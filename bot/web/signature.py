@@ -54,7 +54,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes], no
         message = body
         offered = _candidates(signature, ("sha256=",))
     for secret in secrets:
-        expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
+        expected = hmac.digest(secret, message, "sha256").hex()
         # Every candidate is compared against every secret so timing does not reveal which matched.
         if any(hmac.compare_digest(expected, value) for value in offered):
             return
