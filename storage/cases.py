@@ -12,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
 from storage.models import Case, utcnow
-from storage.statements import write, write_in
+from storage.statements import read_first, write, write_in
 
 
 @cache
@@ -64,8 +64,8 @@ def lock_existing(session: Session, call_id: str) -> Case | None:
     Read with a Core statement and attached the way the ORM attaches a loaded row (`_attach`): the
     ORM's query machinery cost more than the read itself, which runs for every delivery.
     """
-    row = session.connection().execute(_lock_statement(session.get_bind().dialect.name), {"call": call_id}).first()
-    return None if row is None else _attach(session, dict(row._mapping))
+    row = read_first(session.connection(), _lock_statement(session.get_bind().dialect.name), {"call": call_id})
+    return None if row is None else _attach(session, row)
 
 
 @cache

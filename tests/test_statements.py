@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from storage.db import make_engine, session_scope
 from storage.migrate import upgrade
 from storage.models import AuditEvent, Case, OutboxMessage
-from storage.statements import Written, write, write_in
+from storage.statements import Written, read_first, write, write_in
 
 CASES = Case.__table__  # type: ignore[attr-defined]
 AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -143,3 +143,20 @@ def test_a_locked_database_at_begin_is_sqlalchemys_operational_error(tmp_path: P
         holder.rollback()
         holder.close()
         engine.dispose()
+
+
+def test_a_read_returns_what_sqlalchemy_returns(engine: Engine) -> None:
+    from storage.cases import _lock_statement
+
+    with session_scope(engine) as session:
+        write_in(session, insert(CASES), _row("call_read"))
+        statement = _lock_statement(engine.dialect.name)
+        fast = read_first(session.connection(), statement, {"call": "call_read"})
+        core = session.connection().execute(statement, {"call": "call_read"}).first()
+        assert core is not None and fast == dict(core._mapping)
+        assert fast["amount"] == Decimal("1234.50") and fast["created_at"] == AT and fast["is_vip"] is True
+        assert fast["escalation_reasons"] == ["vip", "deadline ≤ 24h"]
+        assert read_first(session.connection(), statement, {"call": "call_none"}) is None
+        # A bound value that needs converting (a UTC time) is converted as SQLAlchemy converts it.
+        since = select(CASES.c.call_id).where(CASES.c.created_at == bindparam("at"))
+        assert read_first(session.connection(), since, {"at": AT}) == {"call_id": "call_read"}
