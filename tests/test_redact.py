@@ -889,3 +889,23 @@ def test_a_spoken_account_number_a_digit_short_in_one_reading_is_still_removed(s
     result = redact(said)
     assert SuppressedKind.BANK_ACCOUNT in result.kinds
     assert "twenty" not in result.text
+
+
+@pytest.mark.parametrize("text", [
+    # Found by the property tests: read across the list, "468 2855 459 468" is a valid 13-digit Visa.
+    "INV-1 and $0.00 and (201) 468-2855, (459) 468-0000.",
+    "201-468-2855, 459-468-0000",
+    "201-468-2855 459-468-0000",
+    "call (201) 468-2855 or (459)468-0000",
+])
+def test_a_list_of_phone_numbers_is_not_read_as_a_card(text: str) -> None:
+    assert redact(text) == Redacted(text, frozenset())
+
+
+@pytest.mark.parametrize("text", [
+    "(201) 468-2855 4242 4242 4242 4242",  # a card beside a phone number is still a card
+    "4242-4242-4242-4242",
+    "378-282-2463-10005",  # an Amex whose first group happens to have three digits
+])
+def test_a_card_beside_or_shaped_near_a_phone_is_still_a_card(text: str) -> None:
+    assert SuppressedKind.CARD_NUMBER in redact(text).kinds

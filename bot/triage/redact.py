@@ -1044,6 +1044,7 @@ def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
     spoken_digits = [0, *accumulate(len(t[2]) if t[3] else 0 for t in toks)]
     even_end, odd_end = _Luhn(digits).sums
     candidates: dict[int, list[tuple[int, int]]] = {}
+    phones: list[int] | None = None
     for i in range(m):
         a = offsets[i]
         # Only windows ending 13-19 digits after this start can be cards; jump straight to them.
@@ -1063,6 +1064,10 @@ def _card_windows(run: _Run, digits: str) -> list[tuple[int, int]]:
             spoken = spoken_digits[j + 1] - spoken_digits[i]
             if 0 < spoken < 4:
                 continue
+            if phones is None:
+                phones = _run_phones(run)
+            if phones and bisect_left(phones, i - 2) < bisect_right(phones, j):
+                continue  # takes in a phone number, or part of one: "201-468-2855 459-468-0000"
             score = length * 100 + (10 if _branded(number) else 0)
             candidates.setdefault(i, []).append((j, score))
     return _best_windows(candidates)
@@ -1225,6 +1230,7 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
     fenced = _overlapping(starts, ends, blocked)
     dates: set[int] | None = None
     date_starts: list[int] = []
+    phones: list[int] | None = None
     candidates: dict[int, list[tuple[int, int]]] = {}
     claimed: dict[tuple[int, int], bool] = {}
     # Every window must fit a brand, and its first four digits say which lengths can: only groups that
@@ -1268,10 +1274,50 @@ def _cards_in_chain(proj: bytes, chain: _Chain, blocked: list[tuple[int, int]]) 
                 date_starts = sorted(dates)
             if dates and _crosses_sorted(date_starts, i, j):
                 continue
+            if phones is None:
+                phones = _chain_phones(proj, chain)
+            if phones and bisect_left(phones, i - 2) < bisect_right(phones, j):
+                continue  # takes in a phone number, or part of one: "(201) 468-2855, (459) 468-0000"
             claimed[(i, j)] = needs_brand or _glued_edge(proj, ends[j], 0)
             # At equal length a window written as cards are written wins: the run pass reads it the same.
             candidates.setdefault(i, []).append((j, 10 * length + (0 if claimed[(i, j)] else 1)))
     return [(i, j, claimed[(i, j)]) for i, j in _best_windows(candidates)]
+
+
+_PHONE_AREA_GAPS = frozenset({b") ", b")", b")-", b") -"})
+
+
+def _chain_phones(proj: bytes, chain: _Chain) -> list[int]:
+    """Group indexes (ascending) where a North American phone number written as one starts: "(201)
+    468-2855" or "201-468-2855", 3, 3 and 4 digits, not joined by a dash to more digits. No card is
+    written in that shape; a list of such numbers must not be read across as a card."""
+    starts, ends, seps = chain.starts, chain.ends, chain.seps
+    found: list[int] = []
+    for k in range(len(starts) - 2):
+        if ends[k] - starts[k] != 3 or ends[k + 1] - starts[k + 1] != 3 or ends[k + 2] - starts[k + 2] != 4:
+            continue
+        if seps[k + 1] != b"-" or (k + 2 < len(seps) and seps[k + 2].startswith(b"-")):
+            continue
+        dashed = seps[k] == b"-" and (k == 0 or not seps[k - 1].endswith(b"-"))
+        parenthesised = seps[k] in _PHONE_AREA_GAPS and _at(proj, starts[k] - 1) == 40  # "("
+        if dashed or parenthesised:
+            found.append(k)
+    return found
+
+
+def _run_phones(run: _Run) -> list[int]:
+    """_chain_phones for a run: written "201-468-2855" (a run holds no parentheses)."""
+    toks, seps = run.toks, run.seps
+    found: list[int] = []
+    for k in range(len(toks) - 2):
+        if any(t[3] for t in toks[k : k + 3]) or [len(t[2]) for t in toks[k : k + 3]] != [3, 3, 4]:
+            continue
+        if seps[k] != b"-" or seps[k + 1] != b"-" or (k > 0 and seps[k - 1] == b"-"):
+            continue
+        if k + 2 < len(seps) and seps[k + 2] == b"-":
+            continue
+        found.append(k)
+    return found
 
 
 def _overlapping(starts: list[int], ends: list[int], spans: list[tuple[int, int]]) -> list[bool]:
