@@ -33,9 +33,12 @@ from storage.db import make_engine
 
 log = logging.getLogger(__name__)
 
-# Writers queue for a thread rather than inside SQLite's busy handler, which sleeps up to 100 ms and
-# is unfair; on PostgreSQL a few concurrent writers are plenty for one process.
-INGEST_THREADS = 4
+# Writers queue for a thread, in order, rather than inside SQLite's busy handler, which sleeps up to 100
+# ms and is unfair: on SQLite one thread, since one writer holds the database at a time anyway (with four,
+# 16 deliveries in flight saw a p99 of ~240 ms and single waits of 0.7-2 s; with one, ~100 ms and ~110 ms
+# at the same CPU per delivery, bench.ingest). On PostgreSQL, whose locks are per row, four.
+INGEST_THREADS = {"sqlite": 1}
+INGEST_THREADS_DEFAULT = 4
 # Triage of a large body can take a second of CPU, most of it Python holding the GIL. In a thread of
 # this process, every other thread (the event loop, ordinary ingests holding SQLite's write lock,
 # Slack acks) would wait up to the GIL switch interval each time it wants the GIL back: with 1 MiB
@@ -115,10 +118,11 @@ class LargeBodyWorker:
 
 
 def dialnexa_endpoint(runtime: Runtime, large: LargeBodyWorker) -> Callable[[Request], object]:
-    # The endpoint's own threads, INGEST_THREADS at most, deliveries queueing for them in order: a hop
+    # The endpoint's own threads (INGEST_THREADS), deliveries queueing for them in order: a hop
     # through asyncio's executor costs about half of what anyio's to_thread (limiter, cancel scope) does
     # on every delivery. The threads exit with the app (when it is collected) or the interpreter.
-    threads = ThreadPoolExecutor(INGEST_THREADS, thread_name_prefix="dialnexa-ingest")
+    size = INGEST_THREADS.get(runtime.engine.dialect.name, INGEST_THREADS_DEFAULT)
+    threads = ThreadPoolExecutor(size, thread_name_prefix="dialnexa-ingest")
 
     async def store(raw: bytes) -> IngestResult:
         if len(raw) > LARGE_BODY_BYTES:
