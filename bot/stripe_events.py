@@ -15,7 +15,8 @@ transaction opens: no database lock is held across a network call.
   same charge joined; the evidence deadline is the follow-up deadline (reminders chase it, routing pages
   the escalation channel once); won or lost closes it.
 - `invoice.payment_failed`: a `failed_renewal` case keyed `stripe:invoice:<in_…>`, or the customer's open
-  failed-renewal case updated, as MoonClerk's failed payments are.
+  failed-renewal case updated, as MoonClerk's failed payments are. `invoice.paid`: the open failed-renewal
+  case of that invoice (its own, or the one carrying its number) is done.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ REFUND_EVENTS: Final = frozenset({"charge.refunded", "refund.created", "refund.u
 # Funds withdrawn or reinstated are updates of the dispute like any other: its state is fetched anyway.
 DISPUTE_EVENTS: Final = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
                                    "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"})
-INVOICE_EVENTS: Final = frozenset({"invoice.payment_failed"})
+INVOICE_EVENTS: Final = frozenset({"invoice.payment_failed", "invoice.paid"})
 HANDLED: Final = REFUND_EVENTS | DISPUTE_EVENTS | INVOICE_EVENTS
 
 # A dispute's Stripe status: waiting for evidence, evidence under review, or decided. `warning_*` are
@@ -110,6 +111,7 @@ REASON_WORDS: Final[Mapping[str, str]] = {
 # bot.decisions.Resolution.OTHER (decisions sits above this layer): a dispute's outcome is none of the
 # modal's choices, so the note says which.
 RESOLUTION_OTHER: Final = "other"
+RESOLUTION_PAYMENT_UPDATED: Final = "payment_updated"  # bot.decisions.Resolution.PAYMENT_UPDATED
 _WEBHOOK_REASON: Final = "Stripe webhook, confirmed by fetching the {what}"
 
 Apply = Callable[[Session], str]
@@ -136,7 +138,7 @@ def handle_event(engine: Engine, stripe: StripeClient, policy: Policy, event: We
     elif event.type in DISPUTE_EVENTS:
         apply = _fetch_dispute(stripe, policy, object_id, now)
     else:
-        apply = _fetch_invoice(engine, stripe, policy, object_id, now)
+        apply = _fetch_invoice(engine, stripe, policy, object_id, now, paid=event.type == "invoice.paid")
     with session_scope(engine) as session:
         if not _claim(session, event, now):
             return "duplicate: this event was already processed"
@@ -476,7 +478,8 @@ def invoice_key(invoice_id: str) -> str:
     return f"stripe:invoice:{invoice_id}"
 
 
-def _fetch_invoice(engine: Engine, stripe: StripeClient, policy: Policy, invoice_id: str, now: datetime) -> Apply:
+def _fetch_invoice(engine: Engine, stripe: StripeClient, policy: Policy, invoice_id: str, now: datetime, *,
+                   paid: bool = False) -> Apply:
     try:
         invoice = stripe.get_invoice(invoice_id)
     except NotFound:
@@ -487,7 +490,36 @@ def _fetch_invoice(engine: Engine, stripe: StripeClient, policy: Policy, invoice
         customer = _maybe(lambda: stripe.get_customer(str(invoice.customer)))
         moonclerk_ids = moonclerk_customers(engine, str(invoice.customer))
     found = FetchedInvoice(invoice, customer if customer is None or not customer.deleted else None, moonclerk_ids)
+    if paid:
+        return lambda session: record_invoice_paid(session, found, now)
     return lambda session: record_invoice_failure(session, policy, found, now)
+
+
+def record_invoice_paid(session: Session, found: FetchedInvoice, now: datetime) -> str:
+    """The open failed-renewal case of this invoice is done once Stripe says the invoice is paid."""
+    invoice = found.invoice
+    if invoice.status != "paid" or invoice.amount_paid < invoice.amount_due:
+        return f"ignored: invoice {invoice.id} is {invoice.status or 'without a status'} now, not paid"
+    numbers = sorted({invoice.id, *([invoice.number] if invoice.number else [])})
+    case = session.exec(
+        select(Case).where(or_(col(Case.call_id) == invoice_key(invoice.id), col(Case.invoice_number).in_(numbers)),
+                           Case.kind == "failed_renewal", col(Case.state).in_(sorted(OPEN_STATES)))
+        .order_by(col(Case.id).desc()).with_for_update().execution_options(populate_existing=True)
+    ).first()
+    if case is None:
+        return f"ignored: no open failed-renewal case for invoice {invoice.id}"
+    paid = money(invoice.amount_paid, invoice.currency.upper())
+    number = invoice.number or invoice.id
+    case.payment_status = "paid"
+    case.resolution, case.resolution_reference = RESOLUTION_PAYMENT_UPDATED, invoice.id[:200]
+    case.resolution_note = f"Stripe invoice {number[:200]} paid ({paid})"
+    lifecycle.transition(
+        session, case, CaseState.DONE, by=ACTOR, now=now, close_reason="resolved",
+        event=Event("stripe_invoice.paid", outcome="paid", record=f"Stripe invoice {number}", target="stripe",
+                    reason=_WEBHOOK_REASON.format(what="invoice"), detail=_invoice_detail(found)),
+        reply=Reply(f"stripe-invoice:{invoice.id}:paid",
+                    f"✅ Stripe reports invoice {code(number, 80)} paid ({paid}). The case is closed."))
+    return f"closed case {case.call_id}: invoice paid"
 
 
 def moonclerk_customers(engine: Engine, stripe_customer: str) -> tuple[int, ...]:

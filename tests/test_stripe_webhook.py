@@ -26,6 +26,7 @@ from sqlmodel import Session, col, func, select
 import storage.reminders  # noqa: F401  (registers the reminders table on SQLModel.metadata)
 from bot.actions import ledger
 from bot.actions.refund_events import follow_refund
+from bot.decisions import Resolution
 from bot.lookup import directory
 from bot.lookup.review import match_case
 from bot.reminders.rows import FireSettings
@@ -33,7 +34,7 @@ from bot.reminders.scheduler import ReminderScheduler
 from bot.runtime import Runtime
 from bot.standins import MoonClerkStandIn
 from bot.standins.stripe import API_KEY, StripeStandIn
-from bot.stripe_events import FetchedDispute, record_dispute
+from bot.stripe_events import RESOLUTION_PAYMENT_UPDATED, FetchedDispute, record_dispute
 from providers.moonclerk import Customer as MoonClerkCustomer
 from providers.moonclerk import MoonClerkClient
 from providers.stripe import Dispute, Refund, StripeClient
@@ -599,6 +600,34 @@ def test_a_failed_invoice_payment_creates_then_updates_one_case(server: LiveServ
                            number=invoice["number"])
     assert ok(send(server, stripe_api, stripe_api.event("invoice.payment_failed", second))).startswith(
         f"ignored: invoice {invoice['id']} is paid now")
+
+
+def test_a_paid_invoice_closes_its_failed_renewal_case(server: LiveServer, stripe_api: StripeStandIn) -> None:
+    # stripe_events sits below bot.decisions, so it names the resolution by its stored value.
+    assert Resolution.PAYMENT_UPDATED.value == RESOLUTION_PAYMENT_UPDATED
+    engine = server.runtime.engine
+    customer = stripe_api.add_customer(email="pat@example.com", name="Pat Paid")
+    invoice = stripe_api.add_invoice(customer["id"], amount_minor=4200, attempt_count=1)
+    key = f"stripe:invoice:{invoice['id']}"
+    # Still open: "paid" is not believed from the event, only from Stripe's own answer.
+    assert ok(send(server, stripe_api, stripe_api.event("invoice.paid", invoice))) == \
+        f"ignored: invoice {invoice['id']} is open now, not paid"
+    assert ok(send(server, stripe_api, stripe_api.event("invoice.payment_failed", invoice))) == f"created case {key}"
+
+    paid = stripe_api.add_invoice(customer["id"], status="paid", amount_minor=4200, id=invoice["id"],
+                                  number=invoice["number"])
+    assert ok(send(server, stripe_api, stripe_api.event("invoice.paid", paid))) == f"closed case {key}: invoice paid"
+    case = case_by_key(engine, key)
+    assert (case.state, case.state_by, case.payment_status) == ("done", "stripe", "paid")
+    assert (case.resolution, case.resolution_reference) == ("payment_updated", invoice["id"])
+    assert case.next_reminder_at is None
+    [closed] = [e for e in audit(engine, case.id) if e.action == "stripe_invoice.paid"]
+    assert (closed.actor, closed.outcome, closed.target) == ("stripe", "paid", "stripe")
+    replies = [(t.text or "").replace("$", "") for t in threads(engine, case.id)]
+    assert any("paid (42.00 USD). The case is closed." in text for text in replies)
+    # Another delivery of the news (a new event ID) finds nothing open to close.
+    assert ok(send(server, stripe_api, stripe_api.event("invoice.paid", paid))) == \
+        f"ignored: no open failed-renewal case for invoice {invoice['id']}"
 
 
 def test_a_failed_invoice_joins_the_moonclerk_customers_open_case(server: LiveServer,
