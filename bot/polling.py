@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import uuid
+from abc import ABC, abstractmethod
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class PollingWorker:
+class PollingWorker(ABC):
     """Subclasses give `run_once` (how many rows it handled) and may add `after_pass`."""
 
     thread_name = "worker"
@@ -29,10 +30,11 @@ class PollingWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def run_once(self) -> int:
-        raise NotImplementedError
+        """One pass: how many rows it handled (0 means wait before the next)."""
 
-    def after_pass(self) -> None:
+    def after_pass(self) -> None:  # noqa: B027 - an optional hook, not every worker has periodic work
         """Periodic work beside the passes; its failure is logged and retried like theirs."""
 
     def _start_thread(self) -> None:

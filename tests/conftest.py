@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,10 @@ def _postgres_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'finance-desk.db'}"
-        return
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on TEST_DATABASE_URL's server, dropped afterwards; the
+    test is skipped without that server (failed under TEST_REQUIRE_POSTGRES=1)."""
     base = _postgres_url()
     if not base:
         if os.environ.get("TEST_REQUIRE_POSTGRES") == "1":
@@ -68,6 +68,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'finance-desk.db'}"
+        return
+    with scratch_postgres() as url:
+        yield url
 
 
 @pytest.fixture

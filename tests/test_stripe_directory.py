@@ -4,9 +4,7 @@ Stripe-only customers, each confirmed by a direct read. Real HTTP to a module-sc
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,8 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, create_engine, delete, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, select
 from sqlmodel import Session, col
 
 from bot.lookup import directory
@@ -29,10 +26,10 @@ from bot.standins.stripe import API_KEY, StripeStandIn
 from bot.stripe_status import StripeStatusService
 from providers.moonclerk import MoonClerkClient
 from providers.stripe import StripeClient
-from storage.db import make_engine, normalise_url, session_scope
+from storage.db import make_engine, session_scope
 from storage.directory import DirectoryCustomer, DirectorySync
 from storage.migrate import upgrade
-from tests.conftest import make_settings
+from tests.conftest import make_settings, scratch_postgres
 from tests.waiting import until
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -58,25 +55,13 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield engine
         engine.dispose()
         return
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        if os.environ.get("TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail("TEST_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
-    url = make_url(normalise_url(base))
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"fd_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres() as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
