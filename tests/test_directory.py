@@ -3,7 +3,6 @@ matching through its indexes, confirmation by a direct read, and freshness."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from providers.moonclerk import MoonClerkClient
 from storage.directory import DirectoryCustomer
 from tests.cases import load
 from tests.cases import make_case as _make_case
+from tests.waiting import at_once
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 START = 1_000_000  # generated customers' first ID
@@ -136,19 +136,7 @@ def test_a_refresh_picks_up_changed_new_and_deleted_customers(engine: Engine, mo
 def test_two_processes_one_does_the_work(engine: Engine, moonclerk: MoonClerkStandIn) -> None:
     moonclerk.latency = 0.02
     clock = Clock()
-    reports: dict[str, Any] = {}
-    barrier = threading.Barrier(2)
-
-    def run(owner: str) -> None:
-        worker = syncer(engine, moonclerk, clock, owner=owner)
-        barrier.wait()
-        reports[owner] = worker.run()
-
-    threads = [threading.Thread(target=run, args=(owner,)) for owner in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    reports = at_once(lambda owner: syncer(engine, moonclerk, clock, owner=owner).run(), ("a", "b"))
     worked = [r for r in reports.values() if r.pages]
     assert len(worked) == 1 and worked[0].finished
     assert [r.skipped for r in reports.values() if not r.pages] == ["another process holds the lease"]

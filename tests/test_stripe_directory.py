@@ -4,7 +4,6 @@ Stripe-only customers, each confirmed by a direct read. Real HTTP to a module-sc
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from storage.db import make_engine, session_scope
 from storage.directory import DirectoryCustomer, DirectorySync
 from storage.migrate import upgrade
 from tests.conftest import make_settings, scratch_postgres
-from tests.waiting import until
+from tests.waiting import at_once, until
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LIST = "/v1/customers"
@@ -223,19 +222,7 @@ def test_two_syncers_one_does_the_work(engine: Engine, stripe: Seeded, client: S
     stripe.many(25)
     stripe.standin.delay(LIST, 0.02)
     clock = Clock()
-    reports: dict[str, Any] = {}
-    barrier = threading.Barrier(2)
-
-    def run(owner: str) -> None:
-        worker = syncer(engine, client, clock, owner=owner)
-        barrier.wait()
-        reports[owner] = worker.run()
-
-    threads = [threading.Thread(target=run, args=(owner,)) for owner in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    reports = at_once(lambda owner: syncer(engine, client, clock, owner=owner).run(), ("a", "b"))
     worked = [r for r in reports.values() if r.pages]
     assert len(worked) == 1 and worked[0].finished
     assert [r.skipped for r in reports.values() if not r.pages] == ["another process holds the lease"]

@@ -3,6 +3,7 @@ case often changes after the last request, so database state is polled briefly i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -20,3 +21,21 @@ def until(check: Callable[[], T | None], timeout: float = 10.0, what: str = "the
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met within {timeout:.0f} s")
         time.sleep(0.02)
+
+
+def at_once(work: Callable[[str], T], names: tuple[str, ...], timeout: float = 10.0) -> dict[str, T]:
+    """`work(name)` for each name in its own thread, all released together (as two processes racing for
+    one lease); their results by name."""
+    results: dict[str, T] = {}
+    barrier = threading.Barrier(len(names))
+
+    def run(name: str) -> None:
+        barrier.wait()
+        results[name] = work(name)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results
