@@ -170,13 +170,7 @@ def _serve_floor(port: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from slack_bolt import Ack, App
-    from slack_bolt.request import BoltRequest
     from slack_sdk import WebClient
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
     _exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -195,6 +189,19 @@ def _serve_floor(port: int) -> None:
     bolt.action(re.compile(".*"))(only_ack)
     bolt.view(re.compile(".*"))(only_ack)
 
+    serve_bolt(bolt, port)
+
+
+def serve_bolt(bolt: Any, port: int) -> None:
+    """A bare Bolt app at EVENTS_PATH (and /healthz) under uvicorn, as `finance-desk serve` runs its app:
+    the floor the benchmarks measure the real one against."""
+    from slack_bolt.request import BoltRequest
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
     async def events(request: Request) -> Response:
         raw = await request.body()
         bolt_request = BoltRequest(body=raw.decode("utf-8", errors="replace"), query=request.url.query,
@@ -207,7 +214,6 @@ def _serve_floor(port: int) -> None:
         return JSONResponse({"status": "ok"})
 
     app = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz)])
-    # As `finance-desk serve` runs its app.
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 

@@ -66,7 +66,7 @@ from sqlalchemy import Engine, delete, text
 from sqlmodel import Session, col
 
 from bench import EXAMPLE_POLICY, ROOT, percentile, summarize_ms
-from bench.actions import ServerProcess, slack_sign
+from bench.actions import EVENTS_PATH, ServerProcess, serve_bolt, slack_sign
 from bot.config import Settings
 from bot.lookup.customers import MoonClerkLookup
 from bot.lookup.directory import DirectorySyncer
@@ -88,7 +88,6 @@ LASTS = ("Abbott", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughe
 LOOKER = "U0FINANCE1"  # an approver in policy.example.toml, so /finance answers
 CHANNEL = "C0FINANCE"
 SIGNING_SECRET = "bench-lookup-signing-secret"
-EVENTS_PATH = "/slack/events"
 LOOKING_UP = "Looking up in MoonClerk"
 TARGET_P99_MS = 300.0  # issue 15: lookup p99 under 300 ms at 100,000 customers, cold or warm
 
@@ -157,15 +156,8 @@ def _serve_floor(port: int) -> None:
     uvicorn) whose /finance listener acks as the app does, then, off Bolt's threads, reads the customer
     by ID and its payments side by side with the app's MoonClerk client, and answers through
     response_url: no directory, no database, no Block Kit."""
-    import uvicorn
     from slack_bolt import Ack, App, Respond
-    from slack_bolt.request import BoltRequest
     from slack_sdk import WebClient
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
     from bench.actions import _exit_with_parent
 
@@ -191,19 +183,7 @@ def _serve_floor(port: int) -> None:
 
     bolt.command("/finance")(finance)
 
-    async def events(request: Request) -> Response:
-        raw = await request.body()
-        bolt_request = BoltRequest(body=raw.decode("utf-8", errors="replace"), query=request.url.query,
-                                   headers={key: [value] for key, value in request.headers.items()})
-        answered = await run_in_threadpool(bolt.dispatch, bolt_request)
-        return Response(content=answered.body, status_code=answered.status,
-                        headers={k: v[0] for k, v in answered.headers.items() if k.lower() != "content-length"})
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    app = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    serve_bolt(bolt, port)
 
 
 def slash_command(text_typed: str, response_url: str) -> str:
